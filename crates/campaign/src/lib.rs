@@ -1,0 +1,31 @@
+//! Campaign definitions: the YAML a marketer writes, turned into a validated [`Campaign`].
+//!
+//! This crate owns the campaign format of SPEC §3: parsing with positions, every validation
+//! rule, diagnostics that point at `file:line:col`, the JSON Schema, and the pure policy the
+//! engine applies to a campaign (conditions, durations, send windows, cron). It reads only the
+//! files it is given and knows nothing of databases, SMTP or the CLI.
+
+mod address;
+mod condition;
+mod decode;
+mod diagnostic;
+mod duration;
+mod load;
+mod model;
+mod schedule;
+pub mod schema;
+mod window;
+pub mod yaml;
+
+pub use address::{AddressError, Mailbox, check_address};
+pub use condition::{Condition, Facts, OPERATORS, Op};
+pub use decode::did_you_mean;
+pub use diagnostic::{Diagnostic, SourceFile, Span};
+pub use duration::{Delay, DelayError};
+pub use load::{CampaignFile, Loaded, campaign_files, load_paths, parse_campaign};
+pub use model::{
+    Action, Campaign, CampaignId, Reentry, SendAction, Status, Step, StepId, TemplateName,
+    Tracking, Trigger,
+};
+pub use schedule::Cron;
+pub use window::{Hours, SendWindow, WindowZone, parse_weekday};

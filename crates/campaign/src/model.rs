@@ -1,0 +1,296 @@
+//! The validated campaign: what the scheduler and the sender work from.
+//!
+//! Every value here has been checked by the loader; the newtypes carry that guarantee, so no
+//! later code re-checks an id, a template name, an address or a delay. The model is
+//! serializable because the store keeps a snapshot of every version that ran.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::{Condition, Cron, Delay, Mailbox, SendWindow};
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks and wraps a name.
+            pub fn new(s: impl Into<String>) -> Result<Self, String> {
+                let s = s.into();
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(&s).map(|()| Self(s))
+            }
+
+            /// The name as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+fn check_slug(what: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 100 {
+        return Err(format!("a {what} must have 1 to 100 characters"));
+    }
+    if !s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "`{s}` is not a valid {what}: use letters, digits, `-`, `_` and `.`, starting with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+name_type!(
+    /// A campaign's stable id (defaults to the file stem).
+    CampaignId,
+    "campaign id",
+    |s| check_slug("campaign id", s)
+);
+name_type!(
+    /// A step's id, unique within its campaign; enrollments point at it.
+    StepId,
+    "step id",
+    |s| check_slug("step id", s)
+);
+name_type!(
+    /// A template or layout name: a relative path without suffix, like `ebook/welcome`.
+    TemplateName,
+    "template name",
+    |s| {
+        if s.is_empty()
+            || s.starts_with('/')
+            || s.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        {
+            return Err(format!(
+                "`{s}` is not a template name: use a relative path such as `ebook/welcome`, without `..`"
+            ));
+        }
+        Ok(())
+    }
+);
+
+/// Whether a campaign runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Enrolls and sends.
+    #[default]
+    Active,
+    /// Holds every enrollment; enrolls and sends nothing.
+    Paused,
+    /// Not running yet; nothing happens.
+    Draft,
+}
+
+/// Open and click tracking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    /// Add an open pixel.
+    pub opens: bool,
+    /// Rewrite links through the click endpoint.
+    pub clicks: bool,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Self {
+            opens: true,
+            clicks: true,
+        }
+    }
+}
+
+/// What enrolls contacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// An event with this name, optionally filtered on its properties.
+    Event {
+        /// Event name, e.g. `lead.captured`.
+        name: String,
+        /// Filter on the event's properties.
+        when: Option<Condition>,
+    },
+    /// A cron schedule: at each firing, every matching contact is enrolled.
+    Schedule {
+        /// When it fires.
+        cron: Cron,
+        /// Whose clock the cron is read on.
+        timezone: Tz,
+    },
+}
+
+/// Whether a contact may enter the campaign again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reentry {
+    /// Once per contact, ever.
+    #[default]
+    Never,
+    /// Again once the previous enrollment has ended.
+    AfterExit,
+    /// Again this long after the previous enrollment ended.
+    After(Delay),
+}
+
+/// An email step's content and envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendAction {
+    /// The template (`templates/NAME.html.hbs`).
+    pub template: TemplateName,
+    /// Subject (a Handlebars string).
+    pub subject: String,
+    /// Hidden preview text (a Handlebars string).
+    pub preheader: Option<String>,
+    /// Overrides the campaign's From.
+    pub from: Option<Mailbox>,
+    /// Overrides the campaign's Reply-To.
+    pub reply_to: Option<Mailbox>,
+    /// Overrides the campaign's layout.
+    pub layout: Option<TemplateName>,
+}
+
+/// What a step does when it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Send an email.
+    Send(SendAction),
+    /// Add tags.
+    Tag(Vec<String>),
+    /// Remove tags.
+    Untag(Vec<String>),
+    /// Set attributes.
+    Set(BTreeMap<String, serde_json::Value>),
+    /// Continue at another step.
+    Goto(StepId),
+    /// Leave the campaign.
+    Exit,
+    /// Nothing: a pure wait.
+    Wait,
+}
+
+impl Action {
+    /// The YAML key of the action (`wait` for none).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Send(_) => "send",
+            Action::Tag(_) => "tag",
+            Action::Untag(_) => "untag",
+            Action::Set(_) => "set",
+            Action::Goto(_) => "goto",
+            Action::Exit => "exit",
+            Action::Wait => "wait",
+        }
+    }
+}
+
+/// One step of a sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Unique id.
+    pub id: StepId,
+    /// Wait before the step, measured from when the previous step ran.
+    pub after: Option<Delay>,
+    /// Skip the step when this is false.
+    pub when: Option<Condition>,
+    /// Overrides the campaign's send window.
+    pub send_window: Option<SendWindow>,
+    /// What the step does.
+    pub action: Action,
+}
+
+/// A validated campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    /// Stable id.
+    pub id: CampaignId,
+    /// Human name.
+    pub name: String,
+    /// Running, paused or draft.
+    pub status: Status,
+    /// Default From.
+    pub from: Option<Mailbox>,
+    /// Default Reply-To.
+    pub reply_to: Option<Mailbox>,
+    /// Default layout.
+    pub layout: Option<TemplateName>,
+    /// Open and click tracking.
+    pub tracking: Tracking,
+    /// What enrolls contacts.
+    pub trigger: Trigger,
+    /// Who may enter.
+    pub audience: Option<Condition>,
+    /// When a contact leaves early (checked before every step).
+    pub exit_when: Option<Condition>,
+    /// Whether a contact may enter again.
+    pub reentry: Reentry,
+    /// When email steps may be delivered.
+    pub send_window: Option<SendWindow>,
+    /// The sequence, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Campaign {
+    /// The index of a step by id.
+    pub fn step_index(&self, id: &StepId) -> Option<usize> {
+        self.steps.iter().position(|s| &s.id == id)
+    }
+
+    /// The send window that applies to a step.
+    pub fn window_for<'a>(&'a self, step: &'a Step) -> Option<&'a SendWindow> {
+        step.send_window.as_ref().or(self.send_window.as_ref())
+    }
+
+    /// The From of a send step (the step's own, else the campaign's).
+    pub fn from_for<'a>(&'a self, send: &'a SendAction) -> Option<&'a Mailbox> {
+        send.from.as_ref().or(self.from.as_ref())
+    }
+
+    /// The Reply-To of a send step.
+    pub fn reply_to_for<'a>(&'a self, send: &'a SendAction) -> Option<&'a Mailbox> {
+        send.reply_to.as_ref().or(self.reply_to.as_ref())
+    }
+
+    /// The layout of a send step.
+    pub fn layout_for<'a>(&'a self, send: &'a SendAction) -> Option<&'a TemplateName> {
+        send.layout.as_ref().or(self.layout.as_ref())
+    }
+}

@@ -1,0 +1,163 @@
+//! Configuration (SPEC §2): defaults, then `nurture.toml` (or `--config`/`NURTURE_CONFIG`),
+//! then `NURTURE_*` variables, then flags. Secrets are wrapped so they never print.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::cli::Global;
+use crate::exit::invalid;
+
+/// A value that must never appear in logs or errors.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(#[allow(dead_code)] String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    #[allow(dead_code)]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The file's shape; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<Secret>,
+    campaigns_dir: Option<PathBuf>,
+    templates_dir: Option<PathBuf>,
+    smtp_url: Option<Secret>,
+    outbox_dir: Option<PathBuf>,
+    base_url: Option<String>,
+    listen: Option<String>,
+    secret: Option<Secret>,
+    api_key: Option<Secret>,
+    default_timezone: Option<String>,
+    rate_per_second: Option<u32>,
+    postal_address: Option<String>,
+    dkim_domain: Option<String>,
+    dkim_selector: Option<String>,
+    dkim_private_key: Option<Secret>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // keys are used as the commands that need them land
+pub struct Config {
+    pub database_url: Secret,
+    pub campaigns_dir: PathBuf,
+    pub templates_dir: PathBuf,
+    pub smtp_url: Option<Secret>,
+    pub outbox_dir: PathBuf,
+    pub base_url: String,
+    pub listen: String,
+    pub secret: Option<Secret>,
+    pub api_key: Option<Secret>,
+    pub default_timezone: chrono_tz::Tz,
+    pub rate_per_second: u32,
+    pub postal_address: Option<String>,
+    pub dkim_domain: Option<String>,
+    pub dkim_selector: Option<String>,
+    pub dkim_private_key: Option<Secret>,
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Resolves the configuration for a command.
+    pub fn load(global: &Global) -> anyhow::Result<Self> {
+        let file = match &global.config {
+            Some(path) => read_file(path)?,
+            None if Path::new("nurture.toml").exists() => read_file(Path::new("nurture.toml"))?,
+            None => FileConfig::default(),
+        };
+        let pick_secret = |flag: Option<&String>, var: &str, file: Option<Secret>| {
+            flag.cloned().or_else(|| env(var)).map(Secret).or(file)
+        };
+        let pick_path =
+            |flag: Option<&PathBuf>, var: &str, file: Option<PathBuf>, default: &str| {
+                flag.cloned()
+                    .or_else(|| env(var).map(PathBuf::from))
+                    .or(file)
+                    .unwrap_or_else(|| PathBuf::from(default))
+            };
+        let pick = |var: &str, file: Option<String>| env(var).or(file);
+
+        let tz_name =
+            pick("NURTURE_DEFAULT_TIMEZONE", file.default_timezone).unwrap_or_else(|| "UTC".into());
+        let default_timezone = tz_name.parse::<chrono_tz::Tz>().map_err(|_| {
+            invalid(format!(
+                "default_timezone `{tz_name}` is not an IANA time zone name"
+            ))
+        })?;
+        let rate_per_second = match env("NURTURE_RATE_PER_SECOND") {
+            Some(v) => v.parse::<u32>().ok().filter(|r| *r > 0).ok_or_else(|| {
+                invalid(format!(
+                    "NURTURE_RATE_PER_SECOND must be a positive whole number, not `{v}`"
+                ))
+            })?,
+            None => file.rate_per_second.unwrap_or(100),
+        };
+        if rate_per_second == 0 {
+            return Err(invalid("rate_per_second must be at least 1"));
+        }
+        Ok(Self {
+            database_url: pick_secret(
+                global.database_url.as_ref(),
+                "NURTURE_DATABASE_URL",
+                file.database_url,
+            )
+            .unwrap_or_else(|| Secret("sqlite://nurture.db".into())),
+            campaigns_dir: pick_path(
+                global.campaigns_dir.as_ref(),
+                "NURTURE_CAMPAIGNS_DIR",
+                file.campaigns_dir,
+                "campaigns",
+            ),
+            templates_dir: pick_path(
+                global.templates_dir.as_ref(),
+                "NURTURE_TEMPLATES_DIR",
+                file.templates_dir,
+                "templates",
+            ),
+            smtp_url: pick_secret(None, "NURTURE_SMTP_URL", file.smtp_url),
+            outbox_dir: pick_path(None, "NURTURE_OUTBOX_DIR", file.outbox_dir, "outbox"),
+            base_url: pick("NURTURE_BASE_URL", file.base_url)
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+                .trim_end_matches('/')
+                .to_string(),
+            listen: pick("NURTURE_LISTEN", file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            secret: pick_secret(None, "NURTURE_SECRET", file.secret),
+            api_key: pick_secret(None, "NURTURE_API_KEY", file.api_key),
+            default_timezone,
+            rate_per_second,
+            postal_address: pick("NURTURE_POSTAL_ADDRESS", file.postal_address),
+            dkim_domain: pick("NURTURE_DKIM_DOMAIN", file.dkim_domain),
+            dkim_selector: pick("NURTURE_DKIM_SELECTOR", file.dkim_selector),
+            dkim_private_key: pick_secret(None, "NURTURE_DKIM_PRIVATE_KEY", file.dkim_private_key),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        invalid(format!(
+            "invalid configuration file {}: {e}",
+            path.display()
+        ))
+    })
+}

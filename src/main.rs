@@ -1,0 +1,34 @@
+//! `nurture`: the command-line entry point. Parses arguments, loads configuration and hands
+//! each command to the library crates; nothing here decides campaign or delivery behaviour.
+
+mod cli;
+mod cmd;
+mod config;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.global.verbose);
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(err) => exit::report(&err),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("NURTURE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
