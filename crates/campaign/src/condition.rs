@@ -154,6 +154,17 @@ impl Condition {
         out
     }
 
+    /// Every event name tested by `event:` anywhere inside.
+    pub fn event_names(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.walk(&mut |c| {
+            if let Condition::Event { name, .. } = c {
+                out.push(name.as_str());
+            }
+        });
+        out
+    }
+
     fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a Condition)) {
         f(self);
         match self {

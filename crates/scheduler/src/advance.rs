@@ -1,0 +1,255 @@
+//! Walking enrollments through their steps.
+//!
+//! Due enrollments are claimed a batch at a time inside one transaction (PostgreSQL locks
+//! them with `SKIP LOCKED`; SQLite's `BEGIN IMMEDIATE` excludes other writers), each is run
+//! up to its next wait, and the transaction commits. Every step run inserts a
+//! `(enrollment, seq)` row and every advance is guarded on the `seq` it read, so a step runs
+//! at most once; a crash before the commit leaves the step due, so none is lost.
+
+use chrono::{DateTime, Utc};
+use nurture_campaign::{Action, Campaign, Facts};
+use nurture_store::{ContactStatus, Enrollment, Tx};
+
+use crate::facts::{Known, campaign_conditions};
+use crate::{Engine, Outcome, Result, to_ms};
+
+/// Most steps one enrollment may run in one go (validation already refuses loops that never
+/// wait; this is a second fence).
+const MAX_STEPS_AT_ONCE: usize = 100;
+
+pub(crate) async fn advance_due(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    loop {
+        let mut tx = engine.store.begin().await?;
+        let due = tx
+            .claim_due_enrollments(to_ms(now), engine.config.batch)
+            .await?;
+        if due.is_empty() {
+            tx.commit().await?;
+            return Ok(out);
+        }
+        for e in due {
+            out += advance_one(engine, &mut tx, e, now).await?;
+        }
+        tx.commit().await?;
+    }
+}
+
+enum End {
+    /// Wait until this time at this step.
+    Wait(usize, DateTime<Utc>),
+    Completed,
+    Exited(String),
+}
+
+async fn advance_one(
+    engine: &Engine,
+    tx: &mut Tx,
+    e: Enrollment,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let now_ms = to_ms(now);
+    let Some(live) = engine.campaign(&e.campaign_id).await else {
+        return Ok(out);
+    };
+    let c: &Campaign = &live.campaign;
+    let Some(contact) = tx.contact(e.contact_id).await? else {
+        return Ok(out);
+    };
+    let mut seq = e.seq;
+    let mut idx = match e
+        .step_id
+        .as_deref()
+        .and_then(|s| c.steps.iter().position(|st| st.id.as_str() == s))
+    {
+        Some(i) => i,
+        // The step vanished without a sync remapping it (another process's edit); finish.
+        None => {
+            finish(tx, &e, seq, None, End::Completed, now_ms).await?;
+            out.ended += 1;
+            return Ok(out);
+        }
+    };
+    let conditions = campaign_conditions(c);
+    let mut known = Known::load(
+        tx,
+        contact,
+        e.trigger_properties.clone(),
+        &conditions,
+        Some(e.id),
+        now,
+    )
+    .await?;
+    let tz = known.timezone(engine.config.default_timezone);
+
+    let end = 'run: {
+        if known.contact.status != ContactStatus::Subscribed {
+            break 'run End::Exited(known.contact.status.as_str().to_string());
+        }
+        for _ in 0..MAX_STEPS_AT_ONCE {
+            let step = &c.steps[idx];
+            if let Some(exit) = &c.exit_when
+                && exit.eval(&known, now)
+            {
+                tx.insert_step_run(
+                    e.id,
+                    seq + 1,
+                    step.id.as_str(),
+                    "exited",
+                    Some(&format!("goal reached: {exit}")),
+                    now_ms,
+                )
+                .await?;
+                seq += 1;
+                break 'run End::Exited("goal".into());
+            }
+            if let Some(when) = &step.when
+                && let Some(failed) = when.first_false(&known, now)
+            {
+                seq += 1;
+                tx.insert_step_run(
+                    e.id,
+                    seq,
+                    step.id.as_str(),
+                    "skipped",
+                    Some(&format!("{failed} was false")),
+                    now_ms,
+                )
+                .await?;
+                out.steps += 1;
+            } else {
+                if let (Action::Send(_), Some(window)) = (&step.action, c.window_for(step)) {
+                    let opening = window.next_opening(now, window.zone(tz));
+                    if opening > now {
+                        break 'run End::Wait(idx, opening);
+                    }
+                }
+                seq += 1;
+                out.steps += 1;
+                let mut jump = None;
+                let outcome = match &step.action {
+                    Action::Send(_) => {
+                        if tx
+                            .queue_message(
+                                e.id,
+                                seq,
+                                e.contact_id,
+                                c.id.as_str(),
+                                live.version_id,
+                                step.id.as_str(),
+                                now_ms,
+                                now_ms,
+                            )
+                            .await?
+                            .is_some()
+                        {
+                            out.queued += 1;
+                        }
+                        "queued"
+                    }
+                    Action::Tag(tags) => {
+                        for t in tags {
+                            if !known.has_tag(t) {
+                                known.contact.tags.push(t.clone());
+                            }
+                        }
+                        known.contact.tags.sort();
+                        tx.write_profile(&known.contact, now_ms).await?;
+                        "tagged"
+                    }
+                    Action::Untag(tags) => {
+                        known.contact.tags.retain(|t| !tags.contains(t));
+                        tx.write_profile(&known.contact, now_ms).await?;
+                        "untagged"
+                    }
+                    Action::Set(values) => {
+                        for (k, v) in values {
+                            known.contact.attributes.insert(k.clone(), v.clone());
+                        }
+                        tx.write_profile(&known.contact, now_ms).await?;
+                        "set"
+                    }
+                    Action::Goto(target) => {
+                        jump = c.step_index(target);
+                        "goto"
+                    }
+                    Action::Exit => {
+                        tx.insert_step_run(
+                            e.id,
+                            seq,
+                            step.id.as_str(),
+                            "exited",
+                            Some("exit step"),
+                            now_ms,
+                        )
+                        .await?;
+                        break 'run End::Exited("exit_step".into());
+                    }
+                    Action::Wait => "waited",
+                };
+                tx.insert_step_run(e.id, seq, step.id.as_str(), outcome, None, now_ms)
+                    .await?;
+                if let Some(target) = jump {
+                    idx = target;
+                    let due = now
+                        + c.steps[idx]
+                            .after
+                            .map(|d| d.to_chrono())
+                            .unwrap_or_default();
+                    if due > now {
+                        break 'run End::Wait(idx, due);
+                    }
+                    continue;
+                }
+            }
+            idx += 1;
+            let Some(next) = c.steps.get(idx) else {
+                break 'run End::Completed;
+            };
+            let due = now + next.after.map(|d| d.to_chrono()).unwrap_or_default();
+            if due > now {
+                break 'run End::Wait(idx, due);
+            }
+        }
+        // Too many instant steps: park here and continue on the next round.
+        End::Wait(idx, now)
+    };
+    if !matches!(end, End::Wait(..)) {
+        out.ended += 1;
+    }
+    let step_id = match &end {
+        End::Wait(i, _) => Some(c.steps[*i].id.as_str()),
+        _ => c.steps.get(idx).map(|s| s.id.as_str()),
+    };
+    finish(tx, &e, seq, step_id, end, now_ms).await?;
+    Ok(out)
+}
+
+async fn finish(
+    tx: &mut Tx,
+    e: &Enrollment,
+    seq: i64,
+    step_id: Option<&str>,
+    end: End,
+    now_ms: i64,
+) -> Result<()> {
+    let (state, next, reason) = match &end {
+        End::Wait(_, at) => ("active", Some(to_ms(*at)), None),
+        End::Completed => ("completed", None, None),
+        End::Exited(r) => ("exited", None, Some(r.as_str())),
+    };
+    let ok = tx
+        .advance_enrollment(e.id, e.seq, seq, step_id, next, state, reason, now_ms)
+        .await?;
+    if !ok {
+        // Someone else advanced it: impossible while we hold the row, so refuse to commit.
+        return Err(crate::EngineError::Store(
+            nurture_store::StoreError::Corrupt(format!(
+                "enrollment {} changed while it was being advanced",
+                e.id
+            )),
+        ));
+    }
+    Ok(())
+}

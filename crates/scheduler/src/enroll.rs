@@ -1,0 +1,248 @@
+//! Entering campaigns: event triggers, schedule triggers, and enrollment by hand, each
+//! obeying the campaign's status, audience and re-entry rule.
+
+use chrono::{DateTime, Utc};
+use nurture_campaign::{Reentry, Trigger};
+use nurture_store::{Contact, ContactStatus, NewEnrollment, Tx};
+use serde_json::{Map, Value};
+
+use crate::facts::Known;
+use crate::live::LiveCampaign;
+use crate::{Engine, EngineError, Outcome, Result, to_ms};
+
+/// What an enrollment attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// Enrolled; the enrollment id.
+    Enrolled(i64),
+    /// Already active in the campaign.
+    AlreadyActive,
+    /// The re-entry rule forbids entering again (yet).
+    ReentryRefused,
+    /// The contact does not match the audience.
+    NotInAudience,
+    /// The contact is unsubscribed, bounced or complained.
+    NotMailable,
+    /// The campaign is paused, draft or removed.
+    CampaignNotActive,
+}
+
+/// Tries to enroll `contact` in `live` as of `now`.
+pub(crate) async fn try_enroll(
+    tx: &mut Tx,
+    live: &LiveCampaign,
+    contact: &Contact,
+    properties: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<EnrollOutcome> {
+    if live.status != "active" {
+        return Ok(EnrollOutcome::CampaignNotActive);
+    }
+    if contact.status != ContactStatus::Subscribed {
+        return Ok(EnrollOutcome::NotMailable);
+    }
+    let c = &live.campaign;
+    let id = c.id.as_str();
+    if let Some(audience) = &c.audience {
+        let known = Known::load(
+            tx,
+            contact.clone(),
+            properties.clone(),
+            &[audience],
+            None,
+            now,
+        )
+        .await?;
+        if !audience.eval(&known, now) {
+            return Ok(EnrollOutcome::NotInAudience);
+        }
+    }
+    if let Some(last) = tx.last_enrollment(id, contact.id).await? {
+        if last.state == "active" {
+            return Ok(EnrollOutcome::AlreadyActive);
+        }
+        let ended = last.ended_at.unwrap_or(i64::MAX);
+        let allowed = match c.reentry {
+            Reentry::Never => false,
+            Reentry::AfterExit => true,
+            Reentry::After(d) => ended.saturating_add(d.as_secs() * 1000) <= to_ms(now),
+        };
+        if !allowed {
+            return Ok(EnrollOutcome::ReentryRefused);
+        }
+    }
+    let Some(first) = c.steps.first() else {
+        return Ok(EnrollOutcome::CampaignNotActive);
+    };
+    let due = now + first.after.map(|d| d.to_chrono()).unwrap_or_default();
+    let new = NewEnrollment {
+        campaign_id: id.to_string(),
+        contact_id: contact.id,
+        step_id: first.id.to_string(),
+        next_run_at: to_ms(due),
+        trigger_properties: properties.clone(),
+    };
+    Ok(match tx.insert_enrollment(&new, to_ms(now)).await? {
+        Some(e) => {
+            tracing::debug!(
+                campaign = id,
+                contact = contact.id,
+                enrollment = e,
+                "enrolled"
+            );
+            EnrollOutcome::Enrolled(e)
+        }
+        None => EnrollOutcome::AlreadyActive,
+    })
+}
+
+/// Runs event triggers for events not seen yet, a batch per transaction.
+pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let campaigns: Vec<LiveCampaign> = engine
+        .live
+        .read()
+        .await
+        .all()
+        .filter(|c| c.status == "active")
+        .cloned()
+        .collect();
+    loop {
+        let mut tx = engine.store.begin().await?;
+        let events = tx.claim_new_events(to_ms(now), engine.config.batch).await?;
+        if events.is_empty() {
+            tx.commit().await?;
+            return Ok(out);
+        }
+        for event in &events {
+            out.events += 1;
+            let mut contact = None;
+            for live in &campaigns {
+                let Trigger::Event { name, when } = &live.campaign.trigger else {
+                    continue;
+                };
+                if name != &event.name {
+                    continue;
+                }
+                if contact.is_none() {
+                    contact = tx.contact(event.contact_id).await?;
+                }
+                let Some(contact) = &contact else { break };
+                if let Some(when) = when {
+                    let known = Known::load(
+                        &mut tx,
+                        contact.clone(),
+                        event.properties.clone(),
+                        &[when],
+                        None,
+                        now,
+                    )
+                    .await?;
+                    if !when.eval(&known, now) {
+                        continue;
+                    }
+                }
+                if let EnrollOutcome::Enrolled(_) =
+                    try_enroll(&mut tx, live, contact, &event.properties, now).await?
+                {
+                    out.enrolled += 1;
+                }
+            }
+        }
+        tx.commit().await?;
+    }
+}
+
+/// Fires schedule triggers: the latest firing time at or before `now` that has not fired,
+/// once across every process (a missed week fires once, not once per missed slot).
+pub(crate) async fn fire_schedules(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let campaigns: Vec<LiveCampaign> = engine
+        .live
+        .read()
+        .await
+        .all()
+        .filter(|c| c.status == "active")
+        .cloned()
+        .collect();
+    for live in campaigns {
+        let Trigger::Schedule { cron, timezone } = &live.campaign.trigger else {
+            continue;
+        };
+        let id = live.campaign.id.as_str();
+        let mut tx = engine.store.begin().await?;
+        let since = match tx.last_firing(id).await? {
+            Some(last) => crate::from_ms(last),
+            None => crate::from_ms(
+                tx.campaign_first_seen(id)
+                    .await?
+                    .unwrap_or_else(|| to_ms(now)),
+            ),
+        };
+        let mut due = None;
+        let mut cursor = since;
+        for _ in 0..100_000 {
+            match cron.next_after(cursor, *timezone) {
+                Some(t) if t <= now => {
+                    due = Some(t);
+                    cursor = t;
+                }
+                _ => break,
+            }
+        }
+        let Some(fire_at) = due else {
+            tx.commit().await?;
+            continue;
+        };
+        if !tx.claim_firing(id, to_ms(fire_at), to_ms(now)).await? {
+            tx.commit().await?;
+            continue;
+        }
+        tx.commit().await?;
+        out.firings += 1;
+        tracing::info!(campaign = id, at = %fire_at, "schedule fired");
+        // Enroll in batches; each batch commits on its own so a huge audience never holds one
+        // long transaction. A crash midway leaves the rest unenrolled for this firing.
+        let mut after_id = 0;
+        loop {
+            let mut tx = engine.store.begin().await?;
+            let contacts = tx.contacts_after(after_id, engine.config.batch).await?;
+            let Some(last) = contacts.last() else {
+                tx.commit().await?;
+                break;
+            };
+            after_id = last.id;
+            for contact in &contacts {
+                if let EnrollOutcome::Enrolled(_) =
+                    try_enroll(&mut tx, &live, contact, &Map::new(), now).await?
+                {
+                    out.enrolled += 1;
+                }
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn enroll_by_hand(
+    engine: &Engine,
+    campaign: &str,
+    email: &str,
+    now: DateTime<Utc>,
+) -> Result<EnrollOutcome> {
+    let live = engine
+        .live
+        .read()
+        .await
+        .get(campaign)
+        .ok_or_else(|| EngineError::UnknownCampaign(campaign.to_string()))?;
+    let mut tx = engine.store.begin().await?;
+    let contact = tx
+        .contact_by_email(email)
+        .await?
+        .ok_or_else(|| EngineError::UnknownContact(email.to_string()))?;
+    let outcome = try_enroll(&mut tx, &live, &contact, &Map::new(), now).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}

@@ -1,0 +1,176 @@
+//! The nurture engine: event and schedule triggers, enrollment, and the step-by-step state
+//! machine that walks each enrollment through its campaign.
+//!
+//! [`Engine::run_once`] does one round of work as of a given `now` and returns what it did;
+//! the daemon loop and `tick` are thin wrappers around it, and tests call it with fixed times.
+//! Nothing here reads the clock. All SQL lives in `nurture-store`; all rendering and SMTP in
+//! `nurture-sender`. Work is claimed and done inside one short database transaction, so a
+//! crash rolls back to a state where the work is still due: nothing is lost, nothing doubled.
+
+mod advance;
+mod deliver;
+mod enroll;
+mod facts;
+mod live;
+mod time;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use nurture_campaign::CampaignFile;
+use nurture_store::{Store, StoreError};
+use tokio::sync::RwLock;
+
+pub use deliver::{Courier, Delivered, Failure, Job, backoff, next_attempt};
+pub use enroll::EnrollOutcome;
+pub use live::{LiveCampaign, SyncReport};
+pub use time::{from_ms, to_ms};
+
+/// Engine failures.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored campaign version could not be read back.
+    #[error("stored campaign version {0} is unreadable: {1}")]
+    BadVersion(i64, String),
+    /// No such campaign.
+    #[error("there is no campaign `{0}`")]
+    UnknownCampaign(String),
+    /// No such contact.
+    #[error("there is no contact {0}")]
+    UnknownContact(String),
+}
+
+/// Result type of the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// What one round of work did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Events that went through the triggers.
+    pub events: u64,
+    /// New enrollments.
+    pub enrolled: u64,
+    /// Steps run (sent, skipped, tagged, ...).
+    pub steps: u64,
+    /// Emails queued for delivery.
+    pub queued: u64,
+    /// Enrollments that completed or exited.
+    pub ended: u64,
+    /// Schedule firings performed.
+    pub firings: u64,
+}
+
+impl std::ops::AddAssign for Outcome {
+    fn add_assign(&mut self, o: Self) {
+        self.events += o.events;
+        self.enrolled += o.enrolled;
+        self.steps += o.steps;
+        self.queued += o.queued;
+        self.ended += o.ended;
+        self.firings += o.firings;
+    }
+}
+
+/// Settings the engine needs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Time zone for contacts without a `timezone` attribute.
+    pub default_timezone: Tz,
+    /// Enrollments advanced per transaction.
+    pub batch: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            default_timezone: Tz::UTC,
+            batch: 500,
+        }
+    }
+}
+
+/// The engine: a store and the campaigns it runs.
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    config: EngineConfig,
+    live: Arc<RwLock<live::Live>>,
+}
+
+impl Engine {
+    /// An engine over `store`.
+    pub fn new(store: Store, config: EngineConfig) -> Self {
+        Self {
+            store,
+            config,
+            live: Arc::new(RwLock::new(live::Live::default())),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Records the campaigns read from files as the versions in use (SPEC §3 edits): new
+    /// content becomes a new version, enrollments at removed steps move on, and campaigns
+    /// whose file is gone stop — unless some file failed to load (`complete == false`), in
+    /// which case nothing is removed, since the broken file may be the missing campaign.
+    pub async fn sync(
+        &self,
+        files: &[CampaignFile],
+        complete: bool,
+        now: DateTime<Utc>,
+    ) -> Result<SyncReport> {
+        live::sync(self, files, complete, now).await
+    }
+
+    /// One round of work as of `now`: triggers, schedules and every due step.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Outcome> {
+        self.refresh().await?;
+        let mut out = Outcome::default();
+        out += enroll::process_events(self, now).await?;
+        out += enroll::fire_schedules(self, now).await?;
+        out += advance::advance_due(self, now).await?;
+        Ok(out)
+    }
+
+    /// The earliest time anything is due (a step or a message), for the daemon's sleep.
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let mut tx = self.store.begin().await?;
+        let steps = tx.next_due().await?;
+        let messages = tx.next_message_due().await?;
+        tx.commit().await?;
+        Ok([steps, messages].into_iter().flatten().min().map(from_ms))
+    }
+
+    /// Enrolls a contact by hand (`nurture enroll`), obeying audience and re-entry.
+    pub async fn enroll(
+        &self,
+        campaign: &str,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> Result<EnrollOutcome> {
+        self.refresh().await?;
+        enroll::enroll_by_hand(self, campaign, email, now).await
+    }
+
+    /// The live campaign with this id.
+    pub async fn campaign(&self, id: &str) -> Option<LiveCampaign> {
+        self.live.read().await.get(id)
+    }
+
+    /// A campaign version by id (messages carry the version they were queued from).
+    pub async fn version(&self, version_id: i64) -> Result<Arc<nurture_campaign::Campaign>> {
+        live::version(self, version_id).await
+    }
+
+    /// Reloads the campaigns in use from the database (another process may have synced).
+    pub async fn refresh(&self) -> Result<()> {
+        live::refresh(self).await
+    }
+}

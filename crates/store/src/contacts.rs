@@ -1,0 +1,206 @@
+//! Contacts: one row per email address (compared case-insensitively), with attributes, tags
+//! and a mailability status.
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, StoreError, Tx, json_text};
+
+/// Whether a contact may be mailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactStatus {
+    /// Mailable.
+    Subscribed,
+    /// Asked to stop.
+    Unsubscribed,
+    /// Hard bounce.
+    Bounced,
+    /// Marked as spam.
+    Complained,
+}
+
+impl ContactStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subscribed => "subscribed",
+            Self::Unsubscribed => "unsubscribed",
+            Self::Bounced => "bounced",
+            Self::Complained => "complained",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "unsubscribed" => Self::Unsubscribed,
+            "bounced" => Self::Bounced,
+            "complained" => Self::Complained,
+            _ => Self::Subscribed,
+        }
+    }
+}
+
+/// A stored contact.
+#[derive(Debug, Clone)]
+pub struct Contact {
+    /// Row id.
+    pub id: i64,
+    /// Address as first given.
+    pub email: String,
+    /// Mailability.
+    pub status: ContactStatus,
+    /// Why the status last changed (`unsubscribe link`, `smtp 550 ...`).
+    pub status_reason: Option<String>,
+    /// When the status last changed (ms).
+    pub status_changed_at: Option<i64>,
+    /// Attributes (`first_name`, `timezone`, ...).
+    pub attributes: Map<String, Value>,
+    /// Tags, sorted.
+    pub tags: Vec<String>,
+    /// When created (ms).
+    pub created_at: i64,
+}
+
+/// What to write for a contact: attributes are merged into what is stored, tags added.
+#[derive(Debug, Clone, Default)]
+pub struct Upsert {
+    /// Address (checked by the caller).
+    pub email: String,
+    /// Attributes to set.
+    pub attributes: Map<String, Value>,
+    /// Tags to add.
+    pub tags: Vec<String>,
+    /// Tags to remove.
+    pub untag: Vec<String>,
+    /// Where consent came from (`api`, `import`, `cli`).
+    pub consent_source: Option<String>,
+}
+
+fn decode(row: &AnyRow) -> Result<Contact> {
+    let attributes: String = row.try_get("attributes")?;
+    let tags: String = row.try_get("tags")?;
+    let status: String = row.try_get("status")?;
+    Ok(Contact {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        status: ContactStatus::parse(&status),
+        status_reason: row.try_get("status_reason")?,
+        status_changed_at: row.try_get("status_changed_at")?,
+        attributes: serde_json::from_str(&attributes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Tx {
+    /// A contact by id.
+    pub async fn contact(&mut self, id: i64) -> Result<Option<Contact>> {
+        let row = sqlx::query(
+            "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id = $1",
+        )
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// A contact by email (any case).
+    pub async fn contact_by_email(&mut self, email: &str) -> Result<Option<Contact>> {
+        let row = sqlx::query(
+            "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE email_key = $1",
+        )
+            .bind(email.to_lowercase())
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Creates or updates a contact; returns it and whether it was created.
+    pub async fn upsert_contact(&mut self, u: &Upsert, now: i64) -> Result<(Contact, bool)> {
+        let key = u.email.to_lowercase();
+        let inserted = sqlx::query(
+            "INSERT INTO contacts (email, email_key, attributes, tags, consent_source, consent_at, created_at, updated_at)
+             VALUES ($1, $2, '{}', '[]', $3, $4, $4, $4)
+             ON CONFLICT (email_key) DO NOTHING",
+        )
+        .bind(&u.email)
+        .bind(&key)
+        .bind(u.consent_source.as_deref())
+        .bind(now)
+        .execute(self.conn())
+        .await?
+        .rows_affected()
+            == 1;
+        let mut contact = self
+            .contact_by_email(&key)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("contact vanished during upsert".into()))?;
+        let before_attrs = contact.attributes.clone();
+        let before_tags = contact.tags.clone();
+        for (k, v) in &u.attributes {
+            contact.attributes.insert(k.clone(), v.clone());
+        }
+        for t in &u.tags {
+            if !contact.tags.contains(t) {
+                contact.tags.push(t.clone());
+            }
+        }
+        contact.tags.retain(|t| !u.untag.contains(t));
+        contact.tags.sort();
+        if contact.attributes != before_attrs || contact.tags != before_tags {
+            self.write_profile(&contact, now).await?;
+        }
+        Ok((contact, inserted))
+    }
+
+    /// Stores a contact's attributes and tags as they are in `contact`.
+    pub async fn write_profile(&mut self, contact: &Contact, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE contacts SET attributes = $1, tags = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(json_text(&contact.attributes))
+        .bind(json_text(&contact.tags))
+        .bind(now)
+        .bind(contact.id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Changes a contact's status (unsubscribe, bounce); returns false if it already had it.
+    pub async fn set_contact_status(
+        &mut self,
+        id: i64,
+        status: ContactStatus,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE contacts SET status = $1, status_reason = $2, status_changed_at = $3, updated_at = $3
+             WHERE id = $4 AND status <> $1",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Contacts with id greater than `after_id`, in id order, for batch scans (schedules).
+    pub async fn contacts_after(&mut self, after_id: i64, limit: i64) -> Result<Vec<Contact>> {
+        let rows = sqlx::query(
+            "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at
+             FROM contacts WHERE id > $1 AND status = 'subscribed' ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+}

@@ -1,0 +1,329 @@
+//! Enrollments: a contact walking a campaign. `next_run_at` is indexed for active rows only,
+//! so finding due work costs the same with ten or a million enrollments waiting.
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, StoreError, Tx, json_text};
+
+/// A new enrollment.
+#[derive(Debug, Clone)]
+pub struct NewEnrollment {
+    /// Campaign id.
+    pub campaign_id: String,
+    /// Contact.
+    pub contact_id: i64,
+    /// First step.
+    pub step_id: String,
+    /// When the first step is due (ms).
+    pub next_run_at: i64,
+    /// The trigger event's properties.
+    pub trigger_properties: Map<String, Value>,
+}
+
+/// A stored enrollment.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    /// Row id.
+    pub id: i64,
+    /// Campaign id.
+    pub campaign_id: String,
+    /// Contact.
+    pub contact_id: i64,
+    /// `active`, `completed`, `exited` or `failed`.
+    pub state: String,
+    /// Next step (active) or last step (ended).
+    pub step_id: Option<String>,
+    /// Steps run so far.
+    pub seq: i64,
+    /// When the next step is due (ms), while active.
+    pub next_run_at: Option<i64>,
+    /// Trigger event properties.
+    pub trigger_properties: Map<String, Value>,
+    /// When enrolled (ms).
+    pub enrolled_at: i64,
+    /// When ended (ms).
+    pub ended_at: Option<i64>,
+    /// Why it ended early.
+    pub exit_reason: Option<String>,
+}
+
+/// An enrollment's last state for the re-entry rules.
+#[derive(Debug, Clone)]
+pub struct EnrollmentSummary {
+    /// State.
+    pub state: String,
+    /// When it ended (ms).
+    pub ended_at: Option<i64>,
+}
+
+fn decode(r: &AnyRow) -> Result<Enrollment> {
+    let props: String = r.try_get("trigger_properties")?;
+    Ok(Enrollment {
+        id: r.try_get("id")?,
+        campaign_id: r.try_get("campaign_id")?,
+        contact_id: r.try_get("contact_id")?,
+        state: r.try_get("state")?,
+        step_id: r.try_get("step_id")?,
+        seq: r.try_get("seq")?,
+        next_run_at: r.try_get("next_run_at")?,
+        trigger_properties: serde_json::from_str(&props)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        enrolled_at: r.try_get("enrolled_at")?,
+        ended_at: r.try_get("ended_at")?,
+        exit_reason: r.try_get("exit_reason")?,
+    })
+}
+
+impl Tx {
+    /// The most recent enrollment of a contact in a campaign.
+    pub async fn last_enrollment(
+        &mut self,
+        campaign_id: &str,
+        contact_id: i64,
+    ) -> Result<Option<EnrollmentSummary>> {
+        let row = sqlx::query(
+            "SELECT state, ended_at FROM enrollments WHERE campaign_id = $1 AND contact_id = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(campaign_id)
+        .bind(contact_id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| {
+            Ok(EnrollmentSummary {
+                state: r.try_get("state")?,
+                ended_at: r.try_get("ended_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Inserts an enrollment; `None` if the contact is already active in the campaign (the
+    /// partial unique index decides, not a prior read).
+    pub async fn insert_enrollment(&mut self, e: &NewEnrollment, now: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at)
+             VALUES ($1, $2, 'active', $3, 0, $4, $5, $6)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+        )
+        .bind(&e.campaign_id)
+        .bind(e.contact_id)
+        .bind(&e.step_id)
+        .bind(e.next_run_at)
+        .bind(json_text(&e.trigger_properties))
+        .bind(now)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Locks and returns up to `limit` active enrollments due at `now` in active campaigns.
+    pub async fn claim_due_enrollments(&mut self, now: i64, limit: i64) -> Result<Vec<Enrollment>> {
+        // PostgreSQL: rows locked here stay locked until this transaction ends, and other
+        // workers skip them. SQLite: BEGIN IMMEDIATE already excludes other writers.
+        let sql = self.pick(
+            "SELECT e.id, e.campaign_id, e.contact_id, e.state, e.step_id, e.seq, e.next_run_at, e.trigger_properties,
+                    e.enrolled_at, e.ended_at, e.exit_reason
+             FROM enrollments e JOIN campaigns c ON c.id = e.campaign_id
+             WHERE e.state = 'active' AND e.next_run_at <= $1 AND c.status = 'active'
+             ORDER BY e.next_run_at LIMIT $2
+             FOR UPDATE OF e SKIP LOCKED",
+            "SELECT e.id, e.campaign_id, e.contact_id, e.state, e.step_id, e.seq, e.next_run_at, e.trigger_properties,
+                    e.enrolled_at, e.ended_at, e.exit_reason
+             FROM enrollments e JOIN campaigns c ON c.id = e.campaign_id
+             WHERE e.state = 'active' AND e.next_run_at <= $1 AND c.status = 'active'
+             ORDER BY e.next_run_at LIMIT $2",
+        );
+        let rows = sqlx::query(sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The earliest due time of any active enrollment in an active campaign (ms).
+    pub async fn next_due(&mut self) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(e.next_run_at) FROM enrollments e JOIN campaigns c ON c.id = e.campaign_id
+             WHERE e.state = 'active' AND c.status = 'active'",
+        )
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Moves an enrollment on; guarded on the `seq` it was read with, so two workers can
+    /// never both advance it. Returns false when someone else already did.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn advance_enrollment(
+        &mut self,
+        id: i64,
+        expected_seq: i64,
+        seq: i64,
+        step_id: Option<&str>,
+        next_run_at: Option<i64>,
+        state: &str,
+        exit_reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let ended_at = (state != "active").then_some(now);
+        let n = sqlx::query(
+            "UPDATE enrollments SET seq = $1, step_id = $2, next_run_at = $3, state = $4, exit_reason = $5, ended_at = $6
+             WHERE id = $7 AND seq = $8 AND state = 'active'",
+        )
+        .bind(seq)
+        .bind(step_id)
+        .bind(next_run_at)
+        .bind(state)
+        .bind(exit_reason)
+        .bind(ended_at)
+        .bind(id)
+        .bind(expected_seq)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records one step run; the primary key (enrollment, seq) makes it happen once.
+    pub async fn insert_step_run(
+        &mut self,
+        enrollment_id: i64,
+        seq: i64,
+        step_id: &str,
+        outcome: &str,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (enrollment_id, seq) DO NOTHING",
+        )
+        .bind(enrollment_id)
+        .bind(seq)
+        .bind(step_id)
+        .bind(outcome)
+        .bind(reason)
+        .bind(at)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Ends every active enrollment of a contact (bounce, unsubscribe).
+    pub async fn exit_contact_enrollments(
+        &mut self,
+        contact_id: i64,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE enrollments SET state = 'exited', exit_reason = $1, ended_at = $2, next_run_at = NULL
+             WHERE contact_id = $3 AND state = 'active'",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(contact_id)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// Ends every active enrollment of a campaign (file removed).
+    pub async fn exit_campaign_enrollments(
+        &mut self,
+        campaign_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE enrollments SET state = 'exited', exit_reason = $1, ended_at = $2, next_run_at = NULL
+             WHERE campaign_id = $3 AND state = 'active'",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(campaign_id)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// An enrollment by id.
+    pub async fn enrollment(&mut self, id: i64) -> Result<Option<Enrollment>> {
+        let row = sqlx::query(
+            "SELECT id, campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at, ended_at, exit_reason
+             FROM enrollments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Every enrollment of a contact, oldest first.
+    pub async fn contact_enrollments(&mut self, contact_id: i64) -> Result<Vec<Enrollment>> {
+        let rows = sqlx::query(
+            "SELECT id, campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at, ended_at, exit_reason
+             FROM enrollments WHERE contact_id = $1 ORDER BY id",
+        )
+        .bind(contact_id)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Active enrollments of a campaign waiting at each step: (step id, count).
+    pub async fn waiting_by_step(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT step_id, COUNT(*) FROM enrollments WHERE campaign_id = $1 AND state = 'active' GROUP BY step_id",
+        )
+        .bind(campaign_id)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                    r.try_get(1)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Moves every active enrollment of a campaign waiting at `from` to `to` (step removed by
+    /// an edit), or completes them when `to` is `None`.
+    pub async fn remap_step(
+        &mut self,
+        campaign_id: &str,
+        from: &str,
+        to: Option<&str>,
+        now: i64,
+    ) -> Result<u64> {
+        let n = match to {
+            Some(to) => sqlx::query("UPDATE enrollments SET step_id = $1 WHERE campaign_id = $2 AND step_id = $3 AND state = 'active'")
+                .bind(to)
+                .bind(campaign_id)
+                .bind(from)
+                .execute(self.conn())
+                .await?
+                .rows_affected(),
+            None => sqlx::query(
+                "UPDATE enrollments SET state = 'completed', ended_at = $1, next_run_at = NULL
+                 WHERE campaign_id = $2 AND step_id = $3 AND state = 'active'",
+            )
+            .bind(now)
+            .bind(campaign_id)
+            .bind(from)
+            .execute(self.conn())
+            .await?
+            .rows_affected(),
+        };
+        Ok(n)
+    }
+}

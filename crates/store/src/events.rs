@@ -1,0 +1,156 @@
+//! Events: what contacts did. New events wait (`processed_at IS NULL`) until the engine has
+//! run event triggers for them; claiming them and enrolling happen in one transaction, so a
+//! crash loses no event and enrolls nobody twice.
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use crate::{Result, StoreError, Tx, json_text};
+
+/// An event to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    /// The contact.
+    pub contact_id: i64,
+    /// Name, e.g. `lead.captured`.
+    pub name: String,
+    /// Properties.
+    pub properties: Map<String, Value>,
+    /// When it happened (ms).
+    pub occurred_at: i64,
+    /// Caller's id: a second event with the same id is ignored.
+    pub idempotency_key: Option<String>,
+    /// For email events: the enrollment.
+    pub enrollment_id: Option<i64>,
+    /// For email events: the step.
+    pub step_id: Option<String>,
+    /// Already handled (email events trigger nothing).
+    pub processed: bool,
+}
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    /// Row id.
+    pub id: i64,
+    /// The contact.
+    pub contact_id: i64,
+    /// Name.
+    pub name: String,
+    /// Properties.
+    pub properties: Map<String, Value>,
+    /// When it happened (ms).
+    pub occurred_at: i64,
+}
+
+impl Tx {
+    /// Records an event; `None` when its idempotency key was seen before.
+    pub async fn insert_event(&mut self, e: &NewEvent, now: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "INSERT INTO events (contact_id, name, properties, occurred_at, idempotency_key, enrollment_id, step_id, processed_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (idempotency_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(e.contact_id)
+        .bind(&e.name)
+        .bind(json_text(&e.properties))
+        .bind(e.occurred_at)
+        .bind(e.idempotency_key.as_deref())
+        .bind(e.enrollment_id)
+        .bind(e.step_id.as_deref())
+        .bind(e.processed.then_some(now))
+        .bind(now)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Claims up to `limit` events that triggers have not seen yet, marking them seen. The
+    /// caller enrolls in the same transaction.
+    pub async fn claim_new_events(&mut self, now: i64, limit: i64) -> Result<Vec<EventRow>> {
+        // PostgreSQL: SKIP LOCKED lets several workers take disjoint batches. SQLite: the
+        // transaction began IMMEDIATE, so nobody else is writing.
+        let sql = self.pick(
+            "UPDATE events SET processed_at = $1 WHERE id IN (
+                 SELECT id FROM events WHERE processed_at IS NULL ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id, contact_id, name, properties, occurred_at",
+            "UPDATE events SET processed_at = $1 WHERE id IN (
+                 SELECT id FROM events WHERE processed_at IS NULL ORDER BY id LIMIT $2)
+             RETURNING id, contact_id, name, properties, occurred_at",
+        );
+        let rows = sqlx::query(sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.conn())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let props: String = r.try_get("properties")?;
+            out.push(EventRow {
+                id: r.try_get("id")?,
+                contact_id: r.try_get("contact_id")?,
+                name: r.try_get("name")?,
+                properties: serde_json::from_str(&props)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                occurred_at: r.try_get("occurred_at")?,
+            });
+        }
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
+    /// When the contact last had an event of this name, at or before `until` (ms).
+    pub async fn latest_event(
+        &mut self,
+        contact_id: i64,
+        name: &str,
+        until: i64,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MAX(occurred_at) FROM events WHERE contact_id = $1 AND name = $2 AND occurred_at <= $3")
+            .bind(contact_id)
+            .bind(name)
+            .bind(until)
+            .fetch_one(self.conn())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Whether the contact had an event of this name at or after `since` (ms), up to `until`.
+    pub async fn had_event(
+        &mut self,
+        contact_id: i64,
+        name: &str,
+        since: Option<i64>,
+        until: i64,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM events WHERE contact_id = $1 AND name = $2 AND occurred_at >= $3 AND occurred_at <= $4 LIMIT 1",
+        )
+        .bind(contact_id)
+        .bind(name)
+        .bind(since.unwrap_or(i64::MIN))
+        .bind(until)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Whether an email event (`email.opened`, `email.clicked`) exists for a step of an enrollment.
+    pub async fn had_email_event(
+        &mut self,
+        enrollment_id: i64,
+        name: &str,
+        step_id: &str,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM events WHERE enrollment_id = $1 AND name = $2 AND step_id = $3 LIMIT 1",
+        )
+        .bind(enrollment_id)
+        .bind(name)
+        .bind(step_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.is_some())
+    }
+}

@@ -1,0 +1,205 @@
+//! Storage for nurture: contacts, events, campaign versions, enrollments, messages.
+//!
+//! This is the only crate that speaks SQL. One set of queries serves SQLite and PostgreSQL
+//! through sqlx's `Any` driver: times are Unix milliseconds, JSON is text, and placeholders
+//! are `$N` (which SQLite accepts too). Where the backends must differ — claiming work with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite — the choice is made
+//! here and nowhere else. The crate knows nothing of YAML, templates or SMTP.
+
+mod campaigns;
+mod contacts;
+mod enrollments;
+mod error;
+mod events;
+mod messages;
+mod stats;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+pub use campaigns::{CampaignRow, VersionRow};
+pub use contacts::{Contact, ContactStatus, Upsert};
+pub use enrollments::{Enrollment, EnrollmentSummary, NewEnrollment};
+pub use error::StoreError;
+pub use events::{EventRow, NewEvent};
+pub use messages::{MessageRow, MessageState, MessageSummary};
+pub use stats::{CampaignStats, StepStats};
+
+/// Result type of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// A connection pool to the database, with migrations applied.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A transaction. SQLite transactions start with `BEGIN IMMEDIATE` so that two processes
+/// never both read and then both write.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (and for SQLite creates) the database and applies migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or(rest);
+            if path.is_empty() {
+                return Err(StoreError::Config(
+                    "the SQLite URL names no file (write sqlite://nurture.db)".into(),
+                ));
+            }
+            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::Config(
+                "database_url must start with sqlite:// or postgres://".into(),
+            ));
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Config(format!("invalid database_url: {e}")))?;
+        let mut pool = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(30))
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
+        if backend == Backend::Sqlite {
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool
+            .connect_with(options)
+            .await
+            .map_err(StoreError::connect)?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations (also done by [`Store::open`]).
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx {
+            inner,
+            backend: self.backend,
+        })
+    }
+
+    /// True when the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await.is_ok()
+    }
+
+    /// The signing secret: the configured one, else one generated once and kept in `settings`.
+    pub async fn secret(&self, generate: impl FnOnce() -> String) -> Result<String> {
+        let mut tx = self.begin().await?;
+        let existing: Option<String> =
+            sqlx::query("SELECT value FROM settings WHERE key = 'secret'")
+                .fetch_optional(&mut *tx.inner)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        let secret = match existing {
+            Some(s) => s,
+            None => {
+                let s = generate();
+                sqlx::query("INSERT INTO settings (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING")
+                    .bind(&s)
+                    .execute(&mut *tx.inner)
+                    .await?;
+                s
+            }
+        };
+        tx.commit().await?;
+        Ok(secret)
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl Tx {
+    /// Commits.
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls back.
+    pub async fn rollback(self) -> Result<()> {
+        self.inner.rollback().await?;
+        Ok(())
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.inner
+    }
+
+    /// Picks the PostgreSQL or the SQLite text of a statement.
+    fn pick(&self, postgres: &'static str, sqlite: &'static str) -> &'static str {
+        match self.backend {
+            Backend::Postgres => postgres,
+            Backend::Sqlite => sqlite,
+        }
+    }
+}
+
+pub(crate) fn json_text(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}

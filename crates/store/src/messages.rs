@@ -1,0 +1,284 @@
+//! The delivery queue: one row per email, an explicit state machine
+//! (`queued → sending → sent | deferred | failed | bounced | suppressed | unknown`) in which
+//! every transition is guarded on the state it leaves.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Tx};
+
+/// Message states (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageState {
+    /// Waiting for its first attempt.
+    Queued,
+    /// Handed to SMTP; the outcome is not recorded yet.
+    Sending,
+    /// Accepted by the server.
+    Sent,
+    /// Waiting for a retry.
+    Deferred,
+    /// Given up.
+    Failed,
+    /// Permanently refused; the contact is bounced.
+    Bounced,
+    /// The contact can no longer be mailed.
+    Suppressed,
+    /// The process died during delivery; never re-sent blindly.
+    Unknown,
+}
+
+impl MessageState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Deferred => "deferred",
+            Self::Failed => "failed",
+            Self::Bounced => "bounced",
+            Self::Suppressed => "suppressed",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A queued or finished message.
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    /// Row id.
+    pub id: i64,
+    /// Enrollment.
+    pub enrollment_id: i64,
+    /// The enrollment's step counter when queued.
+    pub seq: i64,
+    /// Contact.
+    pub contact_id: i64,
+    /// Campaign id.
+    pub campaign_id: String,
+    /// Campaign version the step came from.
+    pub version_id: i64,
+    /// Step id.
+    pub step_id: String,
+    /// State name.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// Message-ID header, once built.
+    pub message_id: Option<String>,
+    /// Last error or SMTP reply.
+    pub error: Option<String>,
+    /// Queued at (ms).
+    pub created_at: i64,
+    /// Accepted at (ms).
+    pub sent_at: Option<i64>,
+    /// Next attempt (ms).
+    pub next_attempt_at: Option<i64>,
+}
+
+/// A message as `contacts show` lists it.
+pub type MessageSummary = MessageRow;
+
+fn decode(r: &AnyRow) -> Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.try_get("id")?,
+        enrollment_id: r.try_get("enrollment_id")?,
+        seq: r.try_get("seq")?,
+        contact_id: r.try_get("contact_id")?,
+        campaign_id: r.try_get("campaign_id")?,
+        version_id: r.try_get("version_id")?,
+        step_id: r.try_get("step_id")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        message_id: r.try_get("message_id")?,
+        error: r.try_get("error")?,
+        created_at: r.try_get("created_at")?,
+        sent_at: r.try_get("sent_at")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+    })
+}
+
+impl Tx {
+    /// Queues an email for a step run; the unique (enrollment, seq) key makes a second insert
+    /// for the same step run a no-op.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn queue_message(
+        &mut self,
+        enrollment_id: i64,
+        seq: i64,
+        contact_id: i64,
+        campaign_id: &str,
+        version_id: i64,
+        step_id: &str,
+        due: i64,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "INSERT INTO messages (enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, next_attempt_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $8)
+             ON CONFLICT (enrollment_id, seq) DO NOTHING RETURNING id",
+        )
+        .bind(enrollment_id)
+        .bind(seq)
+        .bind(contact_id)
+        .bind(campaign_id)
+        .bind(version_id)
+        .bind(step_id)
+        .bind(due)
+        .bind(now)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Leases up to `limit` messages due at `now` until `lease_until`. A lease left by a
+    /// killed process expires and the message is taken again (it never reached `sending`).
+    pub async fn claim_messages(
+        &mut self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
+        let sql = self.pick(
+            "UPDATE messages SET lease_until = $2 WHERE id IN (
+                 SELECT id FROM messages
+                 WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                 ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at",
+            "UPDATE messages SET lease_until = $2 WHERE id IN (
+                 SELECT id FROM messages
+                 WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                 ORDER BY next_attempt_at LIMIT $3)
+             RETURNING id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at",
+        );
+        let rows = sqlx::query(sql)
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit)
+            .fetch_all(self.conn())
+            .await?;
+        let mut out: Vec<MessageRow> = rows.iter().map(decode).collect::<Result<_>>()?;
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+
+    /// `queued|deferred → sending`, recorded (and committed by the caller) before SMTP.
+    pub async fn mark_sending(
+        &mut self,
+        id: i64,
+        message_id: &str,
+        lease_until: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE messages SET state = 'sending', attempts = attempts + 1, message_id = $1, lease_until = $2, updated_at = $3
+             WHERE id = $4 AND state IN ('queued', 'deferred')",
+        )
+        .bind(message_id)
+        .bind(lease_until)
+        .bind(now)
+        .bind(id)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records the outcome of a delivery: `from → to`, guarded on `from`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_message(
+        &mut self,
+        id: i64,
+        from: MessageState,
+        to: MessageState,
+        error: Option<&str>,
+        next_attempt_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool> {
+        let sent_at = (to == MessageState::Sent).then_some(now);
+        let n = sqlx::query(
+            "UPDATE messages SET state = $1, error = $2, next_attempt_at = $3, sent_at = COALESCE($4, sent_at), lease_until = NULL, updated_at = $5
+             WHERE id = $6 AND state = $7",
+        )
+        .bind(to.as_str())
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(sent_at)
+        .bind(now)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records one SMTP attempt, for `explain`.
+    pub async fn insert_attempt(
+        &mut self,
+        message_id: i64,
+        outcome: &str,
+        reply: Option<&str>,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO message_attempts (message_id, at, outcome, reply) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(message_id)
+        .bind(at)
+        .bind(outcome)
+        .bind(reply)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Messages left in `sending` by a process that died (lease expired) become `unknown`:
+    /// the server may have accepted them, so they are never re-sent blindly.
+    pub async fn expire_sending(&mut self, now: i64) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE messages SET state = 'unknown', error = 'the sending process stopped before the outcome was recorded', lease_until = NULL, updated_at = $1
+             WHERE state = 'sending' AND lease_until < $1",
+        )
+        .bind(now)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// The earliest due time of a queued or deferred message (ms).
+    pub async fn next_message_due(&mut self) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'deferred')",
+        )
+        .fetch_one(self.conn())
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Every message of a contact, oldest first.
+    pub async fn contact_messages(&mut self, contact_id: i64) -> Result<Vec<MessageRow>> {
+        let rows = sqlx::query(
+            "SELECT id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at
+             FROM messages WHERE contact_id = $1 ORDER BY id",
+        )
+        .bind(contact_id)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// A message by id.
+    pub async fn message(&mut self, id: i64) -> Result<Option<MessageRow>> {
+        let row = sqlx::query(
+            "SELECT id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at
+             FROM messages WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(decode).transpose()
+    }
+}
