@@ -1,0 +1,422 @@
+//! The engine against real databases: a SQLite file per test, and (through `scripts/test`)
+//! a fresh PostgreSQL database per test. Time is driven by the `now` passed in; no sleeps.
+
+use chrono::{DateTime, Duration, Utc};
+use nurture_campaign::{CampaignFile, SourceFile, parse_campaign};
+use nurture_scheduler::{Engine, EngineConfig};
+use nurture_store::{NewEvent, Store, Upsert};
+use serde_json::{Map, Value, json};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn campaign(id: &str, yaml: &str) -> CampaignFile {
+    parse_campaign(SourceFile::new(format!("{id}.yaml"), yaml), id)
+        .unwrap_or_else(|d| panic!("{d:#?}"))
+}
+
+struct World {
+    engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite(files: &[CampaignFile], t0: DateTime<Utc>) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let engine = Engine::new(store, EngineConfig::default());
+    engine.sync(files, true, t0).await.unwrap();
+    World { engine, _dir: dir }
+}
+
+async fn event(
+    engine: &Engine,
+    email: &str,
+    name: &str,
+    props: Value,
+    attrs: Value,
+    t: DateTime<Utc>,
+) -> i64 {
+    let mut tx = engine.store().begin().await.unwrap();
+    let (contact, _) = tx
+        .upsert_contact(
+            &Upsert {
+                email: email.into(),
+                attributes: attrs.as_object().cloned().unwrap_or_default(),
+                ..Default::default()
+            },
+            t.timestamp_millis(),
+        )
+        .await
+        .unwrap();
+    tx.insert_event(
+        &NewEvent {
+            contact_id: contact.id,
+            name: name.into(),
+            properties: props.as_object().cloned().unwrap_or_else(Map::new),
+            occurred_at: t.timestamp_millis(),
+            ..Default::default()
+        },
+        t.timestamp_millis(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    contact.id
+}
+
+/// (step id, state) of every message of a contact, oldest first.
+async fn messages(engine: &Engine, email: &str) -> Vec<String> {
+    let mut tx = engine.store().begin().await.unwrap();
+    let c = tx.contact_by_email(email).await.unwrap().unwrap();
+    let m = tx.contact_messages(c.id).await.unwrap();
+    tx.commit().await.unwrap();
+    m.into_iter().map(|m| m.step_id).collect()
+}
+
+async fn enrollment_state(
+    engine: &Engine,
+    email: &str,
+) -> (
+    String,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+) {
+    let mut tx = engine.store().begin().await.unwrap();
+    let c = tx.contact_by_email(email).await.unwrap().unwrap();
+    let e = tx.contact_enrollments(c.id).await.unwrap().pop().unwrap();
+    tx.commit().await.unwrap();
+    (
+        e.state,
+        e.step_id,
+        e.next_run_at.map(nurture_scheduler::from_ms),
+        e.exit_reason,
+    )
+}
+
+const DRIP: &str = r#"
+from: "Ana <ana@leadcraft.example>"
+trigger: { event: lead.captured, when: { property: source, equals: ebook } }
+exit_when: { event: purchase.completed }
+steps:
+  - id: welcome
+    send: ebook/welcome
+    subject: Welcome
+  - id: follow-up
+    after: 2d
+    send: ebook/follow-up
+    subject: Two days later
+  - id: nudge
+    after: 1d
+    when: { not: { clicked: follow-up } }
+    send: ebook/nudge
+    subject: Nudge
+  - id: mark
+    tag: [nurtured]
+"#;
+
+#[tokio::test]
+async fn wait_of_two_days_does_not_send_early() {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    event(
+        &w.engine,
+        "lead@x.example",
+        "lead.captured",
+        json!({"source": "ebook"}),
+        json!({}),
+        t0,
+    )
+    .await;
+    let out = w.engine.run_once(t0).await.unwrap();
+    assert_eq!((out.events, out.enrolled, out.queued), (1, 1, 1));
+    assert_eq!(messages(&w.engine, "lead@x.example").await, ["welcome"]);
+
+    w.engine
+        .run_once(t0 + Duration::days(2) - Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(messages(&w.engine, "lead@x.example").await, ["welcome"]);
+
+    w.engine.run_once(t0 + Duration::days(2)).await.unwrap();
+    assert_eq!(
+        messages(&w.engine, "lead@x.example").await,
+        ["welcome", "follow-up"]
+    );
+    // Running the same moment again changes nothing.
+    let again = w.engine.run_once(t0 + Duration::days(2)).await.unwrap();
+    assert_eq!(again.steps, 0);
+    assert_eq!(
+        messages(&w.engine, "lead@x.example").await,
+        ["welcome", "follow-up"]
+    );
+}
+
+#[tokio::test]
+async fn trigger_filter_and_completion_with_tag() {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    event(
+        &w.engine,
+        "webinar@x.example",
+        "lead.captured",
+        json!({"source": "webinar"}),
+        json!({}),
+        t0,
+    )
+    .await;
+    event(
+        &w.engine,
+        "ebook@x.example",
+        "lead.captured",
+        json!({"source": "ebook"}),
+        json!({}),
+        t0,
+    )
+    .await;
+    w.engine.run_once(t0).await.unwrap();
+    assert!(messages(&w.engine, "webinar@x.example").await.is_empty());
+    // Each wait counts from when the previous step ran.
+    w.engine.run_once(t0 + Duration::days(2)).await.unwrap();
+    w.engine.run_once(t0 + Duration::days(3)).await.unwrap();
+    assert_eq!(
+        messages(&w.engine, "ebook@x.example").await,
+        ["welcome", "follow-up", "nudge"]
+    );
+    let (state, ..) = enrollment_state(&w.engine, "ebook@x.example").await;
+    assert_eq!(state, "completed");
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let c = tx
+        .contact_by_email("ebook@x.example")
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(c.tags, ["nurtured"]);
+}
+
+#[tokio::test]
+async fn goal_event_exits_before_the_next_step() {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    event(
+        &w.engine,
+        "buyer@x.example",
+        "lead.captured",
+        json!({"source": "ebook"}),
+        json!({}),
+        t0,
+    )
+    .await;
+    w.engine.run_once(t0).await.unwrap();
+    event(
+        &w.engine,
+        "buyer@x.example",
+        "purchase.completed",
+        json!({}),
+        json!({}),
+        t0 + Duration::days(1),
+    )
+    .await;
+    w.engine.run_once(t0 + Duration::days(2)).await.unwrap();
+    assert_eq!(messages(&w.engine, "buyer@x.example").await, ["welcome"]);
+    let (state, _, _, reason) = enrollment_state(&w.engine, "buyer@x.example").await;
+    assert_eq!(
+        (state.as_str(), reason.as_deref()),
+        ("exited", Some("goal"))
+    );
+}
+
+#[tokio::test]
+async fn reentry_never_enrolls_once() {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    for i in 0..3 {
+        event(
+            &w.engine,
+            "again@x.example",
+            "lead.captured",
+            json!({"source": "ebook"}),
+            json!({}),
+            t0 + Duration::days(i * 10),
+        )
+        .await;
+        w.engine
+            .run_once(t0 + Duration::days(i * 10))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        messages(&w.engine, "again@x.example").await,
+        ["welcome", "follow-up", "nudge"]
+    );
+}
+
+#[tokio::test]
+async fn weekend_window_in_new_york_across_the_dst_change() {
+    let yaml = r#"
+from: ana@leadcraft.example
+trigger: { event: demo.requested }
+send_window: { days: [mon, tue, wed, thu, fri], hours: "09:00-17:00", timezone: contact }
+steps:
+  - id: confirm
+    send: demo/confirm
+    subject: Your demo
+"#;
+    // Saturday 31 October 2026, 12:00 in New York (EDT, UTC-4). DST ends Sunday 1 November.
+    let t0 = at("2026-10-31T16:00:00Z");
+    let w = sqlite(&[campaign("demo", yaml)], t0).await;
+    event(
+        &w.engine,
+        "ny@x.example",
+        "demo.requested",
+        json!({}),
+        json!({"timezone": "America/New_York"}),
+        t0,
+    )
+    .await;
+    w.engine.run_once(t0).await.unwrap();
+    assert!(messages(&w.engine, "ny@x.example").await.is_empty());
+    let (_, step, next, _) = enrollment_state(&w.engine, "ny@x.example").await;
+    // Monday 2 November, 09:00 EST = 14:00 UTC.
+    assert_eq!(
+        (step.as_deref(), next),
+        (Some("confirm"), Some(at("2026-11-02T14:00:00Z")))
+    );
+    w.engine.run_once(at("2026-11-02T13:59:00Z")).await.unwrap();
+    assert!(messages(&w.engine, "ny@x.example").await.is_empty());
+    w.engine.run_once(at("2026-11-02T14:00:00Z")).await.unwrap();
+    assert_eq!(messages(&w.engine, "ny@x.example").await, ["confirm"]);
+}
+
+#[tokio::test]
+async fn removed_step_moves_waiting_enrollments_to_the_next_surviving_step() {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    event(
+        &w.engine,
+        "edit@x.example",
+        "lead.captured",
+        json!({"source": "ebook"}),
+        json!({}),
+        t0,
+    )
+    .await;
+    w.engine.run_once(t0).await.unwrap();
+    assert_eq!(
+        enrollment_state(&w.engine, "edit@x.example")
+            .await
+            .1
+            .as_deref(),
+        Some("follow-up")
+    );
+    let edited = DRIP.replace("  - id: follow-up\n    after: 2d\n    send: ebook/follow-up\n    subject: Two days later\n", "");
+    let edited = edited.replace(
+        "when: { not: { clicked: follow-up } }",
+        "when: { not: { clicked: welcome } }",
+    );
+    let report = w
+        .engine
+        .sync(&[campaign("drip", &edited)], true, t0 + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.remapped,
+        [(
+            "drip".to_string(),
+            "follow-up".to_string(),
+            "nudge".to_string(),
+            1
+        )]
+    );
+    assert_eq!(
+        enrollment_state(&w.engine, "edit@x.example")
+            .await
+            .1
+            .as_deref(),
+        Some("nudge")
+    );
+    // A removed file stops the campaign.
+    let report = w
+        .engine
+        .sync(&[], true, t0 + Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(report.removed, ["drip"]);
+    let (state, _, _, reason) = enrollment_state(&w.engine, "edit@x.example").await;
+    assert_eq!(
+        (state.as_str(), reason.as_deref()),
+        ("exited", Some("campaign_removed"))
+    );
+}
+
+#[tokio::test]
+async fn paused_campaign_holds_and_resumes() {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    event(
+        &w.engine,
+        "p@x.example",
+        "lead.captured",
+        json!({"source": "ebook"}),
+        json!({}),
+        t0,
+    )
+    .await;
+    w.engine.run_once(t0).await.unwrap();
+    let paused = DRIP.replace("from:", "status: paused\nfrom:");
+    w.engine
+        .sync(&[campaign("drip", &paused)], true, t0)
+        .await
+        .unwrap();
+    w.engine.run_once(t0 + Duration::days(5)).await.unwrap();
+    assert_eq!(messages(&w.engine, "p@x.example").await, ["welcome"]);
+    w.engine
+        .sync(&[campaign("drip", DRIP)], true, t0)
+        .await
+        .unwrap();
+    w.engine.run_once(t0 + Duration::days(5)).await.unwrap();
+    assert_eq!(
+        messages(&w.engine, "p@x.example").await,
+        ["welcome", "follow-up"]
+    );
+}
+
+#[tokio::test]
+async fn missed_schedule_firings_fire_once() {
+    let yaml = r#"
+from: ana@leadcraft.example
+trigger: { schedule: "0 9 * * *", timezone: Europe/Berlin }
+audience: { not: { tag: customer } }
+reentry: after_exit
+steps:
+  - id: digest
+    send: digest
+    subject: Digest
+"#;
+    let t0 = at("2026-11-02T06:00:00Z");
+    let w = sqlite(&[campaign("daily", yaml)], t0).await;
+    event(
+        &w.engine,
+        "a@x.example",
+        "signed.up",
+        json!({}),
+        json!({}),
+        t0,
+    )
+    .await;
+    // Down for three days: 3 firings missed, one fires.
+    let out = w.engine.run_once(at("2026-11-05T12:00:00Z")).await.unwrap();
+    assert_eq!((out.firings, out.enrolled), (1, 1));
+    assert_eq!(messages(&w.engine, "a@x.example").await, ["digest"]);
+    let again = w.engine.run_once(at("2026-11-05T12:30:00Z")).await.unwrap();
+    assert_eq!(again.firings, 0);
+    let next = w.engine.run_once(at("2026-11-06T08:00:00Z")).await.unwrap();
+    assert_eq!(next.firings, 1);
+    assert_eq!(
+        messages(&w.engine, "a@x.example").await,
+        ["digest", "digest"]
+    );
+}
