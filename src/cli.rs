@@ -43,4 +43,85 @@ pub enum Command {
     },
     /// Print the JSON Schema of the campaign format, for editor completion.
     Schema,
+    /// Apply database migrations.
+    Migrate,
+    /// Do everything due as of now (or --now) and exit: for cron and tests.
+    Tick {
+        /// Treat this RFC 3339 time as the current time.
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
+    },
+    /// The daemon: triggers, scheduler, sender and HTTP server, until SIGTERM/SIGINT.
+    Run,
+    /// Record an event for a contact (creating or updating it); this triggers campaigns.
+    Event {
+        /// The contact's email address.
+        email: String,
+        /// Event name, e.g. lead.captured.
+        name: String,
+        /// Event property, k=v (repeatable).
+        #[arg(long = "prop", value_name = "K=V")]
+        props: Vec<String>,
+        /// Contact attribute to set, k=v (repeatable).
+        #[arg(long = "attr", value_name = "K=V")]
+        attrs: Vec<String>,
+        /// When it happened (default now).
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        /// Idempotency id: a repeated id is ignored.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Enroll a contact in a campaign by hand (obeys audience and reentry).
+    Enroll {
+        /// Campaign id.
+        campaign: String,
+        /// The contact's email address.
+        email: String,
+        /// Treat this RFC 3339 time as the current time.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+    },
+    /// Manage contacts.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// Per campaign and per step counts.
+    Stats {
+        /// Only this campaign.
+        campaign: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Upsert contacts from a CSV file with an `email` column.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Tag every imported contact (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Record this event for every imported contact (triggers campaigns).
+        #[arg(long, value_name = "NAME")]
+        event: Option<String>,
+        /// Treat this RFC 3339 time as the current time.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+    },
+    /// Status, tags, attributes, enrollments and messages of a contact.
+    Show {
+        /// The contact's email address.
+        email: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suppress a contact: no more mail, from any campaign.
+    Unsubscribe {
+        /// The contact's email address.
+        email: String,
+    },
 }

@@ -1,9 +1,18 @@
 //! `nurture`: the command-line entry point. Parses arguments, loads configuration and hands
 //! each command to the library crates; nothing here decides campaign or delivery behaviour.
 
+/// `println!` that ignores a closed stdout (`nurture stats | head`) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod cmd;
 mod config;
+mod delivery;
 mod exit;
 
 use std::process::ExitCode;

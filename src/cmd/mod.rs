@@ -1,5 +1,9 @@
 //! One module per command; each turns parsed arguments into calls on the library crates.
 
+mod common;
+mod contacts;
+mod engine;
+mod stats;
 mod templates;
 mod validate;
 
@@ -14,8 +18,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { paths } => validate::validate(&config, &paths),
         Command::Schema => {
-            println!("{}", nurture_campaign::schema::json_schema());
+            outln!("{}", nurture_campaign::schema::json_schema());
             Ok(ExitCode::SUCCESS)
         }
+        command => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run_async(config, command))
+        }
+    }
+}
+
+async fn run_async(config: Config, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Migrate => engine::migrate(&config).await,
+        Command::Tick { now } => engine::tick(&config, now.as_deref()).await,
+        Command::Run => engine::run(&config).await,
+        Command::Event {
+            email,
+            name,
+            props,
+            attrs,
+            at,
+            id,
+        } => engine::event(&config, &email, &name, &props, &attrs, at.as_deref(), id).await,
+        Command::Enroll {
+            campaign,
+            email,
+            at,
+        } => engine::enroll(&config, &campaign, &email, at.as_deref()).await,
+        Command::Contacts(c) => contacts::run(&config, c).await,
+        Command::Stats { campaign, json } => stats::stats(&config, campaign.as_deref(), json).await,
+        Command::Validate { .. } | Command::Schema => Ok(ExitCode::SUCCESS),
     }
 }
