@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{CampaignFile, SourceFile, parse_campaign};
-use nurture_scheduler::{Engine, EngineConfig};
-use nurture_store::{NewEvent, Store, Upsert};
+use nurture_scheduler::Engine;
+use nurture_store::{NewEvent, Upsert};
 use serde_json::{Map, Value, json};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -16,18 +16,14 @@ fn campaign(id: &str, yaml: &str) -> CampaignFile {
         .unwrap_or_else(|d| panic!("{d:#?}"))
 }
 
-struct World {
-    engine: Engine,
-    _dir: tempfile::TempDir,
-}
+mod support;
 
-async fn sqlite(files: &[CampaignFile], t0: DateTime<Utc>) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let store = Store::open(&url).await.unwrap();
-    let engine = Engine::new(store, EngineConfig::default());
-    engine.sync(files, true, t0).await.unwrap();
-    World { engine, _dir: dir }
+use support::{Backend, World};
+
+async fn world(backend: Backend, files: &[CampaignFile], t0: DateTime<Utc>) -> World {
+    let w = World::new(backend).await;
+    w.engine.sync(files, true, t0).await.unwrap();
+    w
 }
 
 async fn event(
@@ -117,10 +113,9 @@ steps:
     tag: [nurtured]
 "#;
 
-#[tokio::test]
-async fn wait_of_two_days_does_not_send_early() {
+async fn wait_of_two_days_does_not_send_early(backend: Backend) {
     let t0 = at("2026-11-02T10:00:00Z");
-    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    let w = world(backend, &[campaign("drip", DRIP)], t0).await;
     event(
         &w.engine,
         "lead@x.example",
@@ -154,10 +149,9 @@ async fn wait_of_two_days_does_not_send_early() {
     );
 }
 
-#[tokio::test]
-async fn trigger_filter_and_completion_with_tag() {
+async fn trigger_filter_and_completion_with_tag(backend: Backend) {
     let t0 = at("2026-11-02T10:00:00Z");
-    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    let w = world(backend, &[campaign("drip", DRIP)], t0).await;
     event(
         &w.engine,
         "webinar@x.example",
@@ -197,10 +191,9 @@ async fn trigger_filter_and_completion_with_tag() {
     assert_eq!(c.tags, ["nurtured"]);
 }
 
-#[tokio::test]
-async fn goal_event_exits_before_the_next_step() {
+async fn goal_event_exits_before_the_next_step(backend: Backend) {
     let t0 = at("2026-11-02T10:00:00Z");
-    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    let w = world(backend, &[campaign("drip", DRIP)], t0).await;
     event(
         &w.engine,
         "buyer@x.example",
@@ -229,10 +222,9 @@ async fn goal_event_exits_before_the_next_step() {
     );
 }
 
-#[tokio::test]
-async fn reentry_never_enrolls_once() {
+async fn reentry_never_enrolls_once(backend: Backend) {
     let t0 = at("2026-11-02T10:00:00Z");
-    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    let w = world(backend, &[campaign("drip", DRIP)], t0).await;
     for i in 0..3 {
         event(
             &w.engine,
@@ -254,8 +246,7 @@ async fn reentry_never_enrolls_once() {
     );
 }
 
-#[tokio::test]
-async fn weekend_window_in_new_york_across_the_dst_change() {
+async fn weekend_window_in_new_york_across_the_dst_change(backend: Backend) {
     let yaml = r#"
 from: ana@leadcraft.example
 trigger: { event: demo.requested }
@@ -267,7 +258,7 @@ steps:
 "#;
     // Saturday 31 October 2026, 12:00 in New York (EDT, UTC-4). DST ends Sunday 1 November.
     let t0 = at("2026-10-31T16:00:00Z");
-    let w = sqlite(&[campaign("demo", yaml)], t0).await;
+    let w = world(backend, &[campaign("demo", yaml)], t0).await;
     event(
         &w.engine,
         "ny@x.example",
@@ -291,10 +282,9 @@ steps:
     assert_eq!(messages(&w.engine, "ny@x.example").await, ["confirm"]);
 }
 
-#[tokio::test]
-async fn removed_step_moves_waiting_enrollments_to_the_next_surviving_step() {
+async fn removed_step_moves_waiting_enrollments_to_the_next_surviving_step(backend: Backend) {
     let t0 = at("2026-11-02T10:00:00Z");
-    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    let w = world(backend, &[campaign("drip", DRIP)], t0).await;
     event(
         &w.engine,
         "edit@x.example",
@@ -352,10 +342,9 @@ async fn removed_step_moves_waiting_enrollments_to_the_next_surviving_step() {
     );
 }
 
-#[tokio::test]
-async fn paused_campaign_holds_and_resumes() {
+async fn paused_campaign_holds_and_resumes(backend: Backend) {
     let t0 = at("2026-11-02T10:00:00Z");
-    let w = sqlite(&[campaign("drip", DRIP)], t0).await;
+    let w = world(backend, &[campaign("drip", DRIP)], t0).await;
     event(
         &w.engine,
         "p@x.example",
@@ -384,8 +373,7 @@ async fn paused_campaign_holds_and_resumes() {
     );
 }
 
-#[tokio::test]
-async fn missed_schedule_firings_fire_once() {
+async fn missed_schedule_firings_fire_once(backend: Backend) {
     let yaml = r#"
 from: ana@leadcraft.example
 trigger: { schedule: "0 9 * * *", timezone: Europe/Berlin }
@@ -397,7 +385,7 @@ steps:
     subject: Digest
 "#;
     let t0 = at("2026-11-02T06:00:00Z");
-    let w = sqlite(&[campaign("daily", yaml)], t0).await;
+    let w = world(backend, &[campaign("daily", yaml)], t0).await;
     event(
         &w.engine,
         "a@x.example",
@@ -420,3 +408,32 @@ steps:
         ["digest", "digest"]
     );
 }
+
+/// Runs each scenario on a SQLite file and on a fresh PostgreSQL database.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+both!(
+    wait_of_two_days_does_not_send_early,
+    trigger_filter_and_completion_with_tag,
+    goal_event_exits_before_the_next_step,
+    reentry_never_enrolls_once,
+    weekend_window_in_new_york_across_the_dst_change,
+    removed_step_moves_waiting_enrollments_to_the_next_surviving_step,
+    paused_campaign_holds_and_resumes,
+    missed_schedule_firings_fire_once
+);

@@ -1,0 +1,233 @@
+//! Several workers on one database: no step runs twice, no due step is lost, and work held
+//! by a worker that died is taken over once its lease runs out.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Duration, Utc};
+use nurture_campaign::{SourceFile, parse_campaign};
+use nurture_scheduler::{Courier, Engine, Failure, Job};
+use nurture_store::{NewEvent, Upsert};
+use serde_json::Map;
+
+mod support;
+
+use support::{Backend, World};
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+const DRIP: &str = r#"
+from: ana@leadcraft.example
+trigger: { event: lead.captured }
+steps:
+  - id: welcome
+    send: welcome
+    subject: Welcome
+  - id: follow-up
+    after: 2d
+    send: follow-up
+    subject: Later
+"#;
+
+/// Records every delivery, per (contact, step).
+#[derive(Default)]
+struct Counting {
+    seen: Mutex<HashMap<(i64, String), u32>>,
+}
+
+impl Courier for Counting {
+    type Prepared = (i64, String);
+
+    fn prepare(&self, job: &Job<'_>) -> Result<(String, Self::Prepared), Failure> {
+        Ok((
+            format!("<{}@test>", job.message.id),
+            (job.contact.id, job.step.id.to_string()),
+        ))
+    }
+
+    async fn send(&self, p: Self::Prepared) -> Result<String, Failure> {
+        tokio::task::yield_now().await;
+        *self.seen.lock().unwrap().entry(p).or_default() += 1;
+        Ok("250 ok".into())
+    }
+}
+
+async fn leads(engine: &Engine, n: usize, t: DateTime<Utc>) {
+    let mut tx = engine.store().begin().await.unwrap();
+    for i in 0..n {
+        let (c, _) = tx
+            .upsert_contact(
+                &Upsert {
+                    email: format!("lead{i}@x.example"),
+                    ..Default::default()
+                },
+                t.timestamp_millis(),
+            )
+            .await
+            .unwrap();
+        tx.insert_event(
+            &NewEvent {
+                contact_id: c.id,
+                name: "lead.captured".into(),
+                properties: Map::new(),
+                occurred_at: t.timestamp_millis(),
+                ..Default::default()
+            },
+            t.timestamp_millis(),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn three_workers(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    leads(&w.engine, 300, t0).await;
+    let workers = [w.engine.clone(), w.another().await, w.another().await];
+    for e in &workers[1..] {
+        e.refresh().await.unwrap();
+    }
+    let courier = Counting::default();
+    for now in [t0, t0 + Duration::days(2)] {
+        let runs = workers.iter().map(|e| async {
+            e.run_once(now).await.unwrap();
+            e.deliver(&courier, now, 4).await.unwrap()
+        });
+        let delivered: Vec<_> = futures_util::future::join_all(runs).await;
+        let total: u64 = delivered.iter().map(|d| d.sent).sum();
+        assert_eq!(total, 300, "every due email delivered once at {now}");
+    }
+    let seen = courier.seen.lock().unwrap();
+    assert_eq!(seen.len(), 600, "300 contacts × 2 steps");
+    assert!(seen.values().all(|n| *n == 1), "an email went out twice");
+}
+
+async fn dead_workers_claims_are_taken_over(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    leads(&w.engine, 20, t0).await;
+    w.engine.run_once(t0).await.unwrap();
+
+    // A worker leases every message and dies before sending anything.
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let claimed = tx
+        .claim_messages(
+            t0.timestamp_millis(),
+            (t0 + Duration::minutes(5)).timestamp_millis(),
+            100,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(claimed.len(), 20);
+    // Another worker with the first one's enrollment transaction open and abandoned.
+    let survivor = w.another().await;
+    survivor.refresh().await.unwrap();
+    let courier = Counting::default();
+    let early = survivor
+        .deliver(&courier, t0 + Duration::minutes(1), 4)
+        .await
+        .unwrap();
+    assert_eq!(early.sent, 0, "the lease still holds");
+    let later = survivor
+        .deliver(&courier, t0 + Duration::minutes(6), 4)
+        .await
+        .unwrap();
+    assert_eq!(later.sent, 20, "the lease ran out; the survivor delivers");
+    assert!(courier.seen.lock().unwrap().values().all(|n| *n == 1));
+}
+
+async fn crash_during_smtp_leaves_unknown_never_resent(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    leads(&w.engine, 1, t0).await;
+    w.engine.run_once(t0).await.unwrap();
+    // The worker marked the message `sending` (committed before SMTP) and was killed.
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let m = tx
+        .claim_messages(
+            t0.timestamp_millis(),
+            (t0 + Duration::minutes(5)).timestamp_millis(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(
+        tx.mark_sending(
+            m[0].id,
+            "<x@test>",
+            (t0 + Duration::minutes(5)).timestamp_millis(),
+            t0.timestamp_millis()
+        )
+        .await
+        .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let courier = Counting::default();
+    let d = w
+        .engine
+        .deliver(&courier, t0 + Duration::minutes(10), 4)
+        .await
+        .unwrap();
+    assert_eq!((d.sent, d.unknown), (0, 1));
+    assert!(courier.seen.lock().unwrap().is_empty());
+    let mut tx = w.engine.store().begin().await.unwrap();
+    assert_eq!(tx.message(m[0].id).await.unwrap().unwrap().state, "unknown");
+    tx.commit().await.unwrap();
+}
+
+async fn abandoned_transaction_loses_no_step(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    leads(&w.engine, 5, t0).await;
+    // A worker claims the new events and dies before committing.
+    {
+        let mut tx = w.engine.store().begin().await.unwrap();
+        assert_eq!(
+            tx.claim_new_events(t0.timestamp_millis(), 100)
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
+        tx.rollback().await.unwrap();
+    }
+    let out = w.engine.run_once(t0).await.unwrap();
+    assert_eq!((out.events, out.enrolled, out.queued), (5, 5, 5));
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+both!(
+    three_workers,
+    dead_workers_claims_are_taken_over,
+    crash_during_smtp_leaves_unknown_never_resent,
+    abandoned_transaction_loses_no_step,
+);
