@@ -12,6 +12,7 @@ use crate::exit::invalid;
 
 /// The current time, or the `--now`/`--at` the user gave. This is the one place the binary
 /// reads the clock for the engine.
+#[allow(clippy::disallowed_methods)]
 pub fn now_or(at: Option<&str>) -> anyhow::Result<DateTime<Utc>> {
     match at {
         None => Ok(Utc::now()),

@@ -422,7 +422,9 @@ mod tests {
 
     #[test]
     fn first_false_names_the_failing_leaf() {
-        let now = Utc::now();
+        let now = DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let c = Condition::All(vec![
             Condition::Tag("webinar".into()),
             Condition::Clicked(StepId::new("case-study").unwrap()),

@@ -5,6 +5,9 @@
 //! engine applies to a campaign (conditions, durations, send windows, cron). It reads only the
 //! files it is given and knows nothing of databases, SMTP or the CLI.
 
+// Diagnostics are large and only travel on the error path of a one-shot load.
+#![allow(clippy::result_large_err)]
+
 mod address;
 mod condition;
 mod decode;

@@ -1,6 +1,8 @@
 //! One test per diagnostic: a valid campaign with one mistake, and the exact place and words
 //! of the problem reported.
 
+#![allow(clippy::unwrap_used)]
+
 use nurture_campaign::{Action, SourceFile, Status, Trigger, parse_campaign};
 
 const VALID: &str = r#"name: Ebook nurture

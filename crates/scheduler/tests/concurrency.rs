@@ -1,6 +1,8 @@
 //! Several workers on one database: no step runs twice, no due step is lost, and work held
 //! by a worker that died is taken over once its lease runs out.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 

@@ -1,6 +1,8 @@
 //! The engine against real databases: a SQLite file per test, and (through `scripts/test`)
 //! a fresh PostgreSQL database per test. Time is driven by the `now` passed in; no sleeps.
 
+#![allow(clippy::unwrap_used)]
+
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{CampaignFile, SourceFile, parse_campaign};
 use nurture_scheduler::Engine;

@@ -1,6 +1,6 @@
 //! Test worlds: an engine over a fresh SQLite file or a fresh PostgreSQL database.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::disallowed_methods)]
 
 use nurture_scheduler::{Engine, EngineConfig};
 use nurture_store::Store;
