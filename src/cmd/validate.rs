@@ -47,6 +47,15 @@ pub fn print_diagnostics(diagnostics: &[Diagnostic]) {
     };
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     for d in diagnostics {
+        if d.span.is_none() {
+            // Nothing to show a snippet of: name the file in the sentence itself.
+            eprintln!("  × {}: {}", d.path.display(), d.message);
+            if let Some(h) = &d.hint {
+                eprintln!("  help: {h}");
+            }
+            eprintln!();
+            continue;
+        }
         let mut out = String::new();
         if handler.render_report(&mut out, d).is_err() {
             out = format!("{d}\n");

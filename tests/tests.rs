@@ -1,0 +1,8 @@
+//! End-to-end tests: each builds a project folder like a user's, runs the real `nurture`
+//! binary in it and checks what the user sees (exit code, output, files, database).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod support;
+mod validate;
