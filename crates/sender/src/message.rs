@@ -272,7 +272,8 @@ mod tests {
         let m = build_message(&email(Some("Eve\r\nBcc: victim@x.example")), None).unwrap();
         let h = headers(&m.bytes);
         assert!(!h.lines().any(|l| l.starts_with("Bcc:")), "{h}");
-        assert!(h.contains("Eve Bcc: victim@x.example"), "{h}");
+        let to = h.lines().find(|l| l.starts_with("To: ")).unwrap();
+        assert!(to.ends_with("<lead@x.example>"), "{to}");
         assert!(h.contains("Subject: Hello Bcc: victim@x.example"), "{h}");
     }
 
