@@ -1,65 +1,321 @@
-//! Delivery wiring: which courier the engine hands due messages to.
-//!
-//! Until the sender crate lands this writes simple `.eml` files into `outbox_dir` (issue 3
-//! allows it); the real renderer and SMTP transport replace it.
+//! Delivery wiring: the courier that renders with `nurture-sender` and hands the message to
+//! SMTP (when `smtp_url` is set) or to the outbox folder.
 
-use std::future::Future;
-use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
+use nurture_campaign::{Campaign, SendAction};
 use nurture_scheduler::{Courier, Delivered, Engine, Failure, Job};
+use nurture_sender::{
+    BuiltMessage, Claim, DkimSigner, Outbox, OutgoingEmail, RenderRequest, Signer, SmtpConnection,
+    SmtpUrl, Templates, Tracking, build_message, context,
+};
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
 
 use crate::config::Config;
+use crate::exit::invalid;
 
-/// Delivers everything due.
+/// Where messages go.
+pub enum Transport {
+    /// `.eml` files.
+    Outbox(Outbox),
+    /// SMTP connections, one per concurrent send, reused between messages.
+    Smtp {
+        url: SmtpUrl,
+        idle: Mutex<Vec<SmtpConnection>>,
+    },
+}
+
+/// Renders and sends. One per process; templates reload with campaigns.
+pub struct Mailer {
+    pub templates: Arc<Templates>,
+    pub signer: Signer,
+    pub base_url: String,
+    pub postal_address: Option<String>,
+    pub dkim: Option<DkimSigner>,
+    pub transport: Transport,
+    pacer: Pacer,
+    /// How many messages go out at once.
+    pub concurrency: usize,
+}
+
+/// Spaces sends evenly under `rate_per_second` across all concurrent senders.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(rate: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(1) / rate.max(1),
+            next: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let now = tokio::time::Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+impl Mailer {
+    /// Builds the mailer from the configuration; the signing secret comes from the config or
+    /// the database (generated once).
+    pub async fn new(config: &Config, engine: &Engine) -> anyhow::Result<Self> {
+        let templates =
+            Templates::load(&config.templates_dir).context("cannot load the templates")?;
+        let secret = match &config.secret {
+            Some(s) => s.expose().to_string(),
+            None => engine.store().secret(nurture_sender::random_secret).await?,
+        };
+        let dkim = match (
+            &config.dkim_domain,
+            &config.dkim_selector,
+            &config.dkim_private_key,
+        ) {
+            (Some(d), Some(s), Some(k)) => {
+                let pem = if k.expose().contains("-----BEGIN") {
+                    k.expose().to_string()
+                } else {
+                    std::fs::read_to_string(k.expose()).map_err(|e| {
+                        invalid(format!("cannot read the DKIM private key file: {e}"))
+                    })?
+                };
+                Some(DkimSigner::new(d, s, &pem).map_err(|e| invalid(e.to_string()))?)
+            }
+            (None, None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "DKIM needs all three of dkim_domain, dkim_selector and dkim_private_key",
+                ));
+            }
+        };
+        let transport = match &config.smtp_url {
+            Some(url) => Transport::Smtp {
+                url: SmtpUrl::parse(url.expose())
+                    .map_err(|e| invalid(format!("invalid smtp_url: {e}")))?,
+                idle: Mutex::new(Vec::new()),
+            },
+            None => Transport::Outbox(Outbox::new(config.outbox_dir.clone())),
+        };
+        Ok(Self {
+            templates: Arc::new(templates),
+            signer: Signer::new(&secret),
+            base_url: config.base_url.clone(),
+            postal_address: config.postal_address.clone(),
+            dkim,
+            transport,
+            pacer: Pacer::new(config.rate_per_second),
+            concurrency: 10,
+        })
+    }
+
+    /// Reloads the templates (after an edit).
+    pub fn reload_templates(&mut self, config: &Config) -> anyhow::Result<()> {
+        self.templates = Arc::new(Templates::load(&config.templates_dir)?);
+        Ok(())
+    }
+
+    fn url(&self, kind: &str, claim: &Claim) -> String {
+        format!("{}/{kind}/{}", self.base_url, self.signer.sign(claim))
+    }
+
+    /// Renders and builds one email. `message_id` names the queued message for tokens
+    /// (`None` for test sends); `to` overrides the recipient.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        &self,
+        campaign: &Campaign,
+        step_id: &str,
+        send: &SendAction,
+        contact_email: &str,
+        attributes: &Map<String, Value>,
+        tags: &[String],
+        event: &Map<String, Value>,
+        message_id: Option<i64>,
+        to: Option<&str>,
+        subject_prefix: &str,
+    ) -> Result<BuiltMessage, Failure> {
+        let unsubscribe_url = match message_id {
+            Some(id) => self.url("u", &Claim::Unsubscribe(id)),
+            None => self.url("u", &Claim::TestUnsubscribe(0)),
+        };
+        let tracking = match message_id {
+            Some(id) => {
+                let signer = self.signer.clone();
+                let base = self.base_url.clone();
+                Tracking {
+                    open_pixel: campaign
+                        .tracking
+                        .opens
+                        .then(|| self.url("o", &Claim::Open(id))),
+                    click: campaign.tracking.clicks.then(|| {
+                        Arc::new(move |u: &str| {
+                            format!("{base}/c/{}", signer.sign(&Claim::Click(id, u.to_string())))
+                        }) as Arc<dyn Fn(&str) -> String + Send + Sync>
+                    }),
+                    keep: Some(unsubscribe_url.clone()),
+                }
+            }
+            None => Tracking::default(),
+        };
+        let ctx = context(
+            contact_email,
+            attributes,
+            tags,
+            event,
+            campaign.id.as_str(),
+            &campaign.name,
+            step_id,
+            &unsubscribe_url,
+            self.postal_address.as_deref(),
+        );
+        let layout = campaign.layout_for(send).map(|l| l.as_str());
+        let rendered = self
+            .templates
+            .render(&RenderRequest {
+                template: send.template.as_str(),
+                layout,
+                subject: &send.subject,
+                preheader: send.preheader.as_deref(),
+                context: &ctx,
+                tracking,
+            })
+            .map_err(|e| {
+                Failure::Render(format!(
+                    "campaign {}, step {step_id}, contact {contact_email}: {e}",
+                    campaign.id
+                ))
+            })?;
+        let from = campaign.from_for(send).ok_or_else(|| {
+            Failure::Render(format!("campaign {} has no From address", campaign.id))
+        })?;
+        let reply_to = campaign.reply_to_for(send);
+        let subject = format!("{subject_prefix}{}", rendered.subject);
+        let to_name = display_name(attributes);
+        build_message(
+            &OutgoingEmail {
+                from_name: from.name(),
+                from_address: from.address(),
+                reply_to: reply_to.map(|r| (r.name(), r.address())),
+                to_name: if to.is_some() {
+                    None
+                } else {
+                    to_name.as_deref()
+                },
+                to_address: to.unwrap_or(contact_email),
+                subject: &subject,
+                html: &rendered.html,
+                text: &rendered.text,
+                unsubscribe_url: &unsubscribe_url,
+                campaign: campaign.id.as_str(),
+                step: step_id,
+                date: SystemTime::now(),
+            },
+            self.dkim.as_ref(),
+        )
+        .map_err(|e| Failure::Render(e.to_string()))
+    }
+
+    /// Hands a built message to the transport.
+    pub async fn transmit(&self, m: &BuiltMessage) -> Result<String, Failure> {
+        match &self.transport {
+            Transport::Outbox(outbox) => {
+                let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+                let path = outbox
+                    .write(m, &stamp)
+                    .map_err(|e| Failure::Transient(format!("cannot write to the outbox: {e}")))?;
+                Ok(format!("written to {}", path.display()))
+            }
+            Transport::Smtp { url, idle } => {
+                self.pacer.wait().await;
+                let mut conn = idle
+                    .lock()
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| SmtpConnection::new(url.clone()));
+                let result = conn.send(m).await;
+                idle.lock().await.push(conn);
+                result.map_err(|e| {
+                    if e.is_permanent() {
+                        Failure::Permanent(e.to_string())
+                    } else {
+                        Failure::Transient(e.to_string())
+                    }
+                })
+            }
+        }
+    }
+
+    /// Closes idle SMTP connections politely.
+    pub async fn close(&self) {
+        if let Transport::Smtp { idle, .. } = &self.transport {
+            for mut c in idle.lock().await.drain(..) {
+                c.close().await;
+            }
+        }
+    }
+}
+
+/// The contact's name for the To header: `name`, else `first_name last_name`.
+fn display_name(attributes: &Map<String, Value>) -> Option<String> {
+    let get = |k: &str| {
+        attributes
+            .get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    if let Some(n) = get("name") {
+        return Some(n.to_string());
+    }
+    let parts: Vec<&str> = [get("first_name"), get("last_name")]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+impl Courier for Mailer {
+    type Prepared = BuiltMessage;
+
+    fn prepare(&self, job: &Job<'_>) -> Result<(String, BuiltMessage), Failure> {
+        let (contact, event) = (job.contact, job.event);
+        let built = self.build(
+            job.campaign,
+            job.step.id.as_str(),
+            job.send,
+            &contact.email,
+            &contact.attributes,
+            &contact.tags,
+            event,
+            Some(job.message.id),
+            None,
+            "",
+        )?;
+        Ok((built.message_id.clone(), built))
+    }
+
+    async fn send(&self, prepared: BuiltMessage) -> Result<String, Failure> {
+        self.transmit(&prepared).await
+    }
+}
+
+/// Delivers everything due with `mailer`.
 pub async fn deliver(
-    config: &Config,
+    mailer: &Mailer,
     engine: &Engine,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Delivered> {
-    let courier = SimpleOutbox {
-        dir: config.outbox_dir.clone(),
-        now,
-    };
-    Ok(engine.deliver(&courier, now, 1).await?)
-}
-
-struct SimpleOutbox {
-    dir: PathBuf,
-    now: DateTime<Utc>,
-}
-
-impl Courier for SimpleOutbox {
-    type Prepared = (String, String);
-
-    fn prepare(&self, job: &Job<'_>) -> Result<(String, Self::Prepared), Failure> {
-        let id = format!("<m{}.{}@nurture.local>", job.message.id, job.message.seq);
-        let text = format!(
-            "Message-ID: {id}\r\nDate: {}\r\nTo: {}\r\nSubject: {}\r\nX-Nurture-Campaign: {}\r\nX-Nurture-Step: {}\r\n\r\ntemplate {}\r\n",
-            self.now.to_rfc2822(),
-            job.contact.email,
-            job.send.subject.replace(['\r', '\n'], " "),
-            job.campaign.id,
-            job.step.id,
-            job.send.template
-        );
-        Ok((
-            id,
-            (format!("{}-{}.eml", job.message.id, job.step.id), text),
-        ))
-    }
-
-    fn send(
-        &self,
-        prepared: Self::Prepared,
-    ) -> impl Future<Output = Result<String, Failure>> + Send {
-        let dir = self.dir.clone();
-        async move {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Failure::Transient(format!("cannot create the outbox: {e}")))?;
-            std::fs::write(dir.join(&prepared.0), prepared.1)
-                .map_err(|e| Failure::Transient(format!("cannot write to the outbox: {e}")))?;
-            Ok("written to the outbox".into())
-        }
-    }
+    Ok(engine.deliver(mailer, now, mailer.concurrency).await?)
 }

@@ -37,7 +37,9 @@ pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode
     let engine = open_engine(config).await?;
     sync_campaigns(&engine, config, now).await?;
     let out = engine.run_once(now).await?;
-    let delivered = crate::delivery::deliver(config, &engine, now).await?;
+    let mailer = crate::delivery::Mailer::new(config, &engine).await?;
+    let delivered = crate::delivery::deliver(&mailer, &engine, now).await?;
+    mailer.close().await;
     outln!(
         "tick at {}: {}",
         now.to_rfc3339(),
@@ -51,6 +53,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let shutdown = tokio_util_shutdown();
     let mut last_files = campaign_stamp(config);
     sync_campaigns(&engine, config, now_or(None)?).await?;
+    let mut mailer = crate::delivery::Mailer::new(config, &engine).await?;
     tracing::info!(database = %redact(config.database_url.expose()), "nurture is running");
     eprintln!("nurture is running; stop with Ctrl-C");
     loop {
@@ -59,10 +62,13 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         if stamp != last_files {
             last_files = stamp;
             let report = sync_campaigns(&engine, config, now).await?;
+            if let Err(e) = mailer.reload_templates(config) {
+                tracing::error!("templates not reloaded: {e:#}");
+            }
             tracing::info!(changed = ?report.changed, removed = ?report.removed, "campaign files re-read");
         }
         let out = engine.run_once(now).await?;
-        let delivered = crate::delivery::deliver(config, &engine, now).await?;
+        let delivered = crate::delivery::deliver(&mailer, &engine, now).await?;
         if out != Outcome::default() || delivered != nurture_scheduler::Delivered::default() {
             tracing::info!("{}", summary(&out, &delivered));
         }
@@ -80,6 +86,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             () = shutdown.notified() => break,
         }
     }
+    mailer.close().await;
     eprintln!("stopped");
     engine.store().close().await;
     Ok(ExitCode::SUCCESS)

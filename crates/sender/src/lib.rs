@@ -13,6 +13,7 @@ mod outbox;
 mod render;
 mod smtp;
 mod templates;
+mod tokens;
 mod tracking;
 
 pub use message::{
@@ -22,4 +23,5 @@ pub use outbox::Outbox;
 pub use render::{RenderError, RenderRequest, Rendered, context};
 pub use smtp::{SendError, SmtpConnection, SmtpUrl, Tls};
 pub use templates::{LoadError, TemplateProblem, Templates};
+pub use tokens::{Claim, Signer, random_secret};
 pub use tracking::{Tracking, rewrite_links};

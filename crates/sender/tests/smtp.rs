@@ -44,7 +44,11 @@ async fn three_messages_on_one_connection_arrive_intact() {
         assert!(reply.starts_with("250"), "{reply}");
     }
     conn.close().await;
-    let got = sink.wait_for(3, Duration::from_secs(5));
+    let got: Vec<String> = sink
+        .wait_for(3, Duration::from_secs(5))
+        .iter()
+        .map(|m| m.message_text())
+        .collect();
     assert_eq!(got.len(), 3);
     for i in 0..3 {
         let m = got
@@ -62,13 +66,13 @@ async fn three_messages_on_one_connection_arrive_intact() {
 
 #[tokio::test]
 async fn four_xx_is_transient_and_five_xx_is_permanent() {
-    let soft = SmtpSink::with_args(&["-r", "rcpt"]);
+    let soft = SmtpSink::builder().soft_reject("rcpt").start();
     let mut conn = SmtpConnection::new(SmtpUrl::parse(&soft.url()).unwrap());
     let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
     assert!(e.is_transient() && !e.is_permanent(), "{e:?}");
     assert_eq!(e.code.map(|c| c / 100), Some(4));
 
-    let hard = SmtpSink::with_args(&["-f", "rcpt"]);
+    let hard = SmtpSink::builder().hard_reject("rcpt").start();
     let mut conn = SmtpConnection::new(SmtpUrl::parse(&hard.url()).unwrap());
     let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
     assert!(e.is_permanent(), "{e:?}");
@@ -93,14 +97,18 @@ async fn server_down_is_transient_and_recovery_reconnects() {
     assert!(e.is_transient(), "{e:?}");
     sink.restart();
     conn.send(&message("a@x.example", "after")).await.unwrap();
-    let got = sink.wait_for(2, Duration::from_secs(5));
+    let got: Vec<String> = sink
+        .wait_for(2, Duration::from_secs(5))
+        .iter()
+        .map(|m| m.message_text())
+        .collect();
     assert!(got.iter().any(|m| m.contains("Subject: after")), "{got:?}");
     assert!(!got.iter().any(|m| m.contains("Subject: during")));
 }
 
 #[tokio::test]
 async fn hang_up_at_data_is_transient() {
-    let sink = SmtpSink::with_args(&["-q", "data"]);
+    let sink = SmtpSink::builder().hang_up_on("data").start();
     let mut conn = SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap())
         .with_timeout(Duration::from_secs(5));
     let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();

@@ -1,0 +1,259 @@
+//! Delivery end to end: `nurture tick` rendering the project's templates and sending into a
+//! real Postfix smtp-sink; what arrives is asserted byte by byte.
+
+use std::time::Duration;
+
+use nurture_testkit::SmtpSink;
+
+use crate::support::Project;
+
+const CAMPAIGN: &str = r#"name: Welcome series
+from: "Ana from Leadcraft <ana@leadcraft.example>"
+reply_to: hello@leadcraft.example
+layout: base
+trigger: { event: lead.captured }
+steps:
+  - id: welcome
+    send: welcome
+    subject: "Welcome, {{default contact.first_name \"friend\"}}"
+    preheader: Your guide is inside
+"#;
+
+fn project() -> Project {
+    let p = Project::new();
+    p.file("campaigns/welcome.yaml", CAMPAIGN)
+        .file("templates/layouts/base.html.hbs", "<html><head><style>p { color: #222; }</style></head><body>{{{body}}}{{> footer}}</body></html>")
+        .file("templates/partials/footer.hbs", "<p>Leadcraft, {{postal_address}} <a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>")
+        .file("templates/welcome.html.hbs", "<p>Hi {{default contact.first_name \"there\"}}, read <a href=\"https://leadcraft.example/guide\">the guide</a>.</p>");
+    p
+}
+
+fn show(p: &Project, email: &str, sink: &SmtpSink) -> serde_json::Value {
+    let out = p
+        .nurture(&["contacts", "show", email, "--json"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+#[test]
+fn rendered_message_arrives_with_every_header_and_no_injection() {
+    let sink = SmtpSink::start();
+    let p = project();
+    p.nurture(&[
+        "event",
+        "eve@x.example",
+        "lead.captured",
+        "--attr",
+        "first_name=Eve\r\nBcc: victim@y.example",
+        "--at",
+        "2026-11-02T10:00:00Z",
+    ])
+    .output()
+    .success();
+    p.nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .env("NURTURE_POSTAL_ADDRESS", "1 Main St, Springfield")
+        .env("NURTURE_BASE_URL", "https://nurture.leadcraft.example")
+        .output()
+        .success();
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "{got:?}");
+    let m = &got[0].message_text();
+    let headers = m.split("\n\n").next().unwrap();
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+        "{headers}"
+    );
+    for needle in [
+        "From: \"Ana from Leadcraft\" <ana@leadcraft.example>",
+        "Reply-To: hello@leadcraft.example",
+        "List-Unsubscribe: <https://nurture.leadcraft.example/u/",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "X-Nurture-Campaign: welcome",
+        "X-Nurture-Step: welcome",
+        "Content-Type: multipart/alternative",
+        "Message-ID: <",
+    ] {
+        assert!(headers.contains(needle), "missing {needle}:\n{headers}");
+    }
+    assert!(
+        headers.contains("Subject: Welcome, Eve Bcc: victim@y.example")
+            || headers.contains("Subject: =?utf-8?"),
+        "{headers}"
+    );
+    let body = m.replace("=\n", "");
+    assert!(body.contains("Your guide is inside"), "preheader: {body}");
+    assert!(body.contains("1 Main St, Springfield"), "{body}");
+    assert!(
+        body.contains("https://nurture.leadcraft.example/c/"),
+        "click tracking: {body}"
+    );
+    assert!(
+        body.contains("https://nurture.leadcraft.example/o/"),
+        "open pixel: {body}"
+    );
+    assert!(
+        body.contains("style=3D\"color: #222"),
+        "CSS inlined: {body}"
+    );
+    assert_eq!(
+        m.matches("Content-Transfer-Encoding: quoted-printable")
+            .count(),
+        2
+    );
+    let doc = show(&p, "eve@x.example", &sink);
+    assert_eq!(doc["messages"][0]["status"], "sent");
+    assert!(
+        doc["messages"][0]["message_id"]
+            .as_str()
+            .unwrap()
+            .starts_with('<')
+    );
+}
+
+#[test]
+fn soft_failure_is_retried_and_delivered_exactly_once() {
+    let soft = SmtpSink::builder().soft_reject("rcpt").start();
+    let p = project();
+    p.nurture(&[
+        "event",
+        "soft@x.example",
+        "lead.captured",
+        "--at",
+        "2026-11-02T10:00:00Z",
+    ])
+    .output()
+    .success();
+    let out = p
+        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .env("NURTURE_SMTP_URL", &soft.url())
+        .output()
+        .success();
+    assert!(out.stdout.contains("1 deferred"), "{}", out.stdout);
+    let doc = show(&p, "soft@x.example", &soft);
+    assert_eq!(doc["messages"][0]["status"], "deferred");
+    assert_eq!(
+        doc["messages"][0]["next_attempt_at"],
+        "2026-11-02T10:01:00+00:00"
+    );
+    // The server recovers (here: the operator points nurture at a healthy one).
+    drop(soft);
+    let sink = SmtpSink::start();
+    // Not due yet: nothing is sent.
+    p.nurture(&["tick", "--now", "2026-11-02T10:00:30Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    assert!(sink.messages().is_empty());
+    p.nurture(&["tick", "--now", "2026-11-02T10:01:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    p.nurture(&["tick", "--now", "2026-11-02T10:30:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(sink.messages().len(), 1, "delivered exactly once");
+    assert_eq!(
+        show(&p, "soft@x.example", &sink)["messages"][0]["status"],
+        "sent"
+    );
+}
+
+#[test]
+fn server_down_then_up_delivers_after_backoff() {
+    let mut sink = SmtpSink::start();
+    sink.stop();
+    let p = project();
+    p.nurture(&[
+        "event",
+        "down@x.example",
+        "lead.captured",
+        "--at",
+        "2026-11-02T10:00:00Z",
+    ])
+    .output()
+    .success();
+    let out = p
+        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    assert!(out.stdout.contains("1 deferred"), "{}", out.stdout);
+    sink.restart();
+    p.nurture(&["tick", "--now", "2026-11-02T10:01:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+}
+
+#[test]
+fn hard_bounce_bounces_the_contact_and_ends_its_campaigns() {
+    let sink = SmtpSink::builder().hard_reject("rcpt").start();
+    let p = project();
+    p.nurture(&[
+        "event",
+        "gone@x.example",
+        "lead.captured",
+        "--at",
+        "2026-11-02T10:00:00Z",
+    ])
+    .output()
+    .success();
+    let out = p
+        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    assert!(out.stdout.contains("1 bounced"), "{}", out.stdout);
+    let doc = show(&p, "gone@x.example", &sink);
+    assert_eq!(doc["status"], "bounced");
+    assert_eq!(doc["messages"][0]["status"], "bounced");
+    assert!(
+        doc["messages"][0]["error"].as_str().unwrap().contains("5"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn render_error_fails_the_step_and_names_campaign_step_contact_and_variable() {
+    let sink = SmtpSink::start();
+    let p = project();
+    p.file(
+        "templates/welcome.html.hbs",
+        "<p>Hi {{contact.first_name}}</p>",
+    );
+    p.nurture(&[
+        "event",
+        "nameless@x.example",
+        "lead.captured",
+        "--at",
+        "2026-11-02T10:00:00Z",
+    ])
+    .output()
+    .success();
+    let out = p
+        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    assert!(out.stdout.contains("1 failed"), "{}", out.stdout);
+    let doc = show(&p, "nameless@x.example", &sink);
+    let err = doc["messages"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("campaign welcome")
+            && err.contains("step welcome")
+            && err.contains("nameless@x.example")
+            && err.contains("contact.first_name"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sink.messages().is_empty(), "nothing half-rendered is sent");
+}
