@@ -124,15 +124,26 @@ fn example_campaigns_and_templates_validate() {
     p.with_examples();
     let out = p.nurture(&["validate"]).output();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("ok: 4 campaigns valid"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ok: 4 campaigns valid"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn shipped_schema_file_is_current() {
     let p = Project::new();
     let out = p.nurture(&["schema"]).output().success();
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/campaign.schema.json")).unwrap();
-    assert_eq!(out.stdout, shipped, "regenerate with: nurture schema > schema/campaign.schema.json");
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/campaign.schema.json"
+    ))
+    .unwrap();
+    assert_eq!(
+        out.stdout, shipped,
+        "regenerate with: nurture schema > schema/campaign.schema.json"
+    );
 }
 
 #[test]
@@ -142,14 +153,38 @@ fn template_problems_point_at_the_campaign_line() {
         .file("templates/welcome.html.hbs", "<p>No way out</p>");
     let out = p.nurture(&["validate"]).output();
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("[campaigns/a.yaml:6:11]"), "{}", out.stderr);
-    assert!(out.stderr.contains("never reaches {{unsubscribe_url}}"), "{}", out.stderr);
-    p.file("templates/welcome.html.hbs", "<p>{{#if x}}open</p>{{unsubscribe_url}}");
+    assert!(
+        out.stderr.contains("[campaigns/a.yaml:6:11]"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("never reaches {{unsubscribe_url}}"),
+        "{}",
+        out.stderr
+    );
+    p.file(
+        "templates/welcome.html.hbs",
+        "<p>{{#if x}}open</p>{{unsubscribe_url}}",
+    );
     let out = p.nurture(&["validate"]).output();
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("templates/welcome.html.hbs:1:"), "{}", out.stderr);
-    assert!(out.stderr.contains("the template does not compile"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("templates/welcome.html.hbs:1:"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("the template does not compile"),
+        "{}",
+        out.stderr
+    );
     std::fs::remove_file(p.path().join("templates/welcome.html.hbs")).unwrap();
     let out = p.nurture(&["validate"]).output();
-    assert!(out.stderr.contains("the template templates/welcome.html.hbs does not exist"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the template templates/welcome.html.hbs does not exist"),
+        "{}",
+        out.stderr
+    );
 }

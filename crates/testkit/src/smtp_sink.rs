@@ -1,35 +1,7 @@
 //! A real SMTP server for tests: Postfix's `smtp-sink`, one per test, on a free port.
 //!
-//! `smtp-sink` accepts mail and, with `-d`, writes each mail transaction to a file of its own.
-//! What lands in such a file (checked against Postfix 3.7, see `man smtp-sink`):
-//!
-//! ```text
-//! X-Client-Addr: 127.0.0.1
-//! X-Client-Proto: ESMTP
-//! X-Helo-Args: client.example
-//! X-Mail-Args: <from@example.com> BODY=8BITMIME
-//! X-Rcpt-Args: <to@example.com>
-//! Received: from client.example ([127.0.0.1])
-//! <TAB>by smtp-sink (smtp-sink) with ESMTP id 058ea95e;
-//! <TAB>Sun, 22 Nov 2026 11:44:07 +0000 (UTC)
-//! Subject: hi
-//! From: from@example.com
-//!
-//! body
-//! <empty line>
-//! ```
-//!
-//! - the envelope comes first, written by smtp-sink: `X-Helo-Args` only if the client sent
-//!   EHLO/HELO, `X-Mail-Args` exactly once, one `X-Rcpt-Args` per accepted RCPT in order,
-//!   then a three-line `Received:` header whose last two lines start with a tab;
-//! - then the message as the client sent it, after dot-unstuffing and with CRLF turned into
-//!   LF (a lone CR is dropped);
-//! - then one empty line that smtp-sink appends.
-//!
-//! [`ReceivedMessage::raw`] is that whole file; [`ReceivedMessage::message`] is the message
-//! part alone (from its first header to the end of its body, without the appended empty
-//! line), and the envelope is parsed by [`ReceivedMessage::mail_from`] and
-//! [`ReceivedMessage::rcpt_to`].
+//! `smtp-sink` accepts mail and, with `-d`, writes each mail transaction to a file of its own;
+//! [`ReceivedMessage`] describes that file's format and takes it apart.
 //!
 //! Other things worth knowing about smtp-sink, which this module deals with:
 //!
@@ -67,6 +39,9 @@ const PORT_ATTEMPTS: usize = 5;
 
 /// A running Postfix `smtp-sink` on `127.0.0.1`, dumping every message it receives into a
 /// file of its own in a fresh temp folder. Stopped (killed) and the folder removed on drop.
+///
+/// As root, smtp-sink must drop privileges: it runs with `-u nobody`, and the folder (under
+/// the system temp dir, normally `/tmp`) is opened up so `nobody` can write to it.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -408,7 +383,37 @@ impl Drop for SmtpSink {
     }
 }
 
-/// One mail transaction as smtp-sink dumped it (see the [module docs](self) for the format).
+/// One mail transaction as smtp-sink dumped it.
+///
+/// What smtp-sink writes into a dump file (checked against Postfix 3.7, see `man smtp-sink`):
+///
+/// ```text
+/// X-Client-Addr: 127.0.0.1
+/// X-Client-Proto: ESMTP
+/// X-Helo-Args: client.example
+/// X-Mail-Args: <from@example.com> BODY=8BITMIME
+/// X-Rcpt-Args: <to@example.com>
+/// Received: from client.example ([127.0.0.1])
+/// <TAB>by smtp-sink (smtp-sink) with ESMTP id 058ea95e;
+/// <TAB>Sun, 22 Nov 2026 11:44:07 +0000 (UTC)
+/// Subject: hi
+/// From: from@example.com
+///
+/// body
+/// <empty line>
+/// ```
+///
+/// - the envelope comes first, written by smtp-sink: `X-Helo-Args` only if the client sent
+///   EHLO/HELO, `X-Mail-Args` exactly once, one `X-Rcpt-Args` per RCPT in order,
+///   then a three-line `Received:` header whose last two lines start with a tab;
+/// - then the message as the client sent it, after dot-unstuffing and with CRLF turned into
+///   LF (a lone CR is dropped);
+/// - then one empty line that smtp-sink appends.
+///
+/// [`ReceivedMessage::raw`] is that whole file; [`ReceivedMessage::message`] is the message
+/// part alone (from its first header to the end of its body, without the appended empty
+/// line), and the envelope is parsed by [`ReceivedMessage::mail_from`] and
+/// [`ReceivedMessage::rcpt_to`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
     /// The dump file's name, e.g. `20261122114407.058ea95e`.
