@@ -130,9 +130,10 @@ impl Mailer {
         format!("{}/{kind}/{}", self.base_url, self.signer.sign(claim))
     }
 
-    /// Renders and builds one email. `message_id` names the queued message for tokens
+    /// Renders and builds one email. The `Date` header is the wall clock: when the message
+    /// really leaves, even under `tick --now`. `message_id` names the queued message for tokens
     /// (`None` for test sends); `to` overrides the recipient.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::disallowed_methods)]
     pub fn build(
         &self,
         campaign: &Campaign,
@@ -228,6 +229,7 @@ impl Mailer {
     }
 
     /// Hands a built message to the transport.
+    #[allow(clippy::disallowed_methods)] // the outbox file name carries the wall-clock time
     pub async fn transmit(&self, m: &BuiltMessage) -> Result<String, Failure> {
         match &self.transport {
             Transport::Outbox(outbox) => {

@@ -24,4 +24,4 @@ pub use render::{RenderError, RenderRequest, Rendered, context};
 pub use smtp::{SendError, SmtpConnection, SmtpUrl, Tls};
 pub use templates::{LoadError, TemplateProblem, Templates};
 pub use tokens::{Claim, Signer, random_secret};
-pub use tracking::{Tracking, rewrite_links};
+pub use tracking::{LinkRewriter, Tracking, rewrite_links};

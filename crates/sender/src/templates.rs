@@ -303,7 +303,8 @@ impl Templates {
         let txt = txt_key(template);
         if self.asts.contains_key(&txt) || self.broken.contains_key(&txt) {
             let before = problems.len();
-            let reaches = self.reaches_unsubscribe(&[txt.clone()], &mut problems, &mut seen);
+            let reaches =
+                self.reaches_unsubscribe(std::slice::from_ref(&txt), &mut problems, &mut seen);
             if !reaches && problems.len() == before {
                 problems.push(TemplateProblem::NoUnsubscribeLink {
                     path: self.path_of(&txt),

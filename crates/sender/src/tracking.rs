@@ -3,13 +3,16 @@
 
 use std::sync::Arc;
 
+/// Turns an original link into its tracked URL.
+pub type LinkRewriter = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// How to track one message. The functions build the signed URLs (the server verifies them).
 #[derive(Clone, Default)]
 pub struct Tracking {
     /// The open pixel's URL.
     pub open_pixel: Option<String>,
     /// Turns an original link into its tracked URL.
-    pub click: Option<Arc<dyn Fn(&str) -> String + Send + Sync>>,
+    pub click: Option<LinkRewriter>,
     /// A link never rewritten (the unsubscribe URL).
     pub keep: Option<String>,
 }
