@@ -86,11 +86,11 @@ pub fn context(
     })
 }
 
-/// A strict registry with our helpers; `escape` false for subjects and text parts.
-pub(crate) fn registry(escape: bool) -> Handlebars<'static> {
+/// A strict registry with our helpers; `html` false for subjects and text parts (no escaping).
+pub(crate) fn registry(html: bool) -> Handlebars<'static> {
     let mut h = Handlebars::new();
     h.set_strict_mode(true);
-    if !escape {
+    if !html {
         h.register_escape_fn(handlebars::no_escape);
     }
     h.register_helper("default", Box::new(default_helper));
@@ -98,12 +98,12 @@ pub(crate) fn registry(escape: bool) -> Handlebars<'static> {
         "upper",
         Box::new(
             |h: &Helper,
-             _: &Handlebars,
+             r: &Handlebars,
              _: &Context,
-             _: &mut RenderContext,
+             rc: &mut RenderContext,
              out: &mut dyn Output|
              -> HelperResult {
-                out.write(&text_param(h, "upper")?.to_uppercase())?;
+                out.write(&escape(r, rc, text_param(h, "upper")?.to_uppercase()))?;
                 Ok(())
             },
         ),
@@ -112,18 +112,28 @@ pub(crate) fn registry(escape: bool) -> Handlebars<'static> {
         "lower",
         Box::new(
             |h: &Helper,
-             _: &Handlebars,
+             r: &Handlebars,
              _: &Context,
-             _: &mut RenderContext,
+             rc: &mut RenderContext,
              out: &mut dyn Output|
              -> HelperResult {
-                out.write(&text_param(h, "lower")?.to_lowercase())?;
+                out.write(&escape(r, rc, text_param(h, "lower")?.to_lowercase()))?;
                 Ok(())
             },
         ),
     );
     h.register_helper("format_date", Box::new(format_date_helper));
     h
+}
+
+/// Escapes helper output the way the registry escapes values: HTML-escaped in HTML, as is in
+/// subjects and text parts, and never inside `{{{triple-stash}}}`.
+fn escape(r: &Handlebars, rc: &RenderContext, text: String) -> String {
+    if rc.is_disable_escape() {
+        text
+    } else {
+        r.get_escape_fn()(&text)
+    }
 }
 
 fn text_param(h: &Helper, name: &str) -> Result<String, handlebars::RenderError> {
@@ -145,7 +155,7 @@ fn text_param(h: &Helper, name: &str) -> Result<String, handlebars::RenderError>
 /// A missing value is fine here even in strict mode; that is the helper's purpose.
 fn default_helper(
     h: &Helper,
-    _: &Handlebars,
+    r: &Handlebars,
     _: &Context,
     rc: &mut RenderContext,
     out: &mut dyn Output,
@@ -168,12 +178,7 @@ fn default_helper(
         Value::Null => String::new(),
         other => other.to_string(),
     };
-    let escaped = if rc.is_disable_escape() {
-        text
-    } else {
-        handlebars::html_escape(&text)
-    };
-    out.write(&escaped)?;
+    out.write(&escape(r, rc, text))?;
     Ok(())
 }
 
@@ -242,6 +247,15 @@ impl Templates {
             }
             None => body,
         };
+        // The text part comes from the HTML before the hidden preheader and the tracking are
+        // added: it starts with the content and keeps the original links.
+        let text = if self.has_text_part(req.template) {
+            self.plain
+                .render(&txt_key(req.template), req.context)
+                .map_err(|e| convert(e, &format!("{}.txt", req.template)))?
+        } else {
+            html_to_text(&html)
+        };
         if let Some(pre) = req.preheader {
             let pre = self
                 .plain
@@ -251,13 +265,6 @@ impl Templates {
         }
         let html = rewrite_links(&html, &req.tracking);
         let html = css_inline::inline(&html).unwrap_or(html);
-        let text = if self.has_text_part(req.template) {
-            self.plain
-                .render(&txt_key(req.template), req.context)
-                .map_err(|e| convert(e, &format!("{}.txt", req.template)))?
-        } else {
-            html_to_text(&html)
-        };
         let subject = self
             .plain
             .render_template(req.subject, req.context)
@@ -290,6 +297,5 @@ fn insert_preheader(html: &str, pre: &str) -> String {
 }
 
 fn html_to_text(html: &str) -> String {
-    // The preheader is hidden in HTML and must not lead the text part.
     html2text::from_read(html.as_bytes(), 78).unwrap_or_default()
 }

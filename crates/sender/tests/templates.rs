@@ -173,6 +173,11 @@ fn renders_layout_inlines_css_escapes_html_not_subject() {
     assert!(r.html.contains("https://n.example/u/T"));
     assert!(r.text.contains("Hi <b>Lee</b>"), "{}", r.text);
     assert!(
+        !r.text.contains("Read Growth"),
+        "the hidden preheader does not lead the text part: {}",
+        r.text
+    );
+    assert!(
         r.text.contains("https://x.example/book"),
         "links kept in text: {}",
         r.text
