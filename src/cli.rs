@@ -82,6 +82,41 @@ pub enum Command {
         #[arg(long, value_name = "RFC3339")]
         at: Option<String>,
     },
+    /// Render a campaign's email steps (or one) and send them now to ADDR, with [TEST] before
+    /// the subject; changes no enrollment and no stats.
+    TestSend {
+        /// Campaign id.
+        campaign: String,
+        /// Where to send.
+        #[arg(long, value_name = "ADDR")]
+        to: String,
+        /// Only this step.
+        #[arg(long, value_name = "ID")]
+        step: Option<String>,
+        /// Render with this stored contact's data.
+        #[arg(long, value_name = "EMAIL", conflicts_with = "data")]
+        contact: Option<String>,
+        /// Render with the data in this JSON file: {"contact": {...}, "event": {...}}.
+        #[arg(long, value_name = "FILE.json")]
+        data: Option<PathBuf>,
+    },
+    /// Print one email step's rendered message without sending it.
+    Preview {
+        /// Campaign id.
+        campaign: String,
+        /// The step.
+        #[arg(long, value_name = "ID")]
+        step: String,
+        /// Render with this stored contact's data.
+        #[arg(long, value_name = "EMAIL", conflicts_with = "data")]
+        contact: Option<String>,
+        /// Render with the data in this JSON file: {"contact": {...}, "event": {...}}.
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = Format::Html)]
+        format: Format,
+    },
     /// Manage contacts.
     #[command(subcommand)]
     Contacts(ContactsCommand),
@@ -93,6 +128,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Output of `preview`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The HTML part.
+    Html,
+    /// The text part.
+    Text,
+    /// The whole message as sent.
+    Eml,
 }
 
 #[derive(Debug, Subcommand)]

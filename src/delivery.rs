@@ -72,12 +72,17 @@ impl Mailer {
     /// Builds the mailer from the configuration; the signing secret comes from the config or
     /// the database (generated once).
     pub async fn new(config: &Config, engine: &Engine) -> anyhow::Result<Self> {
-        let templates =
-            Templates::load(&config.templates_dir).context("cannot load the templates")?;
         let secret = match &config.secret {
             Some(s) => s.expose().to_string(),
             None => engine.store().secret(nurture_sender::random_secret).await?,
         };
+        Self::with_secret(config, &secret)
+    }
+
+    /// Builds the mailer with a given signing secret (no database needed).
+    pub fn with_secret(config: &Config, secret: &str) -> anyhow::Result<Self> {
+        let templates =
+            Templates::load(&config.templates_dir).context("cannot load the templates")?;
         let dkim = match (
             &config.dkim_domain,
             &config.dkim_selector,
@@ -110,7 +115,7 @@ impl Mailer {
         };
         Ok(Self {
             templates: Arc::new(templates),
-            signer: Signer::new(&secret),
+            signer: Signer::new(secret),
             base_url: config.base_url.clone(),
             postal_address: config.postal_address.clone(),
             dkim,
@@ -226,6 +231,47 @@ impl Mailer {
             self.dkim.as_ref(),
         )
         .map_err(|e| Failure::Render(e.to_string()))
+    }
+
+    /// The rendered parts of one email, for `preview`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn render_parts(
+        &self,
+        campaign: &Campaign,
+        step_id: &str,
+        send: &SendAction,
+        contact_email: &str,
+        attributes: &Map<String, Value>,
+        tags: &[String],
+        event: &Map<String, Value>,
+    ) -> anyhow::Result<nurture_sender::Rendered> {
+        let unsubscribe_url = self.url("u", &Claim::TestUnsubscribe(0));
+        let ctx = context(
+            contact_email,
+            attributes,
+            tags,
+            event,
+            campaign.id.as_str(),
+            &campaign.name,
+            step_id,
+            &unsubscribe_url,
+            self.postal_address.as_deref(),
+        );
+        self.templates
+            .render(&RenderRequest {
+                template: send.template.as_str(),
+                layout: campaign.layout_for(send).map(|l| l.as_str()),
+                subject: &send.subject,
+                preheader: send.preheader.as_deref(),
+                context: &ctx,
+                tracking: Tracking::default(),
+            })
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "campaign {}, step {step_id}, contact {contact_email}: {e}",
+                    campaign.id
+                )
+            })
     }
 
     /// Hands a built message to the transport.

@@ -5,5 +5,6 @@
 
 mod cli;
 mod delivery;
+mod send;
 mod support;
 mod validate;

@@ -3,6 +3,7 @@
 mod common;
 mod contacts;
 mod engine;
+mod send;
 mod stats;
 mod templates;
 mod validate;
@@ -49,6 +50,40 @@ async fn run_async(config: Config, command: Command) -> anyhow::Result<ExitCode>
             at,
         } => engine::enroll(&config, &campaign, &email, at.as_deref()).await,
         Command::Contacts(c) => contacts::run(&config, c).await,
+        Command::TestSend {
+            campaign,
+            to,
+            step,
+            contact,
+            data,
+        } => {
+            send::test_send(
+                &config,
+                &campaign,
+                &to,
+                step.as_deref(),
+                contact.as_deref(),
+                data.as_deref(),
+            )
+            .await
+        }
+        Command::Preview {
+            campaign,
+            step,
+            contact,
+            data,
+            format,
+        } => {
+            send::preview(
+                &config,
+                &campaign,
+                &step,
+                contact.as_deref(),
+                data.as_deref(),
+                format,
+            )
+            .await
+        }
         Command::Stats { campaign, json } => stats::stats(&config, campaign.as_deref(), json).await,
         Command::Validate { .. } | Command::Schema => Ok(ExitCode::SUCCESS),
     }
