@@ -63,6 +63,14 @@ impl Run {
         self
     }
 
+    /// Starts it in the background.
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        self.cmd.spawn().unwrap()
+    }
+
     pub fn output(mut self) -> Done {
         let out: Output = self.cmd.output().unwrap();
         Done {

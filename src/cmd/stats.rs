@@ -83,25 +83,27 @@ pub async fn stats(config: &Config, only: Option<&str>, as_json: bool) -> anyhow
             }
         );
         outln!(
-            "  {:<20} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "  {:<20} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
             "step",
             "sent",
             "failed",
             "opened",
             "clicked",
             "unsub",
-            "bounced"
+            "bounced",
+            "unknown"
         );
         for st in &s.steps {
             outln!(
-                "  {:<20} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+                "  {:<20} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
                 st.id,
                 st.sent,
                 st.failed,
                 st.opened,
                 st.clicked,
                 st.unsubscribed,
-                st.bounced
+                st.bounced,
+                st.unknown
             );
         }
     }

@@ -11,10 +11,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
+use futures_util::future::join_all;
 use nurture_campaign::{Action, Campaign, SendAction, Step};
-use nurture_store::{Contact, ContactStatus, MessageRow, MessageState};
+use nurture_store::{Contact, ContactStatus, MessageRow, MessageState, Tx};
 use serde_json::{Map, Value};
 
 use crate::{Engine, Result, to_ms};
@@ -131,18 +130,34 @@ impl Engine {
                     prepared.push((m, p));
                 }
             }
-            // Send with bounded concurrency; each outcome is recorded as soon as it is known.
-            let mut pending = prepared.into_iter();
-            let mut inflight = FuturesUnordered::new();
-            loop {
-                while inflight.len() < concurrency.max(1) {
-                    let Some((m, p)) = pending.next() else { break };
-                    inflight.push(async move { (m, courier.send(p).await) });
+            // A window of `concurrency` messages at a time: marked `sending` and committed
+            // before any SMTP (so a crash leaves at most one window `unknown`, never a
+            // resend), sent concurrently, and their outcomes recorded in one transaction.
+            let now_ms = to_ms(now);
+            let mut pending = prepared.into_iter().peekable();
+            while pending.peek().is_some() {
+                let window: Vec<_> = pending.by_ref().take(concurrency.max(1)).collect();
+                let mut tx = self.store.begin().await?;
+                let mut go = Vec::with_capacity(window.len());
+                for (m, (message_id, p)) in window {
+                    if tx
+                        .mark_sending(m.id, &message_id, to_ms(now + LEASE), now_ms)
+                        .await?
+                    {
+                        go.push((m, p));
+                    }
                 }
-                let Some((m, result)) = inflight.next().await else {
-                    break;
-                };
-                self.record(m, result, now, &mut out).await?;
+                tx.commit().await?;
+                let results = join_all(
+                    go.into_iter()
+                        .map(|(m, p)| async move { (m, courier.send(p).await) }),
+                )
+                .await;
+                let mut tx = self.store.begin().await?;
+                for (m, result) in results {
+                    self.record(&mut tx, m, result, now, &mut out).await?;
+                }
+                tx.commit().await?;
             }
         }
     }
@@ -153,7 +168,7 @@ impl Engine {
         m: &MessageRow,
         now: DateTime<Utc>,
         out: &mut Delivered,
-    ) -> Result<Option<C::Prepared>> {
+    ) -> Result<Option<(String, C::Prepared)>> {
         let now_ms = to_ms(now);
         let campaign: Arc<Campaign> = self.version(m.version_id).await?;
         let mut tx = self.store.begin().await?;
@@ -206,13 +221,9 @@ impl Engine {
             event: &event,
         };
         match courier.prepare(&job) {
-            Ok((message_id, prepared)) => {
-                // Committed before any SMTP: from here on a crash means `unknown`, not a resend.
-                let marked = tx
-                    .mark_sending(m.id, &message_id, to_ms(now + LEASE), now_ms)
-                    .await?;
+            Ok(ready) => {
                 tx.commit().await?;
-                Ok(marked.then_some(prepared))
+                Ok(Some(ready))
             }
             Err(f) => {
                 let reason = match f {
@@ -239,13 +250,13 @@ impl Engine {
 
     async fn record(
         &self,
+        tx: &mut Tx,
         m: &MessageRow,
         result: std::result::Result<String, Failure>,
         now: DateTime<Utc>,
         out: &mut Delivered,
     ) -> Result<()> {
         let now_ms = to_ms(now);
-        let mut tx = self.store.begin().await?;
         let sending = MessageState::Sending;
         match result {
             Ok(reply) => {
@@ -320,7 +331,6 @@ impl Engine {
                 out.failed += 1;
             }
         }
-        tx.commit().await?;
         Ok(())
     }
 }

@@ -23,6 +23,10 @@ pub struct StepStats {
     pub unsubscribed: i64,
     /// Hard bounces.
     pub bounced: i64,
+    /// Waiting for a retry.
+    pub deferred: i64,
+    /// The sending process died before the outcome was recorded; never re-sent blindly.
+    pub unknown: i64,
 }
 
 /// Per-campaign counts.
@@ -87,6 +91,8 @@ impl Tx {
                 "sent" => e.sent += n,
                 "failed" => e.failed += n,
                 "bounced" => e.bounced += n,
+                "deferred" => e.deferred += n,
+                "unknown" => e.unknown += n,
                 _ => {}
             }
         }
