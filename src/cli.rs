@@ -117,6 +117,44 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Html)]
         format: Format,
     },
+    /// Run a campaign for one lead on a throwaway database with a virtual clock and print the
+    /// timeline: every step's time, outcome and reason. Touches no real data, sends nothing.
+    Simulate {
+        /// Campaign id (or the path of a campaign file).
+        campaign: String,
+        /// Simulate this stored contact (its data is only read).
+        #[arg(long, value_name = "EMAIL", conflicts_with = "data")]
+        contact: Option<String>,
+        /// Simulate the lead in this JSON file: {"contact": {...}, "event": {...}}.
+        #[arg(long, value_name = "FILE.json")]
+        data: Option<PathBuf>,
+        /// What the lead does, in YAML: `- {at: 2d, clicked: case-study}`.
+        #[arg(long, value_name = "FILE.yaml")]
+        events: Option<PathBuf>,
+        /// When the lead enters (default now).
+        #[arg(long, value_name = "RFC3339")]
+        start: Option<String>,
+        /// How many days to simulate.
+        #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a contact got, or did not get, each step: enrollments, step outcomes and their
+    /// reasons, postponements, SMTP attempts, suppression.
+    Explain {
+        /// The contact's email address.
+        email: String,
+        /// Only this campaign.
+        campaign: Option<String>,
+    },
+    /// Compare campaign files with the versions in use: changed steps, how many active leads
+    /// each change touches and where they will go. Changes nothing.
+    Plan {
+        /// Campaign files or folders (default: campaigns_dir).
+        paths: Vec<PathBuf>,
+    },
     /// Manage contacts.
     #[command(subcommand)]
     Contacts(ContactsCommand),

@@ -266,3 +266,41 @@ fn enroll_by_hand_obeys_reentry() {
         unknown.stderr
     );
 }
+
+#[test]
+fn daemon_sends_a_new_leads_email_promptly_and_stops_cleanly_on_sigterm() {
+    let p = project();
+    let port = nurture_testkit::free_port().to_string();
+    let mut daemon = p
+        .nurture(&["run"])
+        .env("NURTURE_LISTEN", &format!("127.0.0.1:{port}"))
+        .spawn();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    p.nurture(&["event", "live@x.example", "lead.captured"])
+        .output()
+        .success();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while outbox(&p).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        outbox(&p).len(),
+        1,
+        "the welcome email within seconds of the event"
+    );
+    // An edit to a campaign file is picked up without a restart.
+    p.file(
+        "campaigns/drip.yaml",
+        &DRIP.replace("name: Drip", "name: Drip v2"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = daemon.wait().unwrap();
+    assert_eq!(code.code(), Some(0), "SIGTERM stops the daemon cleanly");
+    let stats = p.nurture(&["stats", "--json"]).output().success();
+    assert!(stats.stdout.contains("\"active\": 1"), "{}", stats.stdout);
+}

@@ -5,6 +5,9 @@
 
 mod cli;
 mod delivery;
+mod explain;
+mod plan;
 mod send;
+mod simulate;
 mod support;
 mod validate;

@@ -36,10 +36,17 @@ pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode
     let now = now_or(now)?;
     let engine = open_engine(config).await?;
     sync_campaigns(&engine, config, now).await?;
+    let started = std::time::Instant::now();
     let out = engine.run_once(now).await?;
+    let engine_time = started.elapsed();
     let mailer = crate::delivery::Mailer::new(config, &engine).await?;
     let delivered = crate::delivery::deliver(&mailer, &engine, now).await?;
     mailer.close().await;
+    tracing::info!(
+        engine_ms = engine_time.as_millis() as u64,
+        delivery_ms = (started.elapsed() - engine_time).as_millis() as u64,
+        "tick done"
+    );
     outln!(
         "tick at {}: {}",
         now.to_rfc3339(),

@@ -3,7 +3,10 @@
 mod common;
 mod contacts;
 mod engine;
+mod explain;
+mod plan;
 mod send;
+mod simulate;
 mod stats;
 mod templates;
 mod validate;
@@ -85,6 +88,33 @@ async fn run_async(config: Config, command: Command) -> anyhow::Result<ExitCode>
             .await
         }
         Command::Stats { campaign, json } => stats::stats(&config, campaign.as_deref(), json).await,
+        Command::Simulate {
+            campaign,
+            contact,
+            data,
+            events,
+            start,
+            days,
+            json,
+        } => {
+            simulate::simulate(
+                &config,
+                &simulate::Args {
+                    campaign: &campaign,
+                    contact: contact.as_deref(),
+                    data: data.as_deref(),
+                    events: events.as_deref(),
+                    start: start.as_deref(),
+                    days,
+                    json,
+                },
+            )
+            .await
+        }
+        Command::Explain { email, campaign } => {
+            explain::explain(&config, &email, campaign.as_deref()).await
+        }
+        Command::Plan { paths } => plan::plan(&config, &paths).await,
         Command::Validate { .. } | Command::Schema => Ok(ExitCode::SUCCESS),
     }
 }

@@ -13,15 +13,15 @@ use crate::delivery::Mailer;
 use crate::exit::invalid;
 
 /// The data an email is rendered with.
-struct Sample {
-    email: String,
-    attributes: Map<String, Value>,
-    tags: Vec<String>,
-    event: Map<String, Value>,
+pub(crate) struct Sample {
+    pub(crate) email: String,
+    pub(crate) attributes: Map<String, Value>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) event: Map<String, Value>,
 }
 
 /// The campaign as its file says now (it must validate, templates included).
-fn campaign_from_files(config: &Config, id: &str) -> anyhow::Result<CampaignFile> {
+pub(crate) fn campaign_from_files(config: &Config, id: &str) -> anyhow::Result<CampaignFile> {
     let loaded = load_paths(std::slice::from_ref(&config.campaigns_dir));
     let problems: Vec<_> = loaded
         .diagnostics
@@ -48,7 +48,7 @@ fn campaign_from_files(config: &Config, id: &str) -> anyhow::Result<CampaignFile
 }
 
 /// `--data FILE.json`: `{"contact": {"email", attributes.., "tags": [..]}, "event": {..}}`.
-fn sample_from_file(path: &Path) -> anyhow::Result<Sample> {
+pub(crate) fn sample_from_file(path: &Path) -> anyhow::Result<Sample> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
     let doc: Value = serde_json::from_str(&text)

@@ -5,10 +5,17 @@
 //! up to its next wait, and the transaction commits. Every step run inserts a
 //! `(enrollment, seq)` row and every advance is guarded on the `seq` it read, so a step runs
 //! at most once; a crash before the commit leaves the step due, so none is lost.
+//!
+//! Every decision keeps its reason, in the same transaction, for `nurture explain`: a skip
+//! names the part of `when` that was false and the value it saw, a goal exit the part of
+//! `exit_when` that held, and a send-window postponement (which runs no step) is written to
+//! the decision history with the window and its next opening.
 
-use chrono::{DateTime, Utc};
-use nurture_campaign::{Action, Campaign, Facts};
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use nurture_campaign::{Action, Campaign, Condition, Facts, SendWindow};
 use nurture_store::{ContactStatus, Enrollment, Tx};
+use serde_json::Value;
 
 use crate::facts::{Known, campaign_conditions};
 use crate::{Engine, Outcome, Result, to_ms};
@@ -97,7 +104,7 @@ async fn advance_one(
                     seq + 1,
                     step.id.as_str(),
                     "exited",
-                    Some(&format!("goal reached: {exit}")),
+                    Some(&format!("goal reached: {}", goal_part(exit, &known, now))),
                     now_ms,
                 )
                 .await?;
@@ -113,15 +120,31 @@ async fn advance_one(
                     seq,
                     step.id.as_str(),
                     "skipped",
-                    Some(&format!("{failed} was false")),
+                    Some(&false_reason(failed, &known)),
                     now_ms,
                 )
                 .await?;
                 out.steps += 1;
             } else {
                 if let (Action::Send(_), Some(window)) = (&step.action, c.window_for(step)) {
-                    let opening = window.next_opening(now, window.zone(tz));
+                    let zone = window.zone(tz);
+                    let opening = window.next_opening(now, zone);
                     if opening > now {
+                        // Recorded for `explain` only; the step itself is still unrun, and
+                        // its (enrollment, seq) key is what keeps it at most once.
+                        tx.insert_decision(
+                            e.id,
+                            seq,
+                            step.id.as_str(),
+                            "postponed",
+                            &format!(
+                                "outside the send window {}; next opening {}",
+                                describe_window(window, zone),
+                                opening.to_rfc3339_opts(SecondsFormat::Secs, true)
+                            ),
+                            now_ms,
+                        )
+                        .await?;
                         break 'run End::Wait(idx, opening);
                     }
                 }
@@ -252,4 +275,106 @@ async fn finish(
         ));
     }
     Ok(())
+}
+
+/// Why a `when` was false, with the value the engine saw for an attribute or property:
+/// "{property: team_size, lt: 20} was false (team_size was 35)".
+fn false_reason(failed: &Condition, known: &Known) -> String {
+    let leaf = match failed {
+        Condition::Not(inner) => inner.as_ref(),
+        other => other,
+    };
+    let seen = match leaf {
+        Condition::Attribute { name, .. } => Some((name, known.attribute(name))),
+        Condition::Property { name, .. } => Some((name, known.property(name))),
+        _ => None,
+    };
+    match seen {
+        Some((name, Some(Value::String(v)))) => format!("{failed} was false ({name} was {v})"),
+        Some((name, Some(v))) => format!("{failed} was false ({name} was {v})"),
+        Some((name, None)) => format!("{failed} was false ({name} was not set)"),
+        None => format!("{failed} was false"),
+    }
+}
+
+/// The part of `exit_when` that held: the first true item of a top-level `any`, else all of it.
+fn goal_part<'a>(exit: &'a Condition, known: &Known, now: DateTime<Utc>) -> &'a Condition {
+    match exit {
+        Condition::Any(items) => items.iter().find(|c| c.eval(known, now)).unwrap_or(exit),
+        other => other,
+    }
+}
+
+/// A send window in words: "mon-fri 09:00-17:00 (America/New_York)".
+fn describe_window(window: &SendWindow, zone: Tz) -> String {
+    const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let mut on = [false; 7];
+    for d in &window.days {
+        on[d.num_days_from_monday() as usize] = true;
+    }
+    let days = if on.iter().all(|d| *d) {
+        "every day".to_string()
+    } else {
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < 7 {
+            if !on[i] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i + 1 < 7 && on[i + 1] {
+                i += 1;
+            }
+            runs.push(match i - start {
+                0 => NAMES[start].to_string(),
+                1 => format!("{}, {}", NAMES[start], NAMES[i]),
+                _ => format!("{}-{}", NAMES[start], NAMES[i]),
+            });
+            i += 1;
+        }
+        runs.join(", ")
+    };
+    let hours = window
+        .hours
+        .map_or_else(|| "all day".to_string(), |h| h.to_string());
+    if days == "every day" && window.hours.is_none() {
+        return format!("every day, all day ({zone})");
+    }
+    format!("{days} {hours} ({zone})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Weekday;
+    use nurture_campaign::{Hours, WindowZone};
+
+    #[test]
+    fn windows_in_words() {
+        let window = |days: Vec<Weekday>, hours: Option<&str>| SendWindow {
+            days,
+            hours: hours.map(|h| Hours::parse(h).unwrap()),
+            timezone: WindowZone::Contact,
+        };
+        use Weekday::*;
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let cases = [
+            (
+                window(vec![Mon, Tue, Wed, Thu, Fri], Some("09:00-17:00")),
+                "mon-fri 09:00-17:00 (America/New_York)",
+            ),
+            (
+                window(vec![Sun, Sat, Mon, Tue, Wed, Thu, Fri], None),
+                "every day, all day (America/New_York)",
+            ),
+            (
+                window(vec![Mon, Wed, Thu, Sat], Some("08:00-12:30")),
+                "mon, wed, thu, sat 08:00-12:30 (America/New_York)",
+            ),
+        ];
+        for (w, want) in cases {
+            assert_eq!(describe_window(&w, ny), want);
+        }
+    }
 }

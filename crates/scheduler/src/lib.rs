@@ -24,7 +24,7 @@ use tokio::sync::RwLock;
 
 pub use deliver::{Courier, Delivered, Failure, Job, backoff, next_attempt};
 pub use enroll::EnrollOutcome;
-pub use live::{LiveCampaign, SyncReport};
+pub use live::{LiveCampaign, SyncReport, remap_target};
 pub use time::{from_ms, to_ms};
 
 /// Engine failures.

@@ -5,8 +5,19 @@
 //! for `validate`, rendering a message strictly (a missing variable fails the message, nothing
 //! half-rendered leaves), building a standards-correct MIME message with lettre, and the two
 //! transports — SMTP over connections we manage ourselves, and an outbox folder of `.eml`
-//! files. Whether a failure is transient or permanent is decided here, once. It knows nothing
-//! of SQL, scheduling or campaigns' YAML.
+//! files. Whether a failure is transient, permanent or of unknown outcome is decided here,
+//! once ([`SendError`]). It knows nothing of SQL, scheduling or campaigns' YAML; the `Date`
+//! header and outbox file-name stamps come from the caller.
+//!
+//! | module | what |
+//! |---|---|
+//! | templates | [`Templates::load`], [`Templates::check_send`] and [`TemplateProblem`] |
+//! | render | [`Templates::render`], the [`context`] of SPEC §4, the helpers |
+//! | tracking | [`Tracking`]: click-through links and the open pixel |
+//! | message | [`build_message`]: `multipart/alternative`, headers, DKIM |
+//! | smtp | [`SmtpUrl`], [`SmtpConnection`], [`SendError`] by [`Phase`] |
+//! | outbox | [`Outbox`]: one `.eml` file per message, written atomically |
+//! | tokens | [`Signer`]: the signed tokens of unsubscribe, open and click links |
 
 mod message;
 mod outbox;
@@ -21,7 +32,7 @@ pub use message::{
 };
 pub use outbox::Outbox;
 pub use render::{RenderError, RenderRequest, Rendered, context};
-pub use smtp::{SendError, SmtpConnection, SmtpUrl, Tls};
+pub use smtp::{Phase, SendError, SmtpConnection, SmtpUrl, SmtpUrlError, Tls};
 pub use templates::{LoadError, TemplateProblem, Templates};
 pub use tokens::{Claim, Signer, random_secret};
 pub use tracking::{LinkRewriter, Tracking, rewrite_links};

@@ -277,6 +277,65 @@ mod tests {
         assert!(h.contains("Subject: Hello Bcc: victim@x.example"), "{h}");
     }
 
+    /// The names of the top-level headers, in order.
+    fn header_names(bytes: &[u8]) -> Vec<String> {
+        headers(bytes)
+            .split("\r\n")
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn odd_display_names_and_header_values_never_panic_nor_add_headers() {
+        let expected = [
+            "From",
+            "Reply-To",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "X-Nurture-Campaign",
+            "X-Nurture-Step",
+            "MIME-Version",
+            "Content-Type",
+        ];
+        let long = "Lee ".repeat(60);
+        for name in [
+            "Eve\r\nBcc: victim@x.example",
+            "Eve\nBcc: victim@x.example",
+            "Eve\rBcc: victim@x.example",
+            "\"Quoted\" \\ back, slash <evil@x.example>",
+            "Zoë Łukasz\u{2028}Bcc: victim@x.example",
+            "tab\there\u{85}nel\u{0}nul",
+            "\r\n",
+            long.as_str(),
+        ] {
+            let mut e = email(Some(name));
+            e.campaign = "ebook\r\nBcc: victim@x.example";
+            e.unsubscribe_url = "https://n.example/u/T>\r\nBcc: victim@x.example";
+            let m = build_message(&e, None).unwrap();
+            let mut names = header_names(&m.bytes);
+            names.sort();
+            let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+            want.sort();
+            assert_eq!(names, want, "{name:?}\n{}", headers(&m.bytes));
+            assert_eq!(m.to, "lead@x.example");
+            let h = headers(&m.bytes).replace("\r\n ", " ");
+            let to = h.lines().find(|l| l.starts_with("To: ")).unwrap();
+            assert!(
+                to.ends_with("<lead@x.example>") || to == "To: lead@x.example",
+                "{to}"
+            );
+            assert!(
+                m.bytes.is_ascii(),
+                "headers are encoded, bodies quoted-printable"
+            );
+        }
+    }
+
     #[test]
     fn message_ids_are_unique() {
         let a = build_message(&email(None), None).unwrap();

@@ -3,6 +3,8 @@
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
 };
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value, json};
 
 use crate::templates::{Templates, html_key, layout_key, txt_key};
@@ -86,6 +88,31 @@ pub fn context(
     })
 }
 
+/// Every helper a template may call: ours, then Handlebars' built-ins (handlebars 6).
+pub(crate) const HELPERS: &[&str] = &[
+    "default",
+    "format_date",
+    "upper",
+    "lower",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "raw",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+];
+
 /// A strict registry with our helpers; `html` false for subjects and text parts (no escaping).
 pub(crate) fn registry(html: bool) -> Handlebars<'static> {
     let mut h = Handlebars::new();
@@ -136,14 +163,15 @@ fn escape(r: &Handlebars, rc: &RenderContext, text: String) -> String {
     }
 }
 
-fn text_param(h: &Helper, name: &str) -> Result<String, handlebars::RenderError> {
+/// The first parameter as text; a missing variable is an error naming it (strict mode
+/// hands helpers missing values instead of failing, so each helper must check).
+fn text_param(h: &Helper, name: &'static str) -> Result<String, handlebars::RenderError> {
     let p = h
         .param(0)
-        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("upper/lower", 0))?;
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex(name, 0))?;
     if p.is_value_missing() {
         return Err(RenderErrorReason::MissingVariable(p.relative_path().cloned()).into());
     }
-    let _ = name;
     Ok(match p.value() {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
@@ -182,12 +210,14 @@ fn default_helper(
     Ok(())
 }
 
-/// `{{format_date value "%d %B %Y"}}`: an RFC 3339 time in the contact's time zone.
+/// `{{format_date value "%d %B %Y"}}`: an RFC 3339 time shown in the contact's time zone
+/// (`contact.timezone`, else UTC), or a plain `YYYY-MM-DD` date as is. The format (chrono's
+/// strftime syntax) is optional: `%e %B %Y` ("2 November 2026").
 fn format_date_helper(
     h: &Helper,
-    _: &Handlebars,
+    r: &Handlebars,
     ctx: &Context,
-    _: &mut RenderContext,
+    rc: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
     let p = h
@@ -196,22 +226,35 @@ fn format_date_helper(
     if p.is_value_missing() {
         return Err(RenderErrorReason::MissingVariable(p.relative_path().cloned()).into());
     }
-    let raw = p.value().as_str().unwrap_or_default();
+    let raw = p.value().as_str().unwrap_or_default().trim();
     let format = h
         .param(1)
-        .and_then(|f| f.value().as_str().map(String::from))
-        .unwrap_or_else(|| "%e %B %Y".into());
+        .and_then(|f| f.value().as_str())
+        .unwrap_or("%e %B %Y");
     let tz: chrono_tz::Tz = ctx
         .data()
         .pointer("/contact/timezone")
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .unwrap_or(chrono_tz::UTC);
-    let parsed = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| {
-        RenderErrorReason::Other(format!("format_date: `{raw}` is not an RFC 3339 date"))
+    // `to_string()` on a chrono format panics on a bad specifier (`%Q`); `write!` reports it.
+    let mut formatted = String::new();
+    let written = if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        write!(formatted, "{}", t.with_timezone(&tz).format(format))
+    } else if let Ok(d) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        write!(formatted, "{}", d.format(format))
+    } else {
+        return Err(RenderErrorReason::Other(format!(
+            "format_date: `{raw}` is not an RFC 3339 date (2026-11-02T15:00:00Z) or a YYYY-MM-DD date"
+        ))
+        .into());
+    };
+    written.map_err(|_| {
+        RenderErrorReason::Other(format!(
+            "format_date: `{format}` is not a valid date format (see chrono's strftime)"
+        ))
     })?;
-    let formatted = parsed.with_timezone(&tz).format(&format).to_string();
-    out.write(formatted.trim())?;
+    out.write(&escape(r, rc, formatted.trim().to_string()))?;
     Ok(())
 }
 
@@ -254,7 +297,10 @@ impl Templates {
                 .render(&txt_key(req.template), req.context)
                 .map_err(|e| convert(e, &format!("{}.txt", req.template)))?
         } else {
-            html_to_text(&html)
+            html_to_text(&html).map_err(|message| RenderError::Failed {
+                template: format!("{} (text part derived from the HTML)", req.template),
+                message,
+            })?
         };
         if let Some(pre) = req.preheader {
             let pre = self
@@ -264,7 +310,7 @@ impl Templates {
             html = insert_preheader(&html, &handlebars::html_escape(&one_line(&pre)));
         }
         let html = rewrite_links(&html, &req.tracking);
-        let html = css_inline::inline(&html).unwrap_or(html);
+        let html = inline_css(html, req.template);
         let subject = self
             .plain
             .render_template(req.subject, req.context)
@@ -296,6 +342,94 @@ fn insert_preheader(html: &str, pre: &str) -> String {
     }
 }
 
-fn html_to_text(html: &str) -> String {
-    html2text::from_read(html.as_bytes(), 78).unwrap_or_default()
+/// The plain-text alternative of an HTML part: 78 columns, links kept as numbered references
+/// listed at the end.
+fn html_to_text(html: &str) -> Result<String, String> {
+    let text = html2text::config::plain()
+        .raw_mode(true)
+        .allow_width_overflow()
+        .no_link_wrapping()
+        .string_from_read(html.as_bytes(), 78)
+        .map_err(|e| e.to_string())?;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Copies the rules of `<style>` blocks into `style` attributes (many mail clients ignore
+/// `<style>`). `@media` and other at-rules cannot be inlined, so they stay in a `<style>`
+/// block; `<link>` stylesheets are neither fetched nor read from disk, and stay as they are.
+/// If inlining fails the HTML goes out as rendered: still correct, only less robustly styled.
+fn inline_css(html: String, template: &str) -> String {
+    let inliner = css_inline::CSSInliner::options()
+        .load_remote_stylesheets(false)
+        .keep_link_tags(true)
+        .keep_at_rules(true)
+        .build();
+    match inliner.inline(&html) {
+        Ok(inlined) => inlined,
+        Err(e) => {
+            tracing::warn!(template, error = %e, "cannot inline the CSS; sending the HTML as rendered");
+            html
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_of_helpers_matches_the_registry() {
+        let r = registry(true);
+        for name in HELPERS {
+            let e = r.render_template(&format!("{{{{{name} \"2026-01-01\" \"x\"}}}}"), &json!({}));
+            if let Err(e) = e {
+                assert!(
+                    !matches!(e.reason(), RenderErrorReason::HelperNotFound(_)),
+                    "{name}: {e}"
+                );
+            }
+        }
+        let e = r
+            .render_template("{{defualt x \"y\"}}", &json!({}))
+            .unwrap_err();
+        assert!(matches!(e.reason(), RenderErrorReason::HelperNotFound(_)));
+    }
+
+    #[test]
+    fn format_date_never_panics_on_a_bad_format() {
+        let r = registry(true);
+        let data = json!({"at": "2026-11-02T15:00:00Z", "day": "2026-11-02"});
+        let e = r
+            .render_template("{{format_date at \"%Q\"}}", &data)
+            .unwrap_err();
+        assert!(e.to_string().contains("not a valid date format"), "{e}");
+        assert_eq!(
+            r.render_template("{{format_date day \"%d/%m/%Y\"}}", &data)
+                .unwrap(),
+            "02/11/2026"
+        );
+        assert_eq!(
+            r.render_template("{{format_date at}}", &data).unwrap(),
+            "2 November 2026"
+        );
+        let e = r
+            .render_template("{{format_date \"next week\"}}", &data)
+            .unwrap_err();
+        assert!(e.to_string().contains("not an RFC 3339 date"), "{e}");
+    }
+
+    #[test]
+    fn derived_text_has_no_table_art_nor_trailing_spaces() {
+        let html = "<table><tr><td><p>Hello there</p><a href=\"https://x.example/a\">Read</a></td></tr></table>";
+        let text = html_to_text(html).unwrap();
+        assert!(!text.contains('─') && !text.contains('│'), "{text}");
+        assert!(text.lines().all(|l| l == l.trim_end()), "{text:?}");
+        assert!(text.contains("Hello there"), "{text}");
+        assert!(text.contains("https://x.example/a"), "{text}");
+    }
 }

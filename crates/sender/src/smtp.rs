@@ -1,11 +1,18 @@
 //! SMTP delivery over connections we build ourselves.
 //!
 //! lettre's pooled transport sends a NOOP before each reuse and leaves Nagle on (23
-//! messages/s per connection into smtp-sink); here each connection is a tokio `TcpStream`
-//! with `TCP_NODELAY`, driven command by command (MAIL, RCPT, DATA) so we know which phase a
-//! reply belongs to. A refused recipient leaves the connection usable (RSET); a network error
-//! or timeout drops it and the next message reconnects. Transient versus permanent is decided
-//! here and nowhere else.
+//! messages/s per connection into smtp-sink), and `AsyncSmtpConnection::send` aborts the
+//! connection on any refusal without saying which command failed. Here each connection is a
+//! tokio `TcpStream` with `TCP_NODELAY`, driven command by command (MAIL, RCPT, DATA, the
+//! content) so we know which [`Phase`] a reply belongs to:
+//!
+//! - a refused sender or recipient leaves the connection usable (RSET);
+//! - a network error or timeout drops it, and the next message reconnects;
+//! - a reused connection the server closed while idle (a `421` or EOF on MAIL) is replaced
+//!   and the message tried once more on a fresh one: nothing of it had been sent yet.
+//!
+//! Whether a failure is transient, permanent or of unknown outcome is decided here, in
+//! [`SendError`], and nowhere else.
 
 use std::fmt;
 use std::time::Duration;
@@ -14,7 +21,7 @@ use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 use crate::message::BuiltMessage;
 
@@ -23,25 +30,38 @@ use crate::message::BuiltMessage;
 pub enum Tls {
     /// Plain text (`?tls=none`).
     None,
-    /// STARTTLS when the server offers it (`?tls=starttls`, the default for `smtp://`).
+    /// STARTTLS when the server offers it, plain text otherwise (`?tls=starttls`, the default
+    /// for `smtp://`). The certificate is verified whenever TLS is used. Credentials are never
+    /// sent unencrypted in this mode: a server without STARTTLS gets no AUTH (say `tls=none`
+    /// to allow it, e.g. for a relay on localhost).
     Opportunistic,
     /// STARTTLS, refusing to send without it (`?tls=required`).
     Required,
-    /// TLS from the first byte (`smtps://`).
+    /// TLS from the first byte (`smtps://`, port 465 by default).
     Implicit,
+}
+
+/// A password: kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// A parsed `smtp_url`. The password never appears in `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SmtpUrl {
-    /// Host name or address.
+    /// Host name or address (IPv6 without brackets).
     pub host: String,
     /// Port.
     pub port: u16,
     /// Security.
     pub tls: Tls,
     user: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
 }
 
 impl fmt::Debug for SmtpUrl {
@@ -57,12 +77,22 @@ impl fmt::Display for SmtpUrl {
         } else {
             "smtp"
         };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         match &self.user {
-            Some(u) => write!(f, "{scheme}://{u}:…@{}:{}", self.host, self.port),
-            None => write!(f, "{scheme}://{}:{}", self.host, self.port),
+            Some(u) => write!(f, "{scheme}://{u}:…@{host}:{}", self.port),
+            None => write!(f, "{scheme}://{host}:{}", self.port),
         }
     }
 }
+
+/// An `smtp_url` that cannot be used. The message never contains the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SmtpUrlError(String);
 
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
@@ -70,8 +100,8 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
         {
             out.push(b);
             i += 3;
@@ -84,14 +114,18 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl SmtpUrl {
-    /// Parses `smtp://[user:pass@]host[:port][?tls=none|starttls|required]` or `smtps://…`.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `smtp://[user:pass@]host[:port][?tls=none|starttls|required]` or
+    /// `smtps://[user:pass@]host[:port]`. User and password may be percent-encoded
+    /// (`me%40x.example`). Defaults: port 25 and [`Tls::Opportunistic`] for `smtp://`,
+    /// port 465 and [`Tls::Implicit`] for `smtps://`. IPv6 hosts go in brackets.
+    pub fn parse(url: &str) -> Result<Self, SmtpUrlError> {
+        let err = |m: String| Err(SmtpUrlError(m));
         let (implicit, rest) = if let Some(r) = url.strip_prefix("smtps://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("smtp://") {
             (false, r)
         } else {
-            return Err("smtp_url must start with smtp:// or smtps://".into());
+            return err("smtp_url must start with smtp:// or smtps://".into());
         };
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
@@ -104,21 +138,36 @@ impl SmtpUrl {
         };
         let (user, password) = match auth {
             Some(a) => match a.split_once(':') {
-                Some((u, p)) => (Some(percent_decode(u)), Some(percent_decode(p))),
+                Some((u, p)) => (Some(percent_decode(u)), Some(Secret(percent_decode(p)))),
                 None => (Some(percent_decode(a)), None),
             },
             None => (None, None),
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h.trim_matches(['[', ']']).to_string(),
-                p.parse::<u16>()
-                    .map_err(|_| format!("`{p}` is not a port number"))?,
-            ),
-            _ => (hostport.to_string(), if implicit { 465 } else { 25 }),
+        let default_port = if implicit { 465 } else { 25 };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let Some((host, after)) = v6.split_once(']') else {
+                return err(format!("`{hostport}` has no closing `]`"));
+            };
+            match after.strip_prefix(':') {
+                Some(p) => (host, Some(p)),
+                None if after.is_empty() => (host, None),
+                None => return err(format!("unexpected `{after}` after the host")),
+            }
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        let port = match port {
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return err(format!("`{p}` is not a port number")),
+            },
+            None => default_port,
         };
         if host.is_empty() {
-            return Err("smtp_url has no host".into());
+            return err("smtp_url has no host".into());
         }
         let mut tls = if implicit {
             Tls::Implicit
@@ -134,15 +183,18 @@ impl SmtpUrl {
                 Some(("tls", "none")) if !implicit => tls = Tls::None,
                 Some(("tls", "starttls")) if !implicit => tls = Tls::Opportunistic,
                 Some(("tls", "required")) if !implicit => tls = Tls::Required,
+                Some(("tls", _)) if implicit => {
+                    return err("smtps:// is always TLS; `tls=` is for smtp:// URLs".into());
+                }
                 _ => {
-                    return Err(format!(
+                    return err(format!(
                         "unknown smtp_url option `{pair}` (use tls=none, tls=starttls or tls=required)"
                     ));
                 }
             }
         }
         Ok(Self {
-            host,
+            host: host.to_string(),
             port,
             tls,
             user,
@@ -160,11 +212,34 @@ pub enum Phase {
     Mail,
     /// RCPT TO.
     Rcpt,
-    /// DATA and the message.
+    /// The DATA command, up to the server's `354` (no content sent yet).
     Data,
+    /// The message content and the server's final reply to it.
+    Message,
 }
 
-/// A delivery failure, classified once.
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "connect",
+            Self::Mail => "MAIL FROM",
+            Self::Rcpt => "RCPT TO",
+            Self::Data => "DATA",
+            Self::Message => "message content",
+        })
+    }
+}
+
+/// What a failure means for the message; exactly one applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Transient,
+    Permanent,
+    Unknown,
+}
+
+/// A delivery failure, classified once: exactly one of [`SendError::is_transient`],
+/// [`SendError::is_permanent`] and [`SendError::is_unknown`] is true.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reply}")]
 pub struct SendError {
@@ -172,34 +247,50 @@ pub struct SendError {
     pub phase: Phase,
     /// The SMTP reply code, when the server answered.
     pub code: Option<u16>,
-    /// The reply text or the local reason.
+    /// The reply text or the local reason (never a password).
     pub reply: String,
-    permanent: bool,
+    verdict: Verdict,
 }
 
 impl SendError {
-    /// Worth retrying later (4xx, timeouts, refused or broken connections).
+    /// Not delivered, worth retrying later: a 4xx reply, a timeout, a refused or broken
+    /// connection before the content was sent, and any failure that is about our side (a 5xx
+    /// to MAIL FROM or during connect/AUTH: sender or credentials, not the recipient).
     pub fn is_transient(&self) -> bool {
-        !self.permanent
+        self.verdict == Verdict::Transient
     }
 
-    /// Never worth retrying: a 5xx reply to RCPT or DATA (the recipient bounced).
+    /// Not delivered and never will be: a 5xx reply to RCPT TO, DATA or the content (the
+    /// recipient bounced), or an address this server cannot take (non-ASCII without
+    /// SMTPUTF8).
     pub fn is_permanent(&self) -> bool {
-        self.permanent
+        self.verdict == Verdict::Permanent
+    }
+
+    /// The content was sent but no final reply arrived (timeout or connection lost after the
+    /// last byte was written): the server may have accepted the message. Re-sending could
+    /// deliver it twice; SPEC §6 records such a message as `unknown`.
+    pub fn is_unknown(&self) -> bool {
+        self.verdict == Verdict::Unknown
     }
 
     fn from_lettre(phase: Phase, e: &lettre::transport::smtp::Error) -> Self {
-        let code = e
-            .status()
-            .map(|c| c.to_string().parse::<u16>().unwrap_or(0));
+        let code = e.status().map(u16::from);
         // A 5xx to MAIL FROM or during connect is about us (sender, credentials, policy),
         // not the recipient: retry rather than bounce the contact.
-        let permanent = e.is_permanent() && matches!(phase, Phase::Rcpt | Phase::Data);
+        let verdict =
+            if e.is_permanent() && matches!(phase, Phase::Rcpt | Phase::Data | Phase::Message) {
+                Verdict::Permanent
+            } else if code.is_none() && phase == Phase::Message {
+                Verdict::Unknown
+            } else {
+                Verdict::Transient
+            };
         Self {
             phase,
             code,
-            reply: format!("{phase:?} failed: {e}").to_lowercase(),
-            permanent,
+            reply: format!("{phase} failed: {e}"),
+            verdict,
         }
     }
 
@@ -207,13 +298,34 @@ impl SendError {
         Self {
             phase,
             code: None,
-            reply: format!("{phase:?}: the server did not answer in time").to_lowercase(),
-            permanent: false,
+            reply: format!("{phase}: the server did not answer in time"),
+            verdict: if phase == Phase::Message {
+                Verdict::Unknown
+            } else {
+                Verdict::Transient
+            },
         }
+    }
+
+    fn local(phase: Phase, reply: String, verdict: Verdict) -> Self {
+        Self {
+            phase,
+            code: None,
+            reply,
+            verdict,
+        }
+    }
+
+    /// The server hung up or timed out on a reused connection before this message's first
+    /// command was answered: the connection was stale, not the message's fault.
+    fn stale_connection(&self) -> bool {
+        self.phase == Phase::Mail && matches!(self.code, None | Some(421))
     }
 }
 
-/// One SMTP connection, (re)opened as needed. Not shared: each delivery worker owns one.
+/// One SMTP connection, (re)opened as needed. Not shared: each concurrent sender owns one.
+/// Every network operation is bounded by the timeout (30 s unless
+/// [`SmtpConnection::with_timeout`] says otherwise).
 pub struct SmtpConnection {
     url: SmtpUrl,
     conn: Option<AsyncSmtpConnection>,
@@ -253,29 +365,32 @@ impl SmtpConnection {
         }
     }
 
-    /// Sets the per-command timeout.
+    /// Sets the timeout of each network operation (connect, each command, the content).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    async fn open(&mut self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn open(&self) -> Result<AsyncSmtpConnection, SendError> {
         let url = &self.url;
-        let connect_err = |e: std::io::Error| SendError {
-            phase: Phase::Connect,
-            code: None,
-            reply: format!("cannot connect to {}:{}: {e}", url.host, url.port),
-            permanent: false,
+        let connect_err = |e: std::io::Error| {
+            SendError::local(
+                Phase::Connect,
+                format!("cannot connect to {}:{}: {e}", url.host, url.port),
+                Verdict::Transient,
+            )
         };
         let tls_params = || {
-            TlsParameters::new(url.host.clone()).map_err(|e| SendError {
-                phase: Phase::Connect,
-                code: None,
-                reply: format!("TLS setup failed: {e}"),
-                permanent: false,
+            TlsParameters::new(url.host.clone()).map_err(|e| {
+                SendError::local(
+                    Phase::Connect,
+                    format!("TLS setup failed: {e}"),
+                    Verdict::Transient,
+                )
             })
         };
+        tracing::debug!(server = %url, "connecting");
         let mut conn = if url.tls == Tls::Implicit {
             within(
                 self.timeout,
@@ -314,27 +429,55 @@ impl SmtpConnection {
             )
             .await?;
         } else if url.tls == Tls::Required {
-            return Err(SendError {
-                phase: Phase::Connect,
-                code: None,
-                reply: "the server does not offer STARTTLS and smtp_url says tls=required".into(),
-                permanent: false,
-            });
+            conn.abort().await;
+            return Err(SendError::local(
+                Phase::Connect,
+                "the server does not offer STARTTLS and smtp_url says tls=required".into(),
+                Verdict::Transient,
+            ));
         }
         if let (Some(user), Some(pass)) = (&url.user, &url.password) {
-            let creds = Credentials::new(user.clone(), pass.clone());
-            within(
+            if !conn.is_encrypted() && url.tls != Tls::None {
+                conn.abort().await;
+                return Err(SendError::local(
+                    Phase::Connect,
+                    "the server offers no STARTTLS: the SMTP password is not sent unencrypted (add ?tls=none to smtp_url to allow it)".into(),
+                    Verdict::Transient,
+                ));
+            }
+            let creds = Credentials::new(user.clone(), pass.0.clone());
+            if let Err(e) = within(
                 self.timeout,
                 Phase::Connect,
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
             )
-            .await?;
+            .await
+            {
+                conn.abort().await;
+                return Err(e);
+            }
         }
         Ok(conn)
     }
 
-    /// Sends one message; returns the server's final reply (e.g. `250 2.0.0 Ok`).
+    /// Sends one message; returns the server's final reply (e.g. `250 2.0.0 Ok: queued`).
+    ///
+    /// On a reused connection that turns out to be closed (the server's idle timeout), the
+    /// message is tried once more on a new connection. A refusal (4xx/5xx) keeps the
+    /// connection for the next message; anything else drops it.
     pub async fn send(&mut self, m: &BuiltMessage) -> Result<String, SendError> {
+        let reused = self.conn.as_ref().is_some_and(|c| !c.has_broken());
+        let first = self.attempt(m).await;
+        match first {
+            Err(e) if reused && e.stale_connection() => {
+                tracing::debug!(server = %self.url, reply = %e, "idle connection was closed; reconnecting");
+                self.attempt(m).await
+            }
+            other => other,
+        }
+    }
+
+    async fn attempt(&mut self, m: &BuiltMessage) -> Result<String, SendError> {
         let mut conn = match self.conn.take() {
             Some(c) if !c.has_broken() => c,
             _ => self.open().await?,
@@ -343,17 +486,29 @@ impl SmtpConnection {
         match &result {
             Ok(_) => self.conn = Some(conn),
             // The server refused politely: the connection is still good once reset.
-            Err(e) if e.code.is_some() && !conn.has_broken() => {
+            Err(e) if e.code.is_some_and(|c| c != 421) && !conn.has_broken() => {
                 if within(self.timeout, e.phase, conn.command(Rset))
                     .await
                     .is_ok()
                 {
                     self.conn = Some(conn);
+                } else {
+                    self.drop_connection(conn).await;
                 }
             }
-            Err(_) => conn.abort().await,
+            Err(_) => self.drop_connection(conn).await,
+        }
+        if let Err(e) = &result {
+            tracing::debug!(server = %self.url, phase = %e.phase, code = ?e.code, reply = %e.reply, "send failed");
         }
         result
+    }
+
+    /// Closes a connection without waiting on a server that may not answer.
+    async fn drop_connection(&self, mut conn: AsyncSmtpConnection) {
+        // `abort` says QUIT and reads the reply unless lettre already saw the connection
+        // break; a hung server would keep it waiting forever.
+        let _ = tokio::time::timeout(Duration::from_secs(1).min(self.timeout), conn.abort()).await;
     }
 
     async fn transaction(
@@ -361,21 +516,46 @@ impl SmtpConnection {
         conn: &mut AsyncSmtpConnection,
         m: &BuiltMessage,
     ) -> Result<String, SendError> {
-        let bad = |what: &str| SendError {
-            phase: Phase::Mail,
-            code: None,
-            reply: format!("`{what}` is not a valid address"),
-            permanent: true,
-        };
-        let from: Address = m.from.parse().map_err(|_| bad(&m.from))?;
-        let to: Address = m.to.parse().map_err(|_| SendError {
-            phase: Phase::Rcpt,
-            ..bad(&m.to)
+        let from: Address = m.from.parse().map_err(|_| {
+            SendError::local(
+                Phase::Mail,
+                format!("`{}` is not a valid sender address", m.from),
+                Verdict::Transient,
+            )
         })?;
+        let to: Address = m.to.parse().map_err(|_| {
+            SendError::local(
+                Phase::Rcpt,
+                format!("`{}` is not a valid address", m.to),
+                Verdict::Permanent,
+            )
+        })?;
+        // What lettre's own `send` adds: SMTPUTF8 for non-ASCII addresses, 8BITMIME for a
+        // non-ASCII message (ours are ASCII: quoted-printable bodies, RFC 2047 headers).
+        let info = conn.server_info();
+        let mut params = Vec::new();
+        if !m.from.is_ascii() || !m.to.is_ascii() {
+            if !info.supports_feature(Extension::SmtpUtfEight) {
+                let (phase, verdict) = if m.to.is_ascii() {
+                    (Phase::Mail, Verdict::Transient)
+                } else {
+                    (Phase::Rcpt, Verdict::Permanent)
+                };
+                return Err(SendError::local(
+                    phase,
+                    "the address is not ASCII and the server does not support SMTPUTF8".into(),
+                    verdict,
+                ));
+            }
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        if !m.bytes.is_ascii() && info.supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
         within(
             self.timeout,
             Phase::Mail,
-            conn.command(Mail::new(Some(from), vec![])),
+            conn.command(Mail::new(Some(from), params)),
         )
         .await?;
         within(
@@ -385,7 +565,7 @@ impl SmtpConnection {
         )
         .await?;
         within(self.timeout, Phase::Data, conn.command(Data)).await?;
-        let reply = within(self.timeout, Phase::Data, conn.message(&m.bytes)).await?;
+        let reply = within(self.timeout, Phase::Message, conn.message(&m.bytes)).await?;
         Ok(format!(
             "{} {}",
             reply.code(),
@@ -415,16 +595,49 @@ mod tests {
         let u = SmtpUrl::parse("smtps://me%40x.example:s3cr%3At@mail.example").unwrap();
         assert_eq!((u.port, u.tls), (465, Tls::Implicit));
         assert_eq!(u.user.as_deref(), Some("me@x.example"));
-        assert_eq!(u.password.as_deref(), Some("s3cr:t"));
-        assert!(!format!("{u:?} {u}").contains("s3cr"));
+        assert_eq!(u.password, Some(Secret("s3cr:t".into())));
+        assert!(!format!("{u:?} {u}").contains("s3cr"), "{u:?} {u}");
         let u = SmtpUrl::parse("smtp://mail.example").unwrap();
         assert_eq!((u.port, u.tls), (25, Tls::Opportunistic));
         assert_eq!(
             SmtpUrl::parse("smtp://h?tls=required").unwrap().tls,
             Tls::Required
         );
-        for bad in ["http://x", "smtp://", "smtp://h:port", "smtp://h?tls=maybe"] {
+        let u = SmtpUrl::parse("smtp://u:p@[::1]:2525/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 2525));
+        assert_eq!(u.to_string(), "smtp://u:…@[::1]:2525");
+        let u = SmtpUrl::parse("smtp://[::1]").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 25));
+        for bad in [
+            "http://x",
+            "smtp://",
+            "smtp://h:port",
+            "smtp://h:0",
+            "smtp://h:99999",
+            "smtp://h?tls=maybe",
+            "smtps://h?tls=none",
+            "smtp://[::1",
+            "smtp://[::1]x",
+        ] {
             assert!(SmtpUrl::parse(bad).is_err(), "{bad}");
+        }
+        let e = SmtpUrl::parse("smtp://user:hunter2@h:nope").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_timeout_after_the_content_is_unknown_before_it_transient() {
+        for (phase, verdict) in [
+            (Phase::Connect, Verdict::Transient),
+            (Phase::Mail, Verdict::Transient),
+            (Phase::Rcpt, Verdict::Transient),
+            (Phase::Data, Verdict::Transient),
+            (Phase::Message, Verdict::Unknown),
+        ] {
+            let e = SendError::timeout(phase);
+            assert_eq!(e.verdict, verdict, "{phase:?}");
+            let flags = [e.is_transient(), e.is_permanent(), e.is_unknown()];
+            assert_eq!(flags.iter().filter(|f| **f).count(), 1, "{phase:?}");
         }
     }
 }

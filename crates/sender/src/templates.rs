@@ -126,6 +126,8 @@ pub struct Templates {
     pub(crate) plain: Handlebars<'static>,
     asts: HashMap<String, Template>,
     broken: HashMap<String, Broken>,
+    /// Source text and file of every template, by registry key (for positions in checks).
+    sources: HashMap<String, (PathBuf, String)>,
     text_parts: HashSet<String>,
 }
 
@@ -160,6 +162,7 @@ impl Templates {
             plain: super::render::registry(false),
             asts: HashMap::new(),
             broken: HashMap::new(),
+            sources: HashMap::new(),
             text_parts: HashSet::new(),
         };
         if !dir.exists() {
@@ -199,7 +202,9 @@ impl Templates {
             let Some((key, in_html, in_plain)) = classify(&rel) else {
                 continue;
             };
-            match Template::compile(&source) {
+            let compiled = Template::compile(&source);
+            t.sources.insert(key.clone(), (path.clone(), source));
+            match compiled {
                 Ok(tpl) => {
                     if in_html {
                         t.html.register_template(&key, tpl.clone());
@@ -239,6 +244,9 @@ impl Templates {
     }
 
     fn path_of(&self, key: &str) -> PathBuf {
+        if let Some((path, _)) = self.sources.get(key) {
+            return path.clone();
+        }
         let rel = if let Some(n) = key.strip_prefix("html:") {
             format!("{n}.html.hbs")
         } else if let Some(n) = key.strip_prefix("txt:") {
@@ -251,7 +259,10 @@ impl Templates {
         self.dir.join(rel)
     }
 
-    /// Everything wrong with the templates of one email step.
+    /// Everything wrong with the templates of one email step: missing files, files that do
+    /// not compile, helpers that do not exist (reported as [`TemplateProblem::Compile`] at
+    /// the helper's position), and an HTML or text part that never reaches
+    /// `{{unsubscribe_url}}`. A layout wraps the HTML part only.
     pub fn check_send(
         &self,
         template: &str,
@@ -260,71 +271,58 @@ impl Templates {
         preheader: Option<&str>,
     ) -> Vec<TemplateProblem> {
         let mut problems = Vec::new();
-        if let Err(e) = Template::compile(subject) {
-            problems.push(TemplateProblem::Subject {
-                message: reason(&e),
-            });
+        if let Some(message) = inline_problem(subject) {
+            problems.push(TemplateProblem::Subject { message });
         }
-        if let Some(p) = preheader
-            && let Err(e) = Template::compile(p)
-        {
-            problems.push(TemplateProblem::Preheader {
-                message: reason(&e),
-            });
+        if let Some(message) = preheader.and_then(inline_problem) {
+            problems.push(TemplateProblem::Preheader { message });
         }
         let html = html_key(template);
         let mut roots = vec![html.clone()];
         if let Some(l) = layout {
             let lk = layout_key(l);
-            if !self.asts.contains_key(&lk) && !self.broken.contains_key(&lk) {
+            if !self.sources.contains_key(&lk) {
                 problems.push(TemplateProblem::MissingLayout {
                     looked_for: self.path_of(&lk),
                 });
             }
             roots.push(lk);
         }
-        if !self.asts.contains_key(&html) && !self.broken.contains_key(&html) {
+        if !self.sources.contains_key(&html) {
             problems.push(TemplateProblem::MissingTemplate {
                 looked_for: self.path_of(&html),
             });
             return problems;
         }
         let mut seen = HashSet::new();
-        let html_reaches = self.reaches_unsubscribe(&roots, &mut problems, &mut seen);
-        if !html_reaches
-            && !problems
-                .iter()
-                .any(|p| matches!(p, TemplateProblem::Compile { .. }))
-        {
+        let html_walk = self.walk_files(&roots, &mut problems, &mut seen);
+        if !html_walk.reaches_unsubscribe && !html_walk.broken {
             problems.push(TemplateProblem::NoUnsubscribeLink {
                 path: self.path_of(&html),
             });
         }
         let txt = txt_key(template);
-        if self.asts.contains_key(&txt) || self.broken.contains_key(&txt) {
-            let before = problems.len();
-            let reaches =
-                self.reaches_unsubscribe(std::slice::from_ref(&txt), &mut problems, &mut seen);
-            if !reaches && problems.len() == before {
+        if self.sources.contains_key(&txt) {
+            let txt_walk = self.walk_files(std::slice::from_ref(&txt), &mut problems, &mut seen);
+            if !txt_walk.reaches_unsubscribe && !txt_walk.broken {
                 problems.push(TemplateProblem::NoUnsubscribeLink {
                     path: self.path_of(&txt),
                 });
             }
         }
-        problems.dedup();
         problems
     }
 
-    /// Walks the templates named by `keys` and every partial they include; true when an
-    /// expression mentions `unsubscribe_url`. Compile errors and missing partials are added
-    /// to `problems` (each file once, tracked by `seen`).
-    fn reaches_unsubscribe(
+    /// Walks the templates named by `keys` and every partial they include (each once, so a
+    /// partial including itself is fine). Compile errors, unknown helpers and missing
+    /// partials go to `problems`, each once per `seen`.
+    fn walk_files(
         &self,
         keys: &[String],
         problems: &mut Vec<TemplateProblem>,
         seen: &mut HashSet<String>,
-    ) -> bool {
-        let mut found = false;
+    ) -> Walk {
+        let mut result = Walk::default();
         let mut queue: Vec<(String, PathBuf)> =
             keys.iter().map(|k| (k.clone(), self.path_of(k))).collect();
         let mut visited = HashSet::new();
@@ -333,6 +331,8 @@ impl Templates {
                 continue;
             }
             if let Some(b) = self.broken.get(&key) {
+                // What the file would have reached is unknown: no verdict on the link.
+                result.broken = true;
                 if seen.insert(key.clone()) {
                     problems.push(TemplateProblem::Compile {
                         path: self.path_of(&key),
@@ -352,13 +352,86 @@ impl Templates {
                 }
                 continue;
             };
-            let mut partials = Vec::new();
-            found |= walk(&ast.elements, &mut partials);
+            let mut found = Found::default();
+            walk(&ast.elements, &mut found);
+            result.reaches_unsubscribe |= found.unsubscribe;
+            for helper in found.unknown_helpers {
+                if seen.insert(format!("helper:{key}:{helper}")) {
+                    let (line, col) = self
+                        .sources
+                        .get(&key)
+                        .and_then(|(_, src)| position_of_helper(src, &helper))
+                        .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+                    problems.push(TemplateProblem::Compile {
+                        path: self.path_of(&key),
+                        line,
+                        col,
+                        message: unknown_helper_message(&helper),
+                    });
+                }
+            }
             let here = self.path_of(&key);
-            queue.extend(partials.into_iter().map(|p| (p, here.clone())));
+            queue.extend(found.partials.into_iter().map(|p| (p, here.clone())));
         }
-        found
+        result
     }
+}
+
+/// What walking some files found.
+#[derive(Debug, Default)]
+struct Walk {
+    reaches_unsubscribe: bool,
+    /// One of the files does not compile.
+    broken: bool,
+}
+
+/// Why an inline template (a subject, a preheader) cannot render, if it cannot.
+fn inline_problem(source: &str) -> Option<String> {
+    match Template::compile(source) {
+        Err(e) => Some(reason(&e)),
+        Ok(t) => {
+            let mut found = Found::default();
+            walk(&t.elements, &mut found);
+            found
+                .unknown_helpers
+                .first()
+                .map(|h| unknown_helper_message(h))
+        }
+    }
+}
+
+fn unknown_helper_message(name: &str) -> String {
+    format!(
+        "there is no helper `{name}` (helpers: {})",
+        crate::render::HELPERS.join(", ")
+    )
+}
+
+/// 1-based line and column of the first `{{name …`, `{{#name …` or `(name …` in `source`.
+fn position_of_helper(source: &str, name: &str) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(i) = source[from..].find(name) {
+        let at = from + i;
+        from = at + name.len();
+        let head =
+            source[..at].trim_end_matches(|c: char| c.is_whitespace() || c == '#' || c == '~');
+        let opens = head.ends_with("{{") || head.ends_with('(');
+        let ends = source[from..]
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || matches!(c, '}' | ')' | '~'));
+        if opens && ends {
+            let line = source[..at].matches('\n').count() + 1;
+            let col = source[..at]
+                .chars()
+                .rev()
+                .take_while(|&c| c != '\n')
+                .count()
+                + 1;
+            return Some((line, col));
+        }
+    }
+    None
 }
 
 /// Registry key and registries for a file path relative to the folder.
@@ -389,43 +462,83 @@ fn reason(e: &handlebars::TemplateError) -> String {
     e.reason().to_string()
 }
 
-/// True when any expression in `elements` mentions `unsubscribe_url`; collects partial names.
-fn walk(elements: &[TemplateElement], partials: &mut Vec<String>) -> bool {
-    let mut found = false;
+/// What a walk over template elements found.
+#[derive(Debug, Default)]
+struct Found {
+    /// An expression mentions `unsubscribe_url`.
+    unsubscribe: bool,
+    /// Partials included by name.
+    partials: Vec<String>,
+    /// Names called as helpers that no registry knows.
+    unknown_helpers: Vec<String>,
+}
+
+/// Walks `elements` and every block inside them.
+fn walk(elements: &[TemplateElement], found: &mut Found) {
     for el in elements {
         match el {
             TemplateElement::Expression(h)
             | TemplateElement::HtmlExpression(h)
             | TemplateElement::HelperBlock(h) => {
-                found |= param_mentions(&h.name)
-                    || h.params.iter().any(param_mentions)
-                    || h.hash.values().any(param_mentions);
+                helper_call(h, found);
                 if let Some(t) = &h.template {
-                    found |= walk(&t.elements, partials);
+                    walk(&t.elements, found);
                 }
                 if let Some(t) = &h.inverse {
-                    found |= walk(&t.elements, partials);
+                    walk(&t.elements, found);
                 }
             }
             TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
-                if let Parameter::Name(n) = &d.name {
-                    partials.push(n.clone());
-                } else if let Parameter::Path(p) = &d.name {
-                    partials.push(path_text(p));
+                // `{{> footer url=unsubscribe_url}}` hands the link to the partial: count it.
+                for p in d.params.iter().chain(d.hash.values()) {
+                    param(p, found);
+                }
+                match &d.name {
+                    Parameter::Name(n) => found.partials.push(n.clone()),
+                    Parameter::Path(p) => found.partials.push(path_text(p)),
+                    _ => {}
                 }
                 if let Some(t) = &d.template {
-                    found |= walk(&t.elements, partials);
+                    walk(&t.elements, found);
                 }
             }
             TemplateElement::DecoratorBlock(d) => {
                 if let Some(t) = &d.template {
-                    found |= walk(&t.elements, partials);
+                    walk(&t.elements, found);
                 }
             }
             _ => {}
         }
     }
-    found
+}
+
+/// An expression or block: `{{name params.. hash..}}`.
+fn helper_call(h: &handlebars::template::HelperTemplate, found: &mut Found) {
+    let called = h.block || !h.params.is_empty() || !h.hash.is_empty();
+    if called
+        && let Parameter::Name(name) = &h.name
+        && !crate::render::HELPERS.contains(&name.as_str())
+        && !found.unknown_helpers.contains(name)
+    {
+        found.unknown_helpers.push(name.clone());
+    }
+    param(&h.name, found);
+    for p in h.params.iter().chain(h.hash.values()) {
+        param(p, found);
+    }
+}
+
+/// A parameter: a path (maybe `unsubscribe_url`) or a subexpression (a helper call).
+fn param(p: &Parameter, found: &mut Found) {
+    match p {
+        Parameter::Subexpression(s) => match s.element.as_ref() {
+            TemplateElement::Expression(h) | TemplateElement::HelperBlock(h) => {
+                helper_call(h, found);
+            }
+            _ => {}
+        },
+        other => found.unsubscribe |= param_mentions(other),
+    }
 }
 
 fn path_text(p: &handlebars::Path) -> String {
@@ -439,19 +552,15 @@ fn param_mentions(p: &Parameter) -> bool {
     match p {
         Parameter::Name(n) => n == "unsubscribe_url",
         Parameter::Path(path) => {
-            path_text(path)
-                .trim_start_matches("../")
-                .trim_start_matches("@root.")
-                == "unsubscribe_url"
-        }
-        Parameter::Subexpression(s) => {
-            let el = &s.element;
-            match el.as_ref() {
-                TemplateElement::Expression(h) | TemplateElement::HelperBlock(h) => {
-                    param_mentions(&h.name) || h.params.iter().any(param_mentions)
-                }
-                _ => false,
+            let text = path_text(path);
+            let mut rest = text.as_str();
+            while let Some(r) = ["../", "./", "@root.", "this."]
+                .iter()
+                .find_map(|prefix| rest.strip_prefix(prefix))
+            {
+                rest = r;
             }
+            rest == "unsubscribe_url"
         }
         _ => false,
     }

@@ -1,12 +1,13 @@
-//! Delivery into a real Postfix smtp-sink: bytes on the wire, reply classification, reuse
-//! of one connection, and recovery when the server comes back.
+//! Delivery into a real Postfix smtp-sink: bytes on the wire, reply classification by phase,
+//! reuse of one connection, recovery when the server comes back or closes an idle
+//! connection, and bounded waits on a server that stops answering.
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use nurture_sender::{BuiltMessage, OutgoingEmail, SmtpConnection, SmtpUrl, build_message};
-use nurture_testkit::SmtpSink;
+use nurture_sender::{BuiltMessage, OutgoingEmail, Phase, SmtpConnection, SmtpUrl, build_message};
+use nurture_testkit::{SmtpSink, free_port};
 
 fn message(to: &str, subject: &str) -> BuiltMessage {
     build_message(
@@ -29,65 +30,117 @@ fn message(to: &str, subject: &str) -> BuiltMessage {
     .unwrap()
 }
 
+/// How many SMTP connections the code under test opened (smtp-sink started with `-v` logs
+/// each one; the first is the test kit's readiness probe).
+fn connections(sink: &SmtpSink) -> usize {
+    sink.log()
+        .matches("connect (AF_INET")
+        .count()
+        .saturating_sub(1)
+}
+
+fn connect(sink: &SmtpSink) -> SmtpConnection {
+    SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap()).with_timeout(Duration::from_secs(5))
+}
+
 #[tokio::test]
 async fn three_messages_on_one_connection_arrive_intact() {
-    let sink = SmtpSink::start();
-    let mut conn = SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap());
+    let sink = SmtpSink::builder().arg("-v").start();
+    let mut conn = connect(&sink);
+    let mut ids = Vec::new();
     for i in 0..3 {
-        let reply = conn
-            .send(&message(
-                &format!("lead{i}@x.example"),
-                &format!("Hello {i}"),
-            ))
-            .await
-            .unwrap();
+        let m = message(&format!("lead{i}@x.example"), &format!("Hello {i}"));
+        let reply = conn.send(&m).await.unwrap();
         assert!(reply.starts_with("250"), "{reply}");
+        ids.push(m.message_id);
     }
     conn.close().await;
-    let got: Vec<String> = sink
-        .wait_for(3, Duration::from_secs(5))
-        .iter()
-        .map(|m| m.message_text())
-        .collect();
+    let got = sink.wait_for(3, Duration::from_secs(5));
     assert_eq!(got.len(), 3);
-    for i in 0..3 {
+    assert_eq!(connections(&sink), 1, "{}", sink.log());
+    for (i, id) in ids.iter().enumerate() {
         let m = got
             .iter()
-            .find(|m| m.contains(&format!("Subject: Hello {i}\n")))
+            .find(|m| m.header("Subject").as_deref() == Some(&*format!("Hello {i}")))
             .unwrap();
-        assert!(m.contains(&format!("To: Lee <lead{i}@x.example>")), "{m}");
-        assert!(m.contains("X-Nurture-Step: welcome"), "{m}");
-        assert!(
-            m.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
-            "{m}"
+        assert_eq!(m.rcpt_to(), [format!("lead{i}@x.example")]);
+        assert_eq!(m.mail_from().as_deref(), Some("ana@leadcraft.example"));
+        assert_eq!(
+            m.header("To").as_deref(),
+            Some(&*format!("Lee <lead{i}@x.example>"))
         );
+        assert_eq!(m.header("Message-ID").as_deref(), Some(id.as_str()));
+        assert_eq!(m.header("X-Nurture-Step").as_deref(), Some("welcome"));
+        assert_eq!(
+            m.header("List-Unsubscribe-Post").as_deref(),
+            Some("List-Unsubscribe=One-Click")
+        );
+        // The lone dot survives dot-stuffing (and the body is quoted-printable anyway).
+        let text = m.message_text();
+        assert!(text.contains("Hello\n.\na lone dot above"), "{text}");
     }
 }
 
 #[tokio::test]
-async fn four_xx_is_transient_and_five_xx_is_permanent() {
-    let soft = SmtpSink::builder().soft_reject("rcpt").start();
-    let mut conn = SmtpConnection::new(SmtpUrl::parse(&soft.url()).unwrap());
+async fn four_xx_at_rcpt_is_transient_and_five_xx_is_permanent() {
+    let soft = SmtpSink::builder().soft_reject("RCPT").start();
+    let mut conn = connect(&soft);
     let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
-    assert!(e.is_transient() && !e.is_permanent(), "{e:?}");
-    assert_eq!(e.code.map(|c| c / 100), Some(4));
+    assert!(
+        e.is_transient() && !e.is_permanent() && !e.is_unknown(),
+        "{e:?}"
+    );
+    assert_eq!((e.phase, e.code), (Phase::Rcpt, Some(450)));
 
-    let hard = SmtpSink::builder().hard_reject("rcpt").start();
-    let mut conn = SmtpConnection::new(SmtpUrl::parse(&hard.url()).unwrap());
+    let hard = SmtpSink::builder().hard_reject("RCPT").arg("-v").start();
+    let mut conn = connect(&hard);
     let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
-    assert!(e.is_permanent(), "{e:?}");
-    assert_eq!(e.code.map(|c| c / 100), Some(5));
+    assert!(e.is_permanent() && !e.is_transient(), "{e:?}");
+    assert_eq!((e.phase, e.code), (Phase::Rcpt, Some(500)));
+    assert!(e.reply.contains("RCPT TO"), "{}", e.reply);
     // The connection survives a refused recipient.
     let e2 = conn.send(&message("b@x.example", "s")).await.unwrap_err();
     assert!(e2.is_permanent());
     assert!(hard.messages().is_empty());
+    assert_eq!(connections(&hard), 1, "kept one connection: {}", hard.log());
+}
+
+#[tokio::test]
+async fn five_xx_at_data_or_after_the_content_is_permanent() {
+    for (command, phase) in [("DATA", Phase::Data), (".", Phase::Message)] {
+        let sink = SmtpSink::builder().hard_reject(command).start();
+        let mut conn = connect(&sink);
+        let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
+        assert!(e.is_permanent(), "{command}: {e:?}");
+        assert_eq!(e.phase, phase, "{command}");
+        assert_eq!(e.code.map(|c| c / 100), Some(5));
+    }
+}
+
+#[tokio::test]
+async fn five_xx_at_mail_from_is_about_us_and_transient() {
+    let sink = SmtpSink::builder().hard_reject("MAIL").start();
+    let mut conn = connect(&sink);
+    let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
+    assert!(e.is_transient(), "the contact must not bounce: {e:?}");
+    assert_eq!((e.phase, e.code.map(|c| c / 100)), (Phase::Mail, Some(5)));
+}
+
+#[tokio::test]
+async fn nothing_listening_is_transient() {
+    let url = format!("smtp://127.0.0.1:{}", free_port());
+    let mut conn =
+        SmtpConnection::new(SmtpUrl::parse(&url).unwrap()).with_timeout(Duration::from_secs(5));
+    let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert_eq!((e.phase, e.code), (Phase::Connect, None));
+    assert!(e.reply.contains("cannot connect"), "{}", e.reply);
 }
 
 #[tokio::test]
 async fn server_down_is_transient_and_recovery_reconnects() {
     let mut sink = SmtpSink::start();
-    let mut conn = SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap())
-        .with_timeout(Duration::from_secs(5));
+    let mut conn = connect(&sink);
     conn.send(&message("a@x.example", "before")).await.unwrap();
     sink.stop();
     let e = conn
@@ -97,20 +150,106 @@ async fn server_down_is_transient_and_recovery_reconnects() {
     assert!(e.is_transient(), "{e:?}");
     sink.restart();
     conn.send(&message("a@x.example", "after")).await.unwrap();
-    let got: Vec<String> = sink
-        .wait_for(2, Duration::from_secs(5))
-        .iter()
-        .map(|m| m.message_text())
-        .collect();
-    assert!(got.iter().any(|m| m.contains("Subject: after")), "{got:?}");
-    assert!(!got.iter().any(|m| m.contains("Subject: during")));
+    let got = sink.wait_for(2, Duration::from_secs(5));
+    let subjects: Vec<_> = got.iter().filter_map(|m| m.header("Subject")).collect();
+    assert!(subjects.iter().any(|s| s == "after"), "{subjects:?}");
+    assert!(!subjects.iter().any(|s| s == "during"), "{subjects:?}");
 }
 
 #[tokio::test]
-async fn hang_up_at_data_is_transient() {
-    let sink = SmtpSink::builder().hang_up_on("data").start();
-    let mut conn = SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap())
-        .with_timeout(Duration::from_secs(5));
+async fn an_idle_connection_the_server_closed_is_replaced_without_failing_the_message() {
+    let mut sink = SmtpSink::start();
+    let mut conn = connect(&sink);
+    conn.send(&message("a@x.example", "first")).await.unwrap();
+    // The server goes away and comes back while our connection sits idle: the socket we
+    // hold is dead, which we only learn when the next message's MAIL FROM gets no answer.
+    sink.restart();
+    let reply = conn.send(&message("a@x.example", "second")).await;
+    assert!(reply.is_ok(), "{reply:?}");
+    let got = sink.wait_for(2, Duration::from_secs(5));
+    assert!(
+        got.iter()
+            .any(|m| m.header("Subject").as_deref() == Some("second"))
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_closes_with_421_at_mail_is_transient() {
+    let sink = SmtpSink::builder().arg("-Q").arg("MAIL").start();
+    let mut conn = connect(&sink);
     let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
     assert!(e.is_transient(), "{e:?}");
+    assert_eq!((e.phase, e.code), (Phase::Mail, Some(421)));
+}
+
+#[tokio::test]
+async fn hang_up_at_data_is_transient_not_unknown() {
+    let sink = SmtpSink::builder().hang_up_on("DATA").start();
+    let mut conn = connect(&sink);
+    let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
+    assert!(e.is_transient() && !e.is_unknown(), "{e:?}");
+    assert_eq!(e.phase, Phase::Data);
+}
+
+#[tokio::test]
+async fn no_answer_after_the_content_is_unknown_and_bounded_in_time() {
+    // smtp-sink waits 30 s before answering the final `.`: the message may well be accepted.
+    let sink = SmtpSink::builder().arg("-W").arg(".:30").start();
+    let mut conn = SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap())
+        .with_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
+    assert!(
+        e.is_unknown() && !e.is_transient() && !e.is_permanent(),
+        "{e:?}"
+    );
+    assert_eq!((e.phase, e.code), (Phase::Message, None));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "gave up in {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn no_answer_to_data_is_transient() {
+    let sink = SmtpSink::builder().arg("-w").arg("30").start();
+    let mut conn = SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap())
+        .with_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert_eq!((e.phase, e.code), (Phase::Data, None));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_password_is_never_sent_in_clear_unless_tls_none_says_so() {
+    let sink = SmtpSink::start();
+    let url = format!("smtp://ana:hunter2@127.0.0.1:{}", sink.port());
+    let mut conn =
+        SmtpConnection::new(SmtpUrl::parse(&url).unwrap()).with_timeout(Duration::from_secs(5));
+    let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert!(e.reply.contains("tls=none"), "{}", e.reply);
+    assert!(!format!("{e} {e:?} {conn:?}").contains("hunter2"));
+
+    let mut conn = SmtpConnection::new(SmtpUrl::parse(&format!("{url}?tls=none")).unwrap())
+        .with_timeout(Duration::from_secs(5));
+    conn.send(&message("a@x.example", "authenticated"))
+        .await
+        .unwrap();
+    sink.wait_for(1, Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn tls_required_without_starttls_is_refused() {
+    let sink = SmtpSink::start();
+    let url = format!("smtp://127.0.0.1:{}?tls=required", sink.port());
+    let mut conn =
+        SmtpConnection::new(SmtpUrl::parse(&url).unwrap()).with_timeout(Duration::from_secs(5));
+    let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
+    assert!(e.is_transient() && e.phase == Phase::Connect, "{e:?}");
+    assert!(e.reply.contains("STARTTLS"), "{}", e.reply);
+    assert!(sink.messages().is_empty());
 }

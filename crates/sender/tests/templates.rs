@@ -237,3 +237,316 @@ fn missing_folder_is_empty_not_an_error() {
         [TemplateProblem::MissingTemplate { .. }]
     ));
 }
+
+#[test]
+fn preheader_that_does_not_compile_is_reported() {
+    let d = folder(&[("a.html.hbs", "{{unsubscribe_url}}")]);
+    let t = Templates::load(d.path()).unwrap();
+    let p = t.check_send("a", None, "s", Some("Read {{#if x}}"));
+    assert!(
+        matches!(&p[..], [TemplateProblem::Preheader { .. }]),
+        "{p:?}"
+    );
+    assert!(
+        p[0].to_string()
+            .starts_with("the preheader does not compile")
+    );
+}
+
+#[test]
+fn unknown_helpers_are_reported_where_they_are_called() {
+    let d = folder(&[
+        (
+            "a.html.hbs",
+            "<p>Hi</p>\n<p>{{defualt contact.first_name \"there\"}}</p>{{unsubscribe_url}}",
+        ),
+        (
+            "b.html.hbs",
+            "{{#if (equals a b)}}x{{/if}}{{unsubscribe_url}}",
+        ),
+    ]);
+    let t = Templates::load(d.path()).unwrap();
+    let p = t.check_send("a", None, "Hi {{uper contact.first_name}}", None);
+    assert!(
+        p.contains(&TemplateProblem::Compile {
+            path: d.path().join("a.html.hbs"),
+            line: Some(2),
+            col: Some(6),
+            message: p
+                .iter()
+                .find_map(|x| match x {
+                    TemplateProblem::Compile { message, .. } => Some(message.clone()),
+                    _ => None,
+                })
+                .unwrap(),
+        }),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|x| x.to_string().contains("no helper `defualt`")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(
+            |x| matches!(x, TemplateProblem::Subject { message } if message.contains("`uper`"))
+        ),
+        "{p:?}"
+    );
+    // A file that compiles but calls an unknown helper still gets its link checked.
+    assert!(
+        !p.iter()
+            .any(|x| matches!(x, TemplateProblem::NoUnsubscribeLink { .. }))
+    );
+    let p = t.check_send("b", None, "s", None);
+    assert!(
+        p.iter()
+            .any(|x| x.to_string().contains("no helper `equals`")),
+        "{p:?}"
+    );
+    // Known helpers, blocks and plain variables are fine.
+    let d = folder(&[(
+        "ok.html.hbs",
+        "{{#each contact.tags}}{{upper this}}{{/each}}{{#if (eq a \"b\")}}{{lower x}}{{else}}{{format_date y}}{{/if}}{{some_variable}}{{unsubscribe_url}}",
+    )]);
+    let t = Templates::load(d.path()).unwrap();
+    assert_eq!(
+        t.check_send("ok", None, "{{default contact.x \"y\"}}", None),
+        []
+    );
+}
+
+#[test]
+fn unsubscribe_link_through_nested_partials_blocks_and_partial_parameters() {
+    let d = folder(&[
+        (
+            "layouts/base.html.hbs",
+            "<body>{{{body}}}{{> outer}}</body>",
+        ),
+        ("partials/outer.hbs", "<footer>{{> inner}}</footer>"),
+        (
+            "partials/inner.hbs",
+            "{{#if unsubscribe_url}}<a href=\"{{../unsubscribe_url}}\">U</a>{{/if}}",
+        ),
+        ("partials/link.hbs", "<a href=\"{{url}}\">U</a>"),
+        ("partials/loop_a.hbs", "{{> loop_b}}"),
+        ("partials/loop_b.hbs", "{{> loop_a}}"),
+        ("a.html.hbs", "<p>Hi</p>"),
+        ("b.html.hbs", "<p>Hi</p>{{> link url=unsubscribe_url}}"),
+        ("c.html.hbs", "{{> loop_a}}"),
+        (
+            "d.html.hbs",
+            "{{#each items}}{{@root.unsubscribe_url}}{{/each}}",
+        ),
+    ]);
+    let t = Templates::load(d.path()).unwrap();
+    assert_eq!(t.check_send("a", Some("base"), "s", None), []);
+    assert_eq!(t.check_send("b", None, "s", None), []);
+    assert_eq!(t.check_send("d", None, "s", None), []);
+    // Partials that include each other end; the link is still missing.
+    assert_eq!(
+        t.check_send("c", None, "s", None),
+        [TemplateProblem::NoUnsubscribeLink {
+            path: d.path().join("c.html.hbs")
+        }]
+    );
+}
+
+#[test]
+fn a_layout_never_counts_for_the_text_part() {
+    let d = folder(&[
+        ("layouts/base.html.hbs", "{{{body}}}{{unsubscribe_url}}"),
+        (
+            "partials/plain_footer.hbs",
+            "Unsubscribe: {{unsubscribe_url}}",
+        ),
+        ("a.html.hbs", "<p>Hi</p>"),
+        ("a.txt.hbs", "Hi"),
+        ("b.html.hbs", "<p>Hi</p>"),
+        ("b.txt.hbs", "Hi\n{{> plain_footer}}"),
+    ]);
+    let t = Templates::load(d.path()).unwrap();
+    assert_eq!(
+        t.check_send("a", Some("base"), "s", None),
+        [TemplateProblem::NoUnsubscribeLink {
+            path: d.path().join("a.txt.hbs")
+        }]
+    );
+    assert_eq!(t.check_send("b", Some("base"), "s", None), []);
+}
+
+#[test]
+fn a_broken_layout_is_a_compile_problem_of_the_layout_file() {
+    let d = folder(&[
+        ("layouts/base.html.hbs", "<body>{{{body}}\n{{#if}}</body>"),
+        ("a.html.hbs", "<p>Hi</p>"),
+    ]);
+    let t = Templates::load(d.path()).unwrap();
+    let p = t.check_send("a", Some("base"), "s", None);
+    match &p[..] {
+        [TemplateProblem::Compile { path, line, .. }] => {
+            assert_eq!(path, &d.path().join("layouts/base.html.hbs"));
+            assert!(line.is_some());
+        }
+        other => panic!("only the compile error, no verdict on the link: {other:?}"),
+    }
+    assert!(
+        p[0].to_string().contains("layouts/base.html.hbs:"),
+        "{}",
+        p[0]
+    );
+}
+
+#[test]
+fn a_templates_path_that_is_not_a_folder_fails_to_load() {
+    let d = folder(&[("file", "x")]);
+    let e = Templates::load(&d.path().join("file")).unwrap_err();
+    assert!(
+        e.to_string().starts_with("cannot read the templates in "),
+        "{e}"
+    );
+}
+
+#[test]
+fn values_are_escaped_in_html_but_not_in_subject_or_text_part() {
+    let d = folder(&[
+        (
+            "w.html.hbs",
+            "<p>{{contact.first_name}} {{upper contact.first_name}} {{default contact.nick contact.first_name}} {{{contact.first_name}}}</p>",
+        ),
+        (
+            "w.txt.hbs",
+            "Hi {{contact.first_name}} {{upper contact.first_name}}",
+        ),
+    ]);
+    let t = Templates::load(d.path()).unwrap();
+    let c = ctx(json!({"first_name": "<script>x</script>"}), json!({}));
+    let r = t
+        .render(&request("w", None, "Hi {{contact.first_name}}", &c))
+        .unwrap();
+    assert_eq!(r.subject, "Hi <script>x</script>");
+    assert_eq!(r.text, "Hi <script>x</script> <SCRIPT>X</SCRIPT>");
+    assert!(
+        r.html.contains("&lt;script&gt;x&lt;/script&gt; &lt;SCRIPT&gt;X&lt;/SCRIPT&gt; &lt;script&gt;x&lt;/script&gt;"),
+        "{}",
+        r.html
+    );
+    // Triple-stash is the template author's explicit choice.
+    assert_eq!(r.html.matches("<script>").count(), 1, "{}", r.html);
+}
+
+#[test]
+fn strict_mode_allows_if_on_missing_data_but_not_each() {
+    let d = folder(&[
+        (
+            "if.html.hbs",
+            "{{#if contact.company}}at {{contact.company}}{{else}}no company{{/if}}",
+        ),
+        ("each.html.hbs", "{{#each event.items}}{{this}}{{/each}}"),
+    ]);
+    let t = Templates::load(d.path()).unwrap();
+    let c = ctx(json!({}), json!({}));
+    let r = t.render(&request("if", None, "s", &c)).unwrap();
+    assert!(r.html.contains("no company"), "{}", r.html);
+    match t.render(&request("each", None, "s", &c)) {
+        Err(RenderError::MissingVariable { variable, .. }) => {
+            assert_eq!(variable, "event.items");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_variable_in_the_subject_or_layout_fails_the_message_and_says_where() {
+    let d = folder(&[
+        (
+            "layouts/base.html.hbs",
+            "<body>{{{body}}}{{campaign.owner}}</body>",
+        ),
+        ("w.html.hbs", "<p>Hi</p>"),
+    ]);
+    let t = Templates::load(d.path()).unwrap();
+    let c = ctx(json!({}), json!({}));
+    match t.render(&request("w", None, "About {{event.title}}", &c)) {
+        Err(RenderError::MissingVariable { variable, template }) => {
+            assert_eq!(
+                (variable.as_str(), template.as_str()),
+                ("event.title", "subject")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = t.render(&request("w", Some("base"), "s", &c)).unwrap_err();
+    assert!(
+        matches!(&e, RenderError::MissingVariable { variable, template } if variable == "campaign.owner" && template == "layouts/base"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("`campaign.owner`"), "{e}");
+}
+
+#[test]
+fn media_queries_and_stylesheet_links_survive_css_inlining() {
+    let d = folder(&[(
+        "w.html.hbs",
+        "<html><head><link rel=\"stylesheet\" href=\"https://fonts.example/css\"><style>p { color: red; } @media (max-width: 600px) { p { color: blue; } }</style></head><body><p>Hi</p></body></html>",
+    )]);
+    let t = Templates::load(d.path()).unwrap();
+    let c = ctx(json!({}), json!({}));
+    let r = t.render(&request("w", None, "s", &c)).unwrap();
+    assert!(
+        r.html.contains("<p style=\"color: red;\">Hi</p>"),
+        "{}",
+        r.html
+    );
+    assert!(r.html.contains("@media (max-width: 600px)"), "{}", r.html);
+    assert!(
+        r.html.contains("href=\"https://fonts.example/css\""),
+        "{}",
+        r.html
+    );
+}
+
+#[test]
+fn tracking_rewrites_links_to_their_real_target_and_adds_the_pixel() {
+    let d = folder(&[(
+        "w.html.hbs",
+        "<body><a href=\"{{event.url}}\">Get it</a> <a href=\"{{unsubscribe_url}}\">Unsubscribe</a></body>",
+    )]);
+    let t = Templates::load(d.path()).unwrap();
+    let c = ctx(json!({}), json!({"url": "https://x.example/d?id=1&k=2"}));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let mut req = request("w", None, "s", &c);
+    req.tracking = Tracking {
+        open_pixel: Some("https://n.example/o/P".into()),
+        click: Some(std::sync::Arc::new(move |u: &str| {
+            log.lock().unwrap().push(u.to_string());
+            "https://n.example/c/C".to_string()
+        })),
+        keep: Some("https://n.example/u/T".into()),
+    };
+    let r = t.render(&req).unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["https://x.example/d?id=1&k=2"]);
+    assert!(
+        r.html.contains("href=\"https://n.example/c/C\""),
+        "{}",
+        r.html
+    );
+    assert!(
+        r.html.contains("href=\"https://n.example/u/T\""),
+        "{}",
+        r.html
+    );
+    assert!(
+        r.html.contains("src=\"https://n.example/o/P\""),
+        "{}",
+        r.html
+    );
+    // The text part keeps the original link, not the tracked one.
+    assert!(
+        r.text.contains("https://x.example/d?id=1&k=2"),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("n.example/c/"), "{}", r.text);
+}

@@ -11,7 +11,9 @@ mod contacts;
 mod enrollments;
 mod error;
 mod events;
+pub mod history;
 mod messages;
+mod metrics;
 mod stats;
 
 use std::str::FromStr;

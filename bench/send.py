@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Send-pipeline benchmark (issues 4 and 7): N leads imported with an event, then ONE
+`nurture tick` that enrolls, renders and delivers them into Postfix's smtp-sink, side by side
+with Postfix's own `smtp-source -d -s 10` pushing messages of the same size into the same
+sink. Prints messages/s of each and the ratio.
+
+Usage: bench/send.py [--binary target/release/nurture] [--leads 5000]
+Build first: cargo build --release. Needs smtp-sink and smtp-source (Debian package postfix).
+"""
+import argparse, os, shutil, socket, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start_sink(port):
+    args = ["smtp-sink"]
+    if os.geteuid() == 0:
+        args += ["-u", "nobody"]
+    p = subprocess.Popen(args + [f"127.0.0.1:{port}", "1024"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return p
+        except OSError:
+            time.sleep(0.02)
+    sys.exit("smtp-sink did not start")
+
+
+def env():
+    e = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    e["NURTURE_RATE_PER_SECOND"] = "1000000"
+    return e
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/nurture"))
+    ap.add_argument("--leads", type=int, default=5000)
+    a = ap.parse_args()
+    binary = os.path.abspath(a.binary)
+    for tool in ("smtp-sink", "smtp-source"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            sys.exit(f"{tool} not found: install Debian's postfix package")
+    os.environ["PATH"] += ":/usr/sbin"
+    work = tempfile.mkdtemp(prefix="nurture-send-bench-")
+    port = free_port()
+    sink = start_sink(port)
+    try:
+        # The repository's example campaigns and templates: the ebook welcome email.
+        shutil.copytree(os.path.join(ROOT, "templates"), os.path.join(work, "templates"))
+        os.makedirs(os.path.join(work, "campaigns"))
+        shutil.copy(os.path.join(ROOT, "campaigns/ebook-nurture.yaml"), os.path.join(work, "campaigns"))
+        with open(os.path.join(work, "leads.csv"), "w") as f:
+            f.write("email,first_name,company\n")
+            for i in range(a.leads):
+                f.write(f"lead{i}@example.com,Lead{i},Company {i % 97}\n")
+        e = env()
+        # Size of a real rendered message.
+        eml = subprocess.run([binary, "preview", "ebook-nurture", "--step", "welcome", "--format", "eml"], cwd=work, env=e, capture_output=True, text=True, check=True).stdout
+        size = len(eml.encode())
+        subprocess.run([binary, "contacts", "import", "leads.csv", "--event", "lead.captured"], cwd=work, env=e, check=True, capture_output=True)
+        # The import's events carry no `source`, so tell the trigger they came from the ebook form.
+        subprocess.run(["python3", "-c", "import sqlite3; c=sqlite3.connect('nurture.db'); c.execute(\"UPDATE events SET properties='{\\\"source\\\":\\\"ebook\\\"}'\"); c.commit()"], cwd=work, check=True)
+        e["NURTURE_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
+        t = time.perf_counter()
+        out = subprocess.run([binary, "tick"], cwd=work, env=e, capture_output=True, text=True, check=True).stdout.strip()
+        dt = time.perf_counter() - t
+        nurture_rate = a.leads / dt
+        print(f"nurture:     {a.leads} leads enrolled, rendered and sent in {dt:.2f}s = {nurture_rate:,.0f} msg/s ({size} byte messages)")
+        print(f"             {out}")
+        t = time.perf_counter()
+        subprocess.run(["smtp-source", "-d", "-s", "10", "-l", str(size), "-m", str(a.leads), "-f", "bench@example.com", "-t", "sink@example.com", f"127.0.0.1:{port}"], check=True, capture_output=True)
+        dt2 = time.perf_counter() - t
+        ref = a.leads / dt2
+        print(f"smtp-source: {a.leads} messages of {size} bytes, 10 sessions, in {dt2:.2f}s = {ref:,.0f} msg/s")
+        print(f"ratio:       nurture / smtp-source = {nurture_rate / ref:.2f}")
+    finally:
+        sink.terminate()
+        sink.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

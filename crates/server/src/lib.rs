@@ -1,0 +1,107 @@
+//! HTTP for nurture: the routes of SPEC §8 that `nurture run` serves beside the scheduler.
+//!
+//! | route | module |
+//! |---|---|
+//! | `POST /api/events`, `POST /api/contacts` (bearer key, 64 KiB bodies) | `ingest` |
+//! | `GET`/`POST /u/TOKEN`, `GET /o/TOKEN`, `GET /c/TOKEN` | `links`, `pages` |
+//! | `GET /healthz`, `GET /metrics` | `ops`, with the counters of [`Metrics`] |
+//!
+//! This crate owns requests and responses: authentication, validating what clients send,
+//! verifying link tokens, and the few small HTML pages a recipient sees. It speaks no SQL —
+//! every read and write goes through `nurture-store` methods — renders no email, and decides
+//! nothing about campaigns: it records contacts and events and wakes the scheduler, which
+//! does the rest. Handlers read the clock in one place (`now_ms`); everything below them
+//! takes `now` as a parameter like the rest of the engine.
+
+mod auth;
+mod ingest;
+mod links;
+mod metrics;
+mod ops;
+mod pages;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+pub use metrics::Metrics;
+
+/// The largest request body the ingest API reads (64 KiB); larger ones get 413.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What every handler needs. Cheap to clone: the store is a pool, the rest are shared.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: nurture_store::Store,
+    /// Verifies unsubscribe, open and click tokens (the same secret that signed them).
+    pub signer: nurture_sender::Signer,
+    /// Bearer key of `/api/*`; `None` (or empty) refuses every ingest call.
+    pub api_key: Option<String>,
+    /// Notified after an event is recorded, so the scheduler runs at once instead of at its
+    /// next poll.
+    pub wake: Arc<Notify>,
+    /// Delivery counters the sender updates and `/metrics` reports.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The API key is a secret: never printed.
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("api_key", &self.api_key.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every route of SPEC §8.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/events", post(ingest::post_event))
+        .route("/api/contacts", post(ingest::post_contact))
+        // Authentication runs before the body is read.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    Router::new()
+        .merge(api)
+        .route(
+            "/u/{token}",
+            get(links::unsubscribe_page).post(links::unsubscribe),
+        )
+        .route("/o/{token}", get(links::open))
+        .route("/c/{token}", get(links::click))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(pages::not_found)
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes, then stops accepting and
+/// lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The current time in Unix milliseconds.
+///
+/// The one place this crate reads the clock: a request happens now, and the time of an
+/// unsubscribe, an open or a click is when the request arrived. Everything below the
+/// handlers receives this value as a parameter.
+#[allow(clippy::disallowed_methods)]
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

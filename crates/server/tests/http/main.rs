@@ -1,0 +1,9 @@
+//! End-to-end tests of the HTTP routes: a real server on a free port, a real SQLite file per
+//! test, and HTTP/1.1 requests written by hand.
+
+#![allow(clippy::unwrap_used)]
+
+mod ingest;
+mod links;
+mod ops;
+mod support;
