@@ -297,6 +297,8 @@ impl Mailer {
                 result.map_err(|e| {
                     if e.is_permanent() {
                         Failure::Permanent(e.to_string())
+                    } else if e.is_unknown() {
+                        Failure::Unknown(e.to_string())
                     } else {
                         Failure::Transient(e.to_string())
                     }

@@ -248,7 +248,8 @@ fn failure_text(f: &nurture_scheduler::Failure) -> String {
     match f {
         nurture_scheduler::Failure::Render(r)
         | nurture_scheduler::Failure::Transient(r)
-        | nurture_scheduler::Failure::Permanent(r) => r.clone(),
+        | nurture_scheduler::Failure::Permanent(r)
+        | nurture_scheduler::Failure::Unknown(r) => r.clone(),
     }
 }
 

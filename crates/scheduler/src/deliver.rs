@@ -43,6 +43,8 @@ pub enum Failure {
     Transient(String),
     /// Never again: 5xx on RCPT or DATA; the contact bounces.
     Permanent(String),
+    /// The message may have been accepted (no reply after the content): never re-sent blindly.
+    Unknown(String),
 }
 
 /// Renders and sends emails. The binary provides one backed by `nurture-sender`.
@@ -227,7 +229,10 @@ impl Engine {
             }
             Err(f) => {
                 let reason = match f {
-                    Failure::Render(r) | Failure::Transient(r) | Failure::Permanent(r) => r,
+                    Failure::Render(r)
+                    | Failure::Transient(r)
+                    | Failure::Permanent(r)
+                    | Failure::Unknown(r) => r,
                 };
                 tracing::error!(campaign = %m.campaign_id, step = %m.step_id, contact = %contact.email, error = %reason, "cannot render the email; the step fails");
                 tx.finish_message(
@@ -317,6 +322,21 @@ impl Engine {
                     .await?;
                 tracing::warn!(message = m.id, reply = %reply, "hard bounce; the contact leaves every campaign");
                 out.bounced += 1;
+            }
+            Err(Failure::Unknown(reply)) => {
+                tx.finish_message(
+                    m.id,
+                    sending,
+                    MessageState::Unknown,
+                    Some(&reply),
+                    None,
+                    now_ms,
+                )
+                .await?;
+                tx.insert_attempt(m.id, "unknown", Some(&reply), now_ms)
+                    .await?;
+                tracing::warn!(message = m.id, reply = %reply, "outcome unknown; not re-sent");
+                out.unknown += 1;
             }
             Err(Failure::Render(reason)) => {
                 tx.finish_message(
