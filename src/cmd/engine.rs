@@ -61,6 +61,23 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let mut last_files = campaign_stamp(config);
     sync_campaigns(&engine, config, now_or(None)?).await?;
     let mut mailer = crate::delivery::Mailer::new(config, &engine).await?;
+    // The HTTP server (ingest, unsubscribe, tracking, health, metrics) beside the loop; a
+    // posted event wakes the loop at once.
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let state = nurture_server::AppState {
+        store: engine.store().clone(),
+        signer: mailer.signer.clone(),
+        api_key: config.api_key.as_ref().map(|k| k.expose().to_string()),
+        wake: wake.clone(),
+        metrics: std::sync::Arc::new(nurture_server::Metrics::new()),
+    };
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(nurture_server::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
     tracing::info!(database = %redact(config.database_url.expose()), "nurture is running");
     eprintln!("nurture is running; stop with Ctrl-C");
     loop {
@@ -90,8 +107,15 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = wake.notified() => {}
             () = shutdown.notified() => break,
         }
+    }
+    let _ = stop_tx.send(());
+    match server.await {
+        Ok(Err(e)) => tracing::error!("HTTP server: {e}"),
+        Err(e) => tracing::error!("HTTP server task: {e}"),
+        Ok(Ok(())) => {}
     }
     mailer.close().await;
     eprintln!("stopped");
