@@ -175,34 +175,19 @@ impl Mailer {
             }
             None => Tracking::default(),
         };
-        let ctx = context(
-            contact_email,
-            attributes,
-            tags,
-            event,
-            campaign.id.as_str(),
-            &campaign.name,
-            step_id,
-            &unsubscribe_url,
-            self.postal_address.as_deref(),
-        );
-        let layout = campaign.layout_for(send).map(|l| l.as_str());
         let rendered = self
-            .templates
-            .render(&RenderRequest {
-                template: send.template.as_str(),
-                layout,
-                subject: &send.subject,
-                preheader: send.preheader.as_deref(),
-                context: &ctx,
+            .render_with(
+                campaign,
+                step_id,
+                send,
+                contact_email,
+                attributes,
+                tags,
+                event,
+                &unsubscribe_url,
                 tracking,
-            })
-            .map_err(|e| {
-                Failure::Render(format!(
-                    "campaign {}, step {step_id}, contact {contact_email}: {e}",
-                    campaign.id
-                ))
-            })?;
+            )
+            .map_err(|e| Failure::Render(e.to_string()))?;
         let from = campaign.from_for(send).ok_or_else(|| {
             Failure::Render(format!("campaign {} has no From address", campaign.id))
         })?;
@@ -246,6 +231,33 @@ impl Mailer {
         event: &Map<String, Value>,
     ) -> anyhow::Result<nurture_sender::Rendered> {
         let unsubscribe_url = self.url("u", &Claim::TestUnsubscribe(0));
+        self.render_with(
+            campaign,
+            step_id,
+            send,
+            contact_email,
+            attributes,
+            tags,
+            event,
+            &unsubscribe_url,
+            Tracking::default(),
+        )
+    }
+
+    /// Renders one email step for one contact; errors name campaign, step and contact.
+    #[allow(clippy::too_many_arguments)]
+    fn render_with(
+        &self,
+        campaign: &Campaign,
+        step_id: &str,
+        send: &SendAction,
+        contact_email: &str,
+        attributes: &Map<String, Value>,
+        tags: &[String],
+        event: &Map<String, Value>,
+        unsubscribe_url: &str,
+        tracking: Tracking,
+    ) -> anyhow::Result<nurture_sender::Rendered> {
         let ctx = context(
             contact_email,
             attributes,
@@ -254,7 +266,7 @@ impl Mailer {
             campaign.id.as_str(),
             &campaign.name,
             step_id,
-            &unsubscribe_url,
+            unsubscribe_url,
             self.postal_address.as_deref(),
         );
         self.templates
@@ -264,7 +276,7 @@ impl Mailer {
                 subject: &send.subject,
                 preheader: send.preheader.as_deref(),
                 context: &ctx,
-                tracking: Tracking::default(),
+                tracking,
             })
             .map_err(|e| {
                 anyhow::anyhow!(
