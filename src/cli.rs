@@ -29,7 +29,8 @@ pub struct Global {
     /// Folder of Handlebars templates.
     #[arg(long, global = true, value_name = "DIR")]
     pub templates_dir: Option<PathBuf>,
-    /// More logging (-v info, -vv debug); NURTURE_LOG takes a tracing filter.
+    /// More logging (-v info, -vv debug for nurture itself, -vvv everything); NURTURE_LOG takes a
+    /// tracing filter.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

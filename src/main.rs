@@ -33,7 +33,11 @@ fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
-        _ => "debug",
+        // Our crates only: the HTML parser and the template engine log every token at debug.
+        2 => {
+            "warn,nurture=debug,nurture_campaign=debug,nurture_store=debug,nurture_scheduler=debug,nurture_sender=debug,nurture_server=debug,sqlx=info"
+        }
+        _ => "trace",
     };
     let filter = EnvFilter::try_from_env("NURTURE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

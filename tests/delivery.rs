@@ -330,9 +330,10 @@ fn sigkill_in_the_middle_of_thousands_of_sends_loses_nothing_and_doubles_nothing
         sent <= total && total <= sent + unknown,
         "sent {sent}, unknown {unknown}, received {total}"
     );
+    // One window (8 × the 10 connections) is marked `sending` at a time.
     assert!(
-        unknown <= 10,
-        "only messages in flight at the kill can be unknown: {unknown}"
+        unknown <= 80,
+        "only the window in flight at the kill can be unknown: {unknown}"
     );
 }
 

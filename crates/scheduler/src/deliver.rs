@@ -7,11 +7,12 @@
 //! blindly). A message claimed but not yet `sending` simply returns to the queue when its
 //! lease expires.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use nurture_campaign::{Action, Campaign, SendAction, Step};
 use nurture_store::{Contact, ContactStatus, MessageRow, MessageState, Tx};
 use serde_json::{Map, Value};
@@ -103,8 +104,25 @@ pub fn next_attempt(
     (next <= first_queued + GIVE_UP_AFTER).then_some(next)
 }
 
+/// A message settled before any SMTP: its contact is gone or unmailable, its step vanished,
+/// or it cannot be rendered.
+struct Settled<'a> {
+    message: &'a MessageRow,
+    to: MessageState,
+    reason: String,
+    /// Recorded as an attempt too (render errors, for `explain`).
+    attempt: Option<&'static str>,
+    /// When to try again (`to` is `Deferred`).
+    retry_at: Option<i64>,
+}
+
 impl Engine {
     /// Delivers every message due at `now`, `concurrency` at a time, until none is due.
+    ///
+    /// Per claimed batch the database sees a handful of statements, not a few per message:
+    /// one claim, one read of the contacts and one of the trigger events; then, per window of
+    /// messages, one transaction that records the previous window's outcomes and marks this
+    /// window `sending` before any of it goes to SMTP.
     pub async fn deliver<C: Courier>(
         &self,
         courier: &C,
@@ -112,247 +130,335 @@ impl Engine {
         concurrency: usize,
     ) -> Result<Delivered> {
         let mut out = Delivered::default();
+        let now_ms = to_ms(now);
         {
             let mut tx = self.store.begin().await?;
-            out.unknown += tx.expire_sending(to_ms(now)).await?;
+            out.unknown += tx.expire_sending(now_ms).await?;
             tx.commit().await?;
         }
+        let concurrency = concurrency.max(1);
+        // A crash leaves at most one window `unknown`; a window several times the
+        // concurrency keeps the SMTP connections busy between two commits.
+        let window = (concurrency * 8).min(256);
         loop {
             let mut tx = self.store.begin().await?;
             let batch = tx
-                .claim_messages(to_ms(now), to_ms(now + LEASE), self.config.batch)
+                .claim_messages(now_ms, to_ms(now + LEASE), self.config.batch)
                 .await?;
-            tx.commit().await?;
             if batch.is_empty() {
+                tx.commit().await?;
                 return Ok(out);
             }
-            let mut prepared = Vec::with_capacity(batch.len());
+            let mut ids: Vec<i64> = batch.iter().map(|m| m.contact_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let contacts: HashMap<i64, Contact> = tx
+                .contacts(&ids)
+                .await?
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect();
+            let mut ids: Vec<i64> = batch.iter().map(|m| m.enrollment_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let events = tx.trigger_properties(&ids).await?;
+            tx.commit().await?;
+
+            let started = std::time::Instant::now();
+            let mut settled = Vec::new();
+            let mut ready = Vec::with_capacity(batch.len());
+            let no_event = Map::new();
             for m in &batch {
-                if let Some(p) = self.prepare_one(courier, m, now, &mut out).await? {
-                    prepared.push((m, p));
+                let campaign: Arc<Campaign> = self.version(m.version_id).await?;
+                let event = events.get(&m.enrollment_id).unwrap_or(&no_event);
+                match prepare(courier, m, &campaign, contacts.get(&m.contact_id), event) {
+                    Ok((message_id, prepared)) => ready.push((m, message_id, prepared)),
+                    Err(s) => settled.push(s),
                 }
             }
-            // A window of `concurrency` messages at a time: marked `sending` and committed
-            // before any SMTP (so a crash leaves at most one window `unknown`, never a
-            // resend), sent concurrently, and their outcomes recorded in one transaction.
-            let now_ms = to_ms(now);
-            let mut pending = prepared.into_iter().peekable();
-            while pending.peek().is_some() {
-                let window: Vec<_> = pending.by_ref().take(concurrency.max(1)).collect();
-                let mut tx = self.store.begin().await?;
-                let mut go = Vec::with_capacity(window.len());
-                for (m, (message_id, p)) in window {
-                    if tx
-                        .mark_sending(m.id, &message_id, to_ms(now + LEASE), now_ms)
-                        .await?
-                    {
-                        go.push((m, p));
-                    }
-                }
-                tx.commit().await?;
-                let results = join_all(
-                    go.into_iter()
-                        .map(|(m, p)| async move { (m, courier.send(p).await) }),
-                )
-                .await;
-                let mut tx = self.store.begin().await?;
-                for (m, result) in results {
-                    self.record(&mut tx, m, result, now, &mut out).await?;
-                }
-                tx.commit().await?;
-            }
-        }
-    }
 
-    async fn prepare_one<C: Courier>(
-        &self,
-        courier: &C,
-        m: &MessageRow,
-        now: DateTime<Utc>,
-        out: &mut Delivered,
-    ) -> Result<Option<(String, C::Prepared)>> {
-        let now_ms = to_ms(now);
-        let campaign: Arc<Campaign> = self.version(m.version_id).await?;
-        let mut tx = self.store.begin().await?;
-        let contact = tx.contact(m.contact_id).await?;
-        let enrollment = tx.enrollment(m.enrollment_id).await?;
-        let from = if m.state == "deferred" {
-            MessageState::Deferred
-        } else {
-            MessageState::Queued
-        };
-        let Some(contact) = contact.filter(|c| c.status == ContactStatus::Subscribed) else {
-            tx.finish_message(
-                m.id,
-                from,
-                MessageState::Suppressed,
-                Some("the contact is no longer mailable"),
-                None,
-                now_ms,
-            )
-            .await?;
-            tx.commit().await?;
-            out.suppressed += 1;
-            return Ok(None);
-        };
-        let step = campaign.steps.iter().find(|s| s.id.as_str() == m.step_id);
-        let Some((step, send)) = step.and_then(|s| match &s.action {
-            Action::Send(send) => Some((s, send)),
-            _ => None,
-        }) else {
-            tx.finish_message(
-                m.id,
-                from,
-                MessageState::Failed,
-                Some("the step no longer exists in its campaign version"),
-                None,
-                now_ms,
-            )
-            .await?;
-            tx.commit().await?;
-            out.failed += 1;
-            return Ok(None);
-        };
-        let event = enrollment.map(|e| e.trigger_properties).unwrap_or_default();
-        let job = Job {
-            message: m,
-            campaign: &campaign,
-            step,
-            send,
-            contact: &contact,
-            event: &event,
-        };
-        match courier.prepare(&job) {
-            Ok(ready) => {
-                tx.commit().await?;
-                Ok(Some(ready))
+            let rendered = started.elapsed();
+            let (mut db, mut smtp) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+            let mut finished: Vec<(&MessageRow, std::result::Result<String, Failure>)> = Vec::new();
+            let mut windows = Vec::new();
+            let mut rest = ready.into_iter().peekable();
+            while rest.peek().is_some() {
+                windows.push(rest.by_ref().take(window).collect::<Vec<_>>());
             }
-            Err(f) => {
-                let reason = match f {
-                    Failure::Render(r)
-                    | Failure::Transient(r)
-                    | Failure::Permanent(r)
-                    | Failure::Unknown(r) => r,
-                };
-                tracing::error!(campaign = %m.campaign_id, step = %m.step_id, contact = %contact.email, error = %reason, "cannot render the email; the step fails");
-                tx.finish_message(
-                    m.id,
-                    from,
-                    MessageState::Failed,
-                    Some(&reason),
-                    None,
-                    now_ms,
-                )
-                .await?;
-                tx.insert_attempt(m.id, "failed", Some(&reason), now_ms)
+            let mut windows = windows.into_iter();
+            let mut unavailable: Option<String> = None;
+            loop {
+                let next = windows.next();
+                let t = std::time::Instant::now();
+                let mut tx = self.store.begin().await?;
+                self.settle(&mut tx, std::mem::take(&mut settled), now_ms, &mut out)
                     .await?;
+                self.record(&mut tx, std::mem::take(&mut finished), now, &mut out)
+                    .await?;
+                let Some(next) = next else {
+                    tx.commit().await?;
+                    db += t.elapsed();
+                    break;
+                };
+                if let Some(reply) = &unavailable {
+                    // The server refused a whole window: defer the rest of the batch as if
+                    // each had been refused, instead of knocking on a closed door 500 times.
+                    settled.extend(next.iter().map(|(m, _, _)| deferred_untried(m, reply, now)));
+                    tx.commit().await?;
+                    continue;
+                }
+                let marks: Vec<(i64, &str)> = next
+                    .iter()
+                    .map(|(m, message_id, _)| (m.id, message_id.as_str()))
+                    .collect();
+                let marked: HashSet<i64> = tx
+                    .mark_sending_many(&marks, to_ms(now + LEASE), now_ms)
+                    .await?
+                    .into_iter()
+                    .collect();
                 tx.commit().await?;
-                out.failed += 1;
-                Ok(None)
+                db += t.elapsed();
+                let t = std::time::Instant::now();
+                finished = stream::iter(
+                    next.into_iter()
+                        .filter(|(m, _, _)| marked.contains(&m.id))
+                        .map(|(m, _, p)| async move { (m, courier.send(p).await) }),
+                )
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+                smtp += t.elapsed();
+                if !finished.is_empty()
+                    && finished
+                        .iter()
+                        .all(|(_, r)| matches!(r, Err(Failure::Transient(_))))
+                    && let Some((_, Err(Failure::Transient(reply)))) = finished.last()
+                {
+                    unavailable = Some(reply.clone());
+                }
             }
+            tracing::debug!(
+                messages = batch.len(),
+                render_ms = rendered.as_millis() as u64,
+                db_ms = db.as_millis() as u64,
+                smtp_ms = smtp.as_millis() as u64,
+                "delivered a batch"
+            );
         }
     }
 
+    async fn settle(
+        &self,
+        tx: &mut Tx,
+        settled: Vec<Settled<'_>>,
+        now_ms: i64,
+        out: &mut Delivered,
+    ) -> Result<()> {
+        for s in settled {
+            let from = if s.message.state == "deferred" {
+                MessageState::Deferred
+            } else {
+                MessageState::Queued
+            };
+            tx.finish_message(
+                s.message.id,
+                from,
+                s.to,
+                Some(&s.reason),
+                s.retry_at,
+                now_ms,
+            )
+            .await?;
+            if let Some(outcome) = s.attempt {
+                tx.insert_attempt(s.message.id, outcome, Some(&s.reason), now_ms)
+                    .await?;
+            }
+            match s.to {
+                MessageState::Suppressed => out.suppressed += 1,
+                MessageState::Deferred => out.deferred += 1,
+                _ => out.failed += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the outcomes of a window: the accepted ones in two statements, the rest (rare)
+    /// one by one.
     async fn record(
         &self,
         tx: &mut Tx,
-        m: &MessageRow,
-        result: std::result::Result<String, Failure>,
+        results: Vec<(&MessageRow, std::result::Result<String, Failure>)>,
         now: DateTime<Utc>,
         out: &mut Delivered,
     ) -> Result<()> {
         let now_ms = to_ms(now);
         let sending = MessageState::Sending;
-        match result {
-            Ok(reply) => {
-                tx.finish_message(m.id, sending, MessageState::Sent, None, None, now_ms)
-                    .await?;
-                tx.insert_attempt(m.id, "sent", Some(&reply), now_ms)
-                    .await?;
-                out.sent += 1;
-            }
-            Err(Failure::Transient(reply)) => {
-                let attempts = m.attempts + 1;
-                match next_attempt(crate::from_ms(m.created_at), attempts, now) {
-                    Some(at) => {
-                        tx.finish_message(
-                            m.id,
-                            sending,
-                            MessageState::Deferred,
-                            Some(&reply),
-                            Some(to_ms(at)),
-                            now_ms,
-                        )
-                        .await?;
-                        out.deferred += 1;
-                    }
-                    None => {
-                        let why = format!("gave up after 3 days of retries; last reply: {reply}");
-                        tx.finish_message(
-                            m.id,
-                            sending,
-                            MessageState::Failed,
-                            Some(&why),
-                            None,
-                            now_ms,
-                        )
-                        .await?;
-                        out.failed += 1;
-                    }
+        let mut sent = Vec::new();
+        let mut attempts: Vec<(i64, &str, Option<&str>)> = Vec::with_capacity(results.len());
+        for (m, result) in &results {
+            match result {
+                Ok(reply) => {
+                    sent.push(m.id);
+                    attempts.push((m.id, "sent", Some(reply)));
                 }
-                tx.insert_attempt(m.id, "deferred", Some(&reply), now_ms)
+                Err(Failure::Transient(reply)) => {
+                    let attempts_so_far = m.attempts + 1;
+                    match next_attempt(crate::from_ms(m.created_at), attempts_so_far, now) {
+                        Some(at) => {
+                            tx.finish_message(
+                                m.id,
+                                sending,
+                                MessageState::Deferred,
+                                Some(reply),
+                                Some(to_ms(at)),
+                                now_ms,
+                            )
+                            .await?;
+                            out.deferred += 1;
+                        }
+                        None => {
+                            let why =
+                                format!("gave up after 3 days of retries; last reply: {reply}");
+                            tx.finish_message(
+                                m.id,
+                                sending,
+                                MessageState::Failed,
+                                Some(&why),
+                                None,
+                                now_ms,
+                            )
+                            .await?;
+                            out.failed += 1;
+                        }
+                    }
+                    attempts.push((m.id, "deferred", Some(reply)));
+                    tracing::warn!(message = m.id, reply = %reply, "delivery deferred");
+                }
+                Err(Failure::Permanent(reply)) => {
+                    tx.finish_message(
+                        m.id,
+                        sending,
+                        MessageState::Bounced,
+                        Some(reply),
+                        None,
+                        now_ms,
+                    )
                     .await?;
-                tracing::warn!(message = m.id, reply = %reply, "delivery deferred");
-            }
-            Err(Failure::Permanent(reply)) => {
-                tx.finish_message(
-                    m.id,
-                    sending,
-                    MessageState::Bounced,
-                    Some(&reply),
-                    None,
-                    now_ms,
-                )
-                .await?;
-                tx.insert_attempt(m.id, "bounced", Some(&reply), now_ms)
+                    attempts.push((m.id, "bounced", Some(reply)));
+                    tx.set_contact_status(m.contact_id, ContactStatus::Bounced, reply, now_ms)
+                        .await?;
+                    tx.exit_contact_enrollments(m.contact_id, "bounced", now_ms)
+                        .await?;
+                    tracing::warn!(message = m.id, reply = %reply, "hard bounce; the contact leaves every campaign");
+                    out.bounced += 1;
+                }
+                Err(Failure::Unknown(reply)) => {
+                    tx.finish_message(
+                        m.id,
+                        sending,
+                        MessageState::Unknown,
+                        Some(reply),
+                        None,
+                        now_ms,
+                    )
                     .await?;
-                tx.set_contact_status(m.contact_id, ContactStatus::Bounced, &reply, now_ms)
+                    attempts.push((m.id, "unknown", Some(reply)));
+                    tracing::warn!(message = m.id, reply = %reply, "outcome unknown; not re-sent");
+                    out.unknown += 1;
+                }
+                Err(Failure::Render(reason)) => {
+                    tx.finish_message(
+                        m.id,
+                        sending,
+                        MessageState::Failed,
+                        Some(reason),
+                        None,
+                        now_ms,
+                    )
                     .await?;
-                tx.exit_contact_enrollments(m.contact_id, "bounced", now_ms)
-                    .await?;
-                tracing::warn!(message = m.id, reply = %reply, "hard bounce; the contact leaves every campaign");
-                out.bounced += 1;
-            }
-            Err(Failure::Unknown(reply)) => {
-                tx.finish_message(
-                    m.id,
-                    sending,
-                    MessageState::Unknown,
-                    Some(&reply),
-                    None,
-                    now_ms,
-                )
-                .await?;
-                tx.insert_attempt(m.id, "unknown", Some(&reply), now_ms)
-                    .await?;
-                tracing::warn!(message = m.id, reply = %reply, "outcome unknown; not re-sent");
-                out.unknown += 1;
-            }
-            Err(Failure::Render(reason)) => {
-                tx.finish_message(
-                    m.id,
-                    sending,
-                    MessageState::Failed,
-                    Some(&reason),
-                    None,
-                    now_ms,
-                )
-                .await?;
-                out.failed += 1;
+                    out.failed += 1;
+                }
             }
         }
+        out.sent += tx.finish_sent(&sent, now_ms).await?;
+        tx.insert_attempts(&attempts, now_ms).await?;
         Ok(())
     }
+}
+
+/// A message not tried because the server refused the whole previous window: deferred (or
+/// failed after 3 days) exactly as if it had been refused itself.
+fn deferred_untried<'a>(m: &'a MessageRow, reply: &str, now: DateTime<Utc>) -> Settled<'a> {
+    let reason = format!("not tried: the SMTP server refused the messages before it ({reply})");
+    match next_attempt(crate::from_ms(m.created_at), m.attempts + 1, now) {
+        Some(at) => Settled {
+            message: m,
+            to: MessageState::Deferred,
+            reason,
+            attempt: Some("deferred"),
+            retry_at: Some(to_ms(at)),
+        },
+        None => Settled {
+            message: m,
+            to: MessageState::Failed,
+            reason: format!("gave up after 3 days of retries; {reason}"),
+            attempt: Some("deferred"),
+            retry_at: None,
+        },
+    }
+}
+
+/// Renders one message, or says why it is settled without SMTP.
+fn prepare<'a, C: Courier>(
+    courier: &C,
+    m: &'a MessageRow,
+    campaign: &Campaign,
+    contact: Option<&Contact>,
+    event: &Map<String, Value>,
+) -> std::result::Result<(String, C::Prepared), Settled<'a>> {
+    let settled = |to, reason: String, attempt| Settled {
+        message: m,
+        to,
+        reason,
+        attempt,
+        retry_at: None,
+    };
+    let Some(contact) = contact.filter(|c| c.status == ContactStatus::Subscribed) else {
+        return Err(settled(
+            MessageState::Suppressed,
+            "the contact is no longer mailable".into(),
+            None,
+        ));
+    };
+    let step = campaign.steps.iter().find(|s| s.id.as_str() == m.step_id);
+    let Some((step, send)) = step.and_then(|s| match &s.action {
+        Action::Send(send) => Some((s, send)),
+        _ => None,
+    }) else {
+        return Err(settled(
+            MessageState::Failed,
+            "the step no longer exists in its campaign version".into(),
+            None,
+        ));
+    };
+    let job = Job {
+        message: m,
+        campaign,
+        step,
+        send,
+        contact,
+        event,
+    };
+    courier.prepare(&job).map_err(|f| {
+        let reason = match f {
+            Failure::Render(r)
+            | Failure::Transient(r)
+            | Failure::Permanent(r)
+            | Failure::Unknown(r) => r,
+        };
+        tracing::error!(campaign = %m.campaign_id, step = %m.step_id, contact = %contact.email, error = %reason, "cannot render the email; the step fails");
+        settled(MessageState::Failed, reason, Some("failed"))
+    })
 }
 
 #[cfg(test)]

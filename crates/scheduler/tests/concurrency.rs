@@ -188,6 +188,55 @@ async fn crash_during_smtp_leaves_unknown_never_resent(backend: Backend) {
     tx.commit().await.unwrap();
 }
 
+/// Refuses every message (a server that is down), counting the attempts.
+#[derive(Default)]
+struct Refusing {
+    tried: Mutex<u32>,
+}
+
+impl Courier for Refusing {
+    type Prepared = ();
+
+    fn prepare(&self, job: &Job<'_>) -> Result<(String, Self::Prepared), Failure> {
+        Ok((format!("<{}@test>", job.message.id), ()))
+    }
+
+    async fn send(&self, _: ()) -> Result<String, Failure> {
+        *self.tried.lock().unwrap() += 1;
+        Err(Failure::Transient("connection refused".into()))
+    }
+}
+
+async fn a_refusing_server_is_tried_once_per_round_not_once_per_message(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    leads(&w.engine, 100, t0).await;
+    w.engine.run_once(t0).await.unwrap();
+    let down = Refusing::default();
+    let d = w.engine.deliver(&down, t0, 2).await.unwrap();
+    // Concurrency 2: one window of 16 is tried; the other 84 are deferred untried.
+    assert_eq!((d.sent, d.deferred, d.failed), (0, 100, 0));
+    assert_eq!(*down.tried.lock().unwrap(), 16);
+    // Nothing is due again before the one-minute backoff...
+    let up = Counting::default();
+    let early = w
+        .engine
+        .deliver(&up, t0 + Duration::seconds(59), 2)
+        .await
+        .unwrap();
+    assert_eq!(early.sent, 0);
+    // ...and then every message goes out once.
+    let later = w
+        .engine
+        .deliver(&up, t0 + Duration::minutes(1), 2)
+        .await
+        .unwrap();
+    assert_eq!(later.sent, 100);
+    assert_eq!(up.seen.lock().unwrap().len(), 100);
+}
+
 async fn abandoned_transaction_loses_no_step(backend: Backend) {
     let t0 = at("2026-11-02T10:00:00Z");
     let w = World::new(backend).await;
@@ -232,4 +281,5 @@ both!(
     dead_workers_claims_are_taken_over,
     crash_during_smtp_leaves_unknown_never_resent,
     abandoned_transaction_loses_no_step,
+    a_refusing_server_is_tried_once_per_round_not_once_per_message,
 );

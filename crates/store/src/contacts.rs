@@ -106,6 +106,24 @@ impl Tx {
         row.as_ref().map(decode).transpose()
     }
 
+    /// Contacts by id, in any order; ids without a row are left out.
+    pub async fn contacts(&mut self, ids: &[i64]) -> Result<Vec<Contact>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id IN ({})",
+                crate::id_list(chunk)
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(self.conn())
+                .await?;
+            for row in &rows {
+                out.push(decode(row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// A contact by email (any case).
     pub async fn contact_by_email(&mut self, email: &str) -> Result<Option<Contact>> {
         let row = sqlx::query(

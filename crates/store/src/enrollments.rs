@@ -266,6 +266,31 @@ impl Tx {
         row.as_ref().map(decode).transpose()
     }
 
+    /// The trigger event properties of enrollments, by enrollment id.
+    pub async fn trigger_properties(
+        &mut self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, serde_json::Map<String, serde_json::Value>>> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "SELECT id, trigger_properties FROM enrollments WHERE id IN ({})",
+                crate::id_list(chunk)
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(self.conn())
+                .await?;
+            for row in &rows {
+                let props: String = row.try_get("trigger_properties")?;
+                out.insert(
+                    row.try_get("id")?,
+                    serde_json::from_str(&props).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// Every enrollment of a contact, oldest first.
     pub async fn contact_enrollments(&mut self, contact_id: i64) -> Result<Vec<Enrollment>> {
         let rows = sqlx::query(

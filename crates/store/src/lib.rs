@@ -202,6 +202,24 @@ impl Tx {
     }
 }
 
+/// `1,2,3`: integer ids written into a statement's text (integers cannot inject SQL), for
+/// `IN (...)` lists of any length without one placeholder per id.
+pub(crate) fn id_list(ids: &[i64]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(ids.len() * 8);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{id}");
+    }
+    out
+}
+
+/// How many rows one batched statement touches at most (keeps statements and parameter
+/// counts well inside both backends' limits).
+pub(crate) const CHUNK: usize = 500;
+
 pub(crate) fn json_text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }

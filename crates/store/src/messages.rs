@@ -185,6 +185,89 @@ impl Tx {
         Ok(n == 1)
     }
 
+    /// `queued|deferred → sending` for many messages in one statement, each with its
+    /// Message-ID; returns the ids that made the transition (a message another process
+    /// finished meanwhile is left out).
+    pub async fn mark_sending_many(
+        &mut self,
+        messages: &[(i64, &str)],
+        lease_until: i64,
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        let mut out = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(crate::CHUNK) {
+            let mut case = String::from("CASE id");
+            for i in 0..chunk.len() {
+                case.push_str(&format!(" WHEN ${} THEN ${}", 3 + 2 * i, 4 + 2 * i));
+            }
+            case.push_str(" END");
+            let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+            let sql = format!(
+                "UPDATE messages SET state = 'sending', attempts = attempts + 1, message_id = {case}, lease_until = $1, updated_at = $2
+                 WHERE id IN ({}) AND state IN ('queued', 'deferred') RETURNING id",
+                crate::id_list(&ids)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(lease_until)
+                .bind(now);
+            for (id, message_id) in chunk {
+                q = q.bind(*id).bind(*message_id);
+            }
+            for row in q.fetch_all(self.conn()).await? {
+                out.push(row.try_get(0)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `sending → sent` for many messages in one statement; returns how many moved.
+    pub async fn finish_sent(&mut self, ids: &[i64], now: i64) -> Result<u64> {
+        let mut n = 0;
+        for chunk in ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "UPDATE messages SET state = 'sent', error = NULL, next_attempt_at = NULL, sent_at = $1, lease_until = NULL, updated_at = $1
+                 WHERE id IN ({}) AND state = 'sending'",
+                crate::id_list(chunk)
+            );
+            n += sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .execute(self.conn())
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// Records many SMTP attempts `(message, outcome, reply)` at `at`, for `explain`.
+    pub async fn insert_attempts(
+        &mut self,
+        attempts: &[(i64, &str, Option<&str>)],
+        at: i64,
+    ) -> Result<()> {
+        for chunk in attempts.chunks(crate::CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO message_attempts (message_id, at, outcome, reply) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, $1, ${}, ${})",
+                    2 + 3 * i,
+                    3 + 3 * i,
+                    4 + 3 * i
+                ));
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
+            for (id, outcome, reply) in chunk {
+                q = q.bind(*id).bind(*outcome).bind(*reply);
+            }
+            q.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
     /// Records the outcome of a delivery: `from → to`, guarded on `from`.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_message(
