@@ -40,6 +40,8 @@ pub struct Mailer {
     pacer: Pacer,
     /// How many messages go out at once.
     pub concurrency: usize,
+    /// Send latency and SMTP replies by class, for `/metrics` (the daemon's).
+    pub metrics: Option<Arc<nurture_server::Metrics>>,
 }
 
 /// Spaces sends evenly under `rate_per_second` across all concurrent senders.
@@ -122,6 +124,7 @@ impl Mailer {
             transport,
             pacer: Pacer::new(config.rate_per_second),
             concurrency: 10,
+            metrics: None,
         })
     }
 
@@ -304,7 +307,18 @@ impl Mailer {
                     .await
                     .pop()
                     .unwrap_or_else(|| SmtpConnection::new(url.clone()));
+                let started = tokio::time::Instant::now();
                 let result = conn.send(m).await;
+                if let Some(metrics) = &self.metrics {
+                    let code = match &result {
+                        Ok(_) => Some(250),
+                        Err(e) => e.code,
+                    };
+                    metrics.observe_send(
+                        started.elapsed(),
+                        nurture_server::Metrics::reply_class(code),
+                    );
+                }
                 idle.lock().await.push(conn);
                 result.map_err(|e| {
                     if e.is_permanent() {

@@ -61,6 +61,8 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let mut last_files = campaign_stamp(config);
     sync_campaigns(&engine, config, now_or(None)?).await?;
     let mut mailer = crate::delivery::Mailer::new(config, &engine).await?;
+    let metrics = std::sync::Arc::new(nurture_server::Metrics::new());
+    mailer.metrics = Some(metrics.clone());
     // The HTTP server (ingest, unsubscribe, tracking, health, metrics) beside the loop; a
     // posted event wakes the loop at once.
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -69,7 +71,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         signer: mailer.signer.clone(),
         api_key: config.api_key.as_ref().map(|k| k.expose().to_string()),
         wake: wake.clone(),
-        metrics: std::sync::Arc::new(nurture_server::Metrics::new()),
+        metrics,
     };
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
