@@ -17,7 +17,8 @@ use nurture_campaign::{Action, Campaign, Condition, Facts, SendWindow};
 use nurture_store::{ContactStatus, Enrollment, Tx};
 use serde_json::Value;
 
-use crate::facts::{Known, campaign_conditions};
+use crate::facts::{Batch, Known, campaign_conditions};
+use crate::live::LiveCampaign;
 use crate::{Engine, Outcome, Result, to_ms};
 
 /// Most steps one enrollment may run in one go (validation already refuses loops that never
@@ -35,8 +36,31 @@ pub(crate) async fn advance_due(engine: &Engine, now: DateTime<Utc>) -> Result<O
             tx.commit().await?;
             return Ok(out);
         }
+        let mut lives = Vec::new();
+        for e in &due {
+            if !lives
+                .iter()
+                .any(|l: &LiveCampaign| l.campaign.id.as_str() == e.campaign_id)
+                && let Some(live) = engine.campaign(&e.campaign_id).await
+            {
+                lives.push(live);
+            }
+        }
+        let conditions: Vec<&Condition> = lives
+            .iter()
+            .flat_map(|l| campaign_conditions(&l.campaign))
+            .collect();
+        let contacts: Vec<i64> = due.iter().map(|e| e.contact_id).collect();
+        let enrollments: Vec<i64> = due.iter().map(|e| e.id).collect();
+        let mut batch = Batch::load(&mut tx, &contacts, &enrollments, &conditions, now).await?;
         for e in due {
-            out += advance_one(engine, &mut tx, e, now).await?;
+            let Some(live) = lives
+                .iter()
+                .find(|l| l.campaign.id.as_str() == e.campaign_id)
+            else {
+                continue;
+            };
+            out += advance_one(engine, &mut tx, &mut batch, live, e, now).await?;
         }
         tx.commit().await?;
     }
@@ -52,16 +76,15 @@ enum End {
 async fn advance_one(
     engine: &Engine,
     tx: &mut Tx,
+    batch: &mut Batch,
+    live: &LiveCampaign,
     e: Enrollment,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     let now_ms = to_ms(now);
-    let Some(live) = engine.campaign(&e.campaign_id).await else {
-        return Ok(out);
-    };
     let c: &Campaign = &live.campaign;
-    let Some(contact) = tx.contact(e.contact_id).await? else {
+    let Some(contact) = batch.contacts.get(&e.contact_id).cloned() else {
         return Ok(out);
     };
     let mut seq = e.seq;
@@ -79,15 +102,13 @@ async fn advance_one(
         }
     };
     let conditions = campaign_conditions(c);
-    let mut known = Known::load(
-        tx,
+    let mut known = Known::from_batch(
+        batch,
         contact,
         e.trigger_properties.clone(),
         &conditions,
         Some(e.id),
-        now,
-    )
-    .await?;
+    );
     let tz = known.timezone(engine.config.default_timezone);
 
     let end = 'run: {
@@ -246,6 +267,8 @@ async fn advance_one(
         _ => c.steps.get(idx).map(|s| s.id.as_str()),
     };
     finish(tx, &e, seq, step_id, end, now_ms).await?;
+    // Later enrollments of the same contact in this batch see its new tags and attributes.
+    batch.contacts.insert(known.contact.id, known.contact);
     Ok(out)
 }
 

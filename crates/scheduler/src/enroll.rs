@@ -2,11 +2,11 @@
 //! obeying the campaign's status, audience and re-entry rule.
 
 use chrono::{DateTime, Utc};
-use nurture_campaign::{Reentry, Trigger};
-use nurture_store::{Contact, ContactStatus, NewEnrollment, Tx};
+use nurture_campaign::{Condition, Reentry, Trigger};
+use nurture_store::{Contact, ContactStatus, EnrollmentSummary, NewEnrollment, Tx};
 use serde_json::{Map, Value};
 
-use crate::facts::Known;
+use crate::facts::{Batch, Known};
 use crate::live::LiveCampaign;
 use crate::{Engine, EngineError, Outcome, Result, to_ms};
 
@@ -30,6 +30,7 @@ pub enum EnrollOutcome {
 /// Tries to enroll `contact` in `live` as of `now`.
 pub(crate) async fn try_enroll(
     tx: &mut Tx,
+    batch: &mut Batch,
     live: &LiveCampaign,
     contact: &Contact,
     properties: &Map<String, Value>,
@@ -44,20 +45,19 @@ pub(crate) async fn try_enroll(
     let c = &live.campaign;
     let id = c.id.as_str();
     if let Some(audience) = &c.audience {
-        let known = Known::load(
-            tx,
+        let known = Known::from_batch(
+            batch,
             contact.clone(),
             properties.clone(),
             &[audience],
             None,
-            now,
-        )
-        .await?;
+        );
         if !audience.eval(&known, now) {
             return Ok(EnrollOutcome::NotInAudience);
         }
     }
-    if let Some(last) = tx.last_enrollment(id, contact.id).await? {
+    let key = (id.to_string(), contact.id);
+    if let Some(last) = batch.last_enrollment.get(&key) {
         if last.state == "active" {
             return Ok(EnrollOutcome::AlreadyActive);
         }
@@ -84,6 +84,13 @@ pub(crate) async fn try_enroll(
     };
     Ok(match tx.insert_enrollment(&new, to_ms(now)).await? {
         Some(e) => {
+            batch.last_enrollment.insert(
+                key,
+                EnrollmentSummary {
+                    state: "active".into(),
+                    ended_at: None,
+                },
+            );
             tracing::debug!(
                 campaign = id,
                 contact = contact.id,
@@ -107,6 +114,16 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
         .filter(|c| c.status == "active")
         .cloned()
         .collect();
+    let conditions: Vec<&Condition> = campaigns
+        .iter()
+        .flat_map(|live| {
+            let when = match &live.campaign.trigger {
+                Trigger::Event { when, .. } => when.as_ref(),
+                _ => None,
+            };
+            when.into_iter().chain(live.campaign.audience.as_ref())
+        })
+        .collect();
     loop {
         let mut tx = engine.store.begin().await?;
         let events = tx.claim_new_events(to_ms(now), engine.config.batch).await?;
@@ -114,9 +131,16 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
             tx.commit().await?;
             return Ok(out);
         }
+        let ids: Vec<i64> = events.iter().map(|e| e.contact_id).collect();
+        let mut batch = Batch::load(&mut tx, &ids, &[], &conditions, now)
+            .await?
+            .with_enrollments(&mut tx)
+            .await?;
         for event in &events {
             out.events += 1;
-            let mut contact = None;
+            let Some(contact) = batch.contacts.get(&event.contact_id).cloned() else {
+                continue;
+            };
             for live in &campaigns {
                 let Trigger::Event { name, when } = &live.campaign.trigger else {
                     continue;
@@ -124,26 +148,20 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
                 if name != &event.name {
                     continue;
                 }
-                if contact.is_none() {
-                    contact = tx.contact(event.contact_id).await?;
-                }
-                let Some(contact) = &contact else { break };
                 if let Some(when) = when {
-                    let known = Known::load(
-                        &mut tx,
+                    let known = Known::from_batch(
+                        &batch,
                         contact.clone(),
                         event.properties.clone(),
                         &[when],
                         None,
-                        now,
-                    )
-                    .await?;
+                    );
                     if !when.eval(&known, now) {
                         continue;
                     }
                 }
                 if let EnrollOutcome::Enrolled(_) =
-                    try_enroll(&mut tx, live, contact, &event.properties, now).await?
+                    try_enroll(&mut tx, &mut batch, live, &contact, &event.properties, now).await?
                 {
                     out.enrolled += 1;
                 }
@@ -212,9 +230,15 @@ pub(crate) async fn fire_schedules(engine: &Engine, now: DateTime<Utc>) -> Resul
                 break;
             };
             after_id = last.id;
+            let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
+            let audience: Vec<&Condition> = live.campaign.audience.iter().collect();
+            let mut batch = Batch::load(&mut tx, &ids, &[], &audience, now)
+                .await?
+                .with_enrollments(&mut tx)
+                .await?;
             for contact in &contacts {
                 if let EnrollOutcome::Enrolled(_) =
-                    try_enroll(&mut tx, &live, contact, &Map::new(), now).await?
+                    try_enroll(&mut tx, &mut batch, &live, contact, &Map::new(), now).await?
                 {
                     out.enrolled += 1;
                 }
@@ -242,7 +266,12 @@ pub(crate) async fn enroll_by_hand(
         .contact_by_email(email)
         .await?
         .ok_or_else(|| EngineError::UnknownContact(email.to_string()))?;
-    let outcome = try_enroll(&mut tx, &live, &contact, &Map::new(), now).await?;
+    let audience: Vec<&Condition> = live.campaign.audience.iter().collect();
+    let mut batch = Batch::load(&mut tx, &[contact.id], &[], &audience, now)
+        .await?
+        .with_enrollments(&mut tx)
+        .await?;
+    let outcome = try_enroll(&mut tx, &mut batch, &live, &contact, &Map::new(), now).await?;
     tx.commit().await?;
     Ok(outcome)
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use nurture_campaign::{Campaign, Condition, Facts, StepId};
-use nurture_store::{Contact, Tx};
+use nurture_store::{Contact, EnrollmentSummary, Tx};
 use serde_json::{Map, Value};
 
 use crate::{Result, from_ms, to_ms};
@@ -20,26 +20,74 @@ pub(crate) struct Known {
     clicked: HashSet<String>,
 }
 
-impl Known {
-    /// Loads what `conditions` need for `contact` in `enrollment` (if any) as of `now`.
+/// What a batch of contacts' conditions may ask, read in a few statements for the whole
+/// batch instead of a few per contact: the contacts, the latest time of each event the
+/// campaigns' conditions name, the opens and clicks of the enrollments, and each contact's
+/// latest enrollment per campaign. Kept current by the engine as it writes within the batch.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub contacts: HashMap<i64, Contact>,
+    latest: HashMap<(i64, String), i64>,
+    email_events: HashSet<(i64, String, String)>,
+    pub last_enrollment: HashMap<(String, i64), EnrollmentSummary>,
+}
+
+impl Batch {
+    /// Loads what `conditions` need for `contacts` (and `enrollments`) as of `now`.
     pub async fn load(
         tx: &mut Tx,
+        contacts: &[i64],
+        enrollments: &[i64],
+        conditions: &[&Condition],
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        let mut ids = contacts.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut names: Vec<&str> = conditions.iter().flat_map(|c| c.event_names()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut batch = Self::default();
+        for c in tx.contacts(&ids).await? {
+            batch.contacts.insert(c.id, c);
+        }
+        for (contact, name, at) in tx.latest_events(&ids, &names, to_ms(now)).await? {
+            batch.latest.insert((contact, name), at);
+        }
+        if !enrollments.is_empty() && conditions.iter().any(|c| !c.step_refs().is_empty()) {
+            batch.email_events = tx
+                .opens_and_clicks(enrollments)
+                .await?
+                .into_iter()
+                .collect();
+        }
+        Ok(batch)
+    }
+
+    /// Also loads each contact's latest enrollment per campaign (for re-entry rules).
+    pub async fn with_enrollments(mut self, tx: &mut Tx) -> Result<Self> {
+        let ids: Vec<i64> = self.contacts.keys().copied().collect();
+        self.last_enrollment = tx.last_enrollments(&ids).await?.into_iter().collect();
+        Ok(self)
+    }
+}
+
+impl Known {
+    /// What `conditions` need for `contact` in `enrollment` (if any), from `batch`.
+    pub fn from_batch(
+        batch: &Batch,
         contact: Contact,
         properties: Map<String, Value>,
         conditions: &[&Condition],
         enrollment: Option<i64>,
-        now: DateTime<Utc>,
-    ) -> Result<Self> {
+    ) -> Self {
         let mut latest = HashMap::new();
         let mut opened = HashSet::new();
         let mut clicked = HashSet::new();
         for cond in conditions {
             for name in cond.event_names() {
-                if latest.contains_key(name) {
-                    continue;
-                }
-                if let Some(at) = tx.latest_event(contact.id, name, to_ms(now)).await? {
-                    latest.insert(name.to_string(), at);
+                if let Some(at) = batch.latest.get(&(contact.id, name.to_string())) {
+                    latest.insert(name.to_string(), *at);
                 }
             }
             if let Some(enrollment) = enrollment {
@@ -49,7 +97,8 @@ impl Known {
                     } else {
                         "email.clicked"
                     };
-                    if tx.had_email_event(enrollment, event, step.as_str()).await? {
+                    let key = (enrollment, event.to_string(), step.to_string());
+                    if batch.email_events.contains(&key) {
                         if kind == "opened" {
                             opened.insert(step.to_string());
                         } else {
@@ -59,13 +108,13 @@ impl Known {
                 }
             }
         }
-        Ok(Self {
+        Self {
             contact,
             properties,
             latest,
             opened,
             clicked,
-        })
+        }
     }
 
     /// The contact's time zone: its `timezone` attribute, else `default`.

@@ -304,16 +304,14 @@ impl Templates {
         };
         if let Some(pre) = req.preheader {
             let pre = self
-                .plain
-                .render_template(pre, req.context)
+                .render_line(pre, req.context)
                 .map_err(|e| convert(e, "preheader"))?;
             html = insert_preheader(&html, &handlebars::html_escape(&one_line(&pre)));
         }
         let html = rewrite_links(&html, &req.tracking);
         let html = inline_css(html, req.template);
         let subject = self
-            .plain
-            .render_template(req.subject, req.context)
+            .render_line(req.subject, req.context)
             .map_err(|e| convert(e, "subject"))?;
         Ok(Rendered {
             subject: one_line(&subject),

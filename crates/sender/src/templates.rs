@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{Handlebars, Template};
@@ -124,6 +125,9 @@ pub struct Templates {
     pub(crate) html: Handlebars<'static>,
     /// Registry for subjects and text parts: no escaping.
     pub(crate) plain: Handlebars<'static>,
+    /// `plain` plus the one-line templates (subjects, preheaders) compiled on first use, so a
+    /// subject is parsed once, not once per message.
+    lines: RwLock<Handlebars<'static>>,
     asts: HashMap<String, Template>,
     broken: HashMap<String, Broken>,
     /// Source text and file of every template, by registry key (for positions in checks).
@@ -160,12 +164,14 @@ impl Templates {
             dir: dir.to_path_buf(),
             html: super::render::registry(true),
             plain: super::render::registry(false),
+            lines: RwLock::new(Handlebars::new()),
             asts: HashMap::new(),
             broken: HashMap::new(),
             sources: HashMap::new(),
             text_parts: HashSet::new(),
         };
         if !dir.exists() {
+            t.lines = RwLock::new(t.plain.clone());
             return Ok(t);
         }
         let mut stack = vec![dir.to_path_buf()];
@@ -230,7 +236,30 @@ impl Templates {
                 }
             }
         }
+        t.lines = RwLock::new(t.plain.clone());
         Ok(t)
+    }
+
+    /// Renders a one-line template given as text (a subject or preheader) without escaping,
+    /// compiling it on first use.
+    pub(crate) fn render_line(
+        &self,
+        source: &str,
+        data: &serde_json::Value,
+    ) -> Result<String, handlebars::RenderError> {
+        let key = format!("line:{source}");
+        {
+            let lines = self.lines.read().unwrap_or_else(|e| e.into_inner());
+            if lines.has_template(&key) {
+                return lines.render(&key, data);
+            }
+        }
+        let mut lines = self.lines.write().unwrap_or_else(|e| e.into_inner());
+        if !lines.has_template(&key) {
+            let tpl = Template::compile(source).map_err(handlebars::RenderError::from)?;
+            lines.register_template(&key, tpl);
+        }
+        lines.render(&key, data)
     }
 
     /// The folder the templates came from.

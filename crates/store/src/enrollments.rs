@@ -77,26 +77,32 @@ fn decode(r: &AnyRow) -> Result<Enrollment> {
 }
 
 impl Tx {
-    /// The most recent enrollment of a contact in a campaign.
-    pub async fn last_enrollment(
+    /// The most recent enrollment of each of these contacts in each campaign:
+    /// `((campaign, contact), summary)`.
+    pub async fn last_enrollments(
         &mut self,
-        campaign_id: &str,
-        contact_id: i64,
-    ) -> Result<Option<EnrollmentSummary>> {
-        let row = sqlx::query(
-            "SELECT state, ended_at FROM enrollments WHERE campaign_id = $1 AND contact_id = $2 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(campaign_id)
-        .bind(contact_id)
-        .fetch_optional(self.conn())
-        .await?;
-        row.map(|r| {
-            Ok(EnrollmentSummary {
-                state: r.try_get("state")?,
-                ended_at: r.try_get("ended_at")?,
-            })
-        })
-        .transpose()
+        contact_ids: &[i64],
+    ) -> Result<Vec<((String, i64), EnrollmentSummary)>> {
+        let mut out = Vec::new();
+        for chunk in contact_ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "SELECT campaign_id, contact_id, state, ended_at FROM enrollments WHERE contact_id IN ({}) ORDER BY id",
+                crate::id_list(chunk)
+            );
+            for r in sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(self.conn())
+                .await?
+            {
+                out.push((
+                    (r.try_get("campaign_id")?, r.try_get("contact_id")?),
+                    EnrollmentSummary {
+                        state: r.try_get("state")?,
+                        ended_at: r.try_get("ended_at")?,
+                    },
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Inserts an enrollment; `None` if the contact is already active in the campaign (the

@@ -100,20 +100,66 @@ impl Tx {
         Ok(out)
     }
 
-    /// When the contact last had an event of this name, at or before `until` (ms).
-    pub async fn latest_event(
+    /// The latest time (ms, at most `until`) of each named event for each contact:
+    /// `(contact, name, at)`, one row per pair that has one.
+    pub async fn latest_events(
         &mut self,
-        contact_id: i64,
-        name: &str,
+        contact_ids: &[i64],
+        names: &[&str],
         until: i64,
-    ) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MAX(occurred_at) FROM events WHERE contact_id = $1 AND name = $2 AND occurred_at <= $3")
-            .bind(contact_id)
-            .bind(name)
-            .bind(until)
-            .fetch_one(self.conn())
-            .await?;
-        Ok(row.try_get(0)?)
+    ) -> Result<Vec<(i64, String, i64)>> {
+        let mut out = Vec::new();
+        if names.is_empty() {
+            return Ok(out);
+        }
+        let params: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 2)).collect();
+        for chunk in contact_ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "SELECT contact_id, name, MAX(occurred_at) AS at FROM events
+                 WHERE contact_id IN ({}) AND name IN ({}) AND occurred_at <= $1
+                 GROUP BY contact_id, name",
+                crate::id_list(chunk),
+                params.join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until);
+            for n in names {
+                q = q.bind(*n);
+            }
+            for row in q.fetch_all(self.conn()).await? {
+                out.push((
+                    row.try_get("contact_id")?,
+                    row.try_get("name")?,
+                    row.try_get("at")?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The opens and clicks recorded for enrollments: `(enrollment, event name, step)`.
+    pub async fn opens_and_clicks(
+        &mut self,
+        enrollment_ids: &[i64],
+    ) -> Result<Vec<(i64, String, String)>> {
+        let mut out = Vec::new();
+        for chunk in enrollment_ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "SELECT DISTINCT enrollment_id, name, step_id FROM events
+                 WHERE enrollment_id IN ({}) AND name IN ('email.opened', 'email.clicked') AND step_id IS NOT NULL",
+                crate::id_list(chunk)
+            );
+            for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(self.conn())
+                .await?
+            {
+                out.push((
+                    row.try_get("enrollment_id")?,
+                    row.try_get("name")?,
+                    row.try_get("step_id")?,
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the contact had an event of this name at or after `since` (ms), up to `until`.
