@@ -14,7 +14,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use nurture_campaign::{Action, Campaign, Condition, Facts, SendWindow};
-use nurture_store::{ContactStatus, Enrollment, Tx};
+use nurture_store::{Advance, ContactStatus, Enrollment, NewMessage, NewStepRun, Tx};
 use serde_json::Value;
 
 use crate::facts::{Batch, Known, campaign_conditions};
@@ -53,6 +53,7 @@ pub(crate) async fn advance_due(engine: &Engine, now: DateTime<Utc>) -> Result<O
         let contacts: Vec<i64> = due.iter().map(|e| e.contact_id).collect();
         let enrollments: Vec<i64> = due.iter().map(|e| e.id).collect();
         let mut batch = Batch::load(&mut tx, &contacts, &enrollments, &conditions, now).await?;
+        let mut writes = Writes::default();
         for e in due {
             let Some(live) = lives
                 .iter()
@@ -60,9 +61,58 @@ pub(crate) async fn advance_due(engine: &Engine, now: DateTime<Utc>) -> Result<O
             else {
                 continue;
             };
-            out += advance_one(engine, &mut tx, &mut batch, live, e, now).await?;
+            out += advance_one(engine, &mut tx, &mut batch, &mut writes, live, e, now).await?;
         }
+        out.queued += writes.flush(&mut tx, to_ms(now)).await?;
         tx.commit().await?;
+    }
+}
+
+/// The writes of a batch that are the same for every enrollment, made at the end of the batch
+/// in a few multi-row statements (inside the same transaction, so a crash still loses or
+/// doubles nothing).
+#[derive(Default)]
+struct Writes {
+    step_runs: Vec<NewStepRun>,
+    messages: Vec<NewMessage>,
+    advances: Vec<Advance>,
+}
+
+impl Writes {
+    fn step_run(
+        &mut self,
+        e: &Enrollment,
+        seq: i64,
+        step: &str,
+        outcome: &'static str,
+        reason: Option<String>,
+    ) {
+        self.step_runs.push(NewStepRun {
+            enrollment_id: e.id,
+            seq,
+            step_id: step.to_string(),
+            outcome,
+            reason,
+        });
+    }
+
+    /// Writes everything; returns how many emails were queued.
+    async fn flush(self, tx: &mut Tx, now_ms: i64) -> Result<u64> {
+        tx.insert_step_runs(&self.step_runs, now_ms).await?;
+        let queued = tx.queue_messages(&self.messages, now_ms).await?;
+        let moved = tx.advance_enrollments(&self.advances, now_ms).await?;
+        if moved != self.advances.len() as u64 {
+            // Someone else advanced one: impossible while we hold the rows, so refuse to
+            // commit.
+            return Err(crate::EngineError::Store(
+                nurture_store::StoreError::Corrupt(format!(
+                    "{} of {} enrollments changed while they were being advanced",
+                    self.advances.len() as u64 - moved,
+                    self.advances.len()
+                )),
+            ));
+        }
+        Ok(queued)
     }
 }
 
@@ -77,6 +127,7 @@ async fn advance_one(
     engine: &Engine,
     tx: &mut Tx,
     batch: &mut Batch,
+    w: &mut Writes,
     live: &LiveCampaign,
     e: Enrollment,
     now: DateTime<Utc>,
@@ -96,7 +147,7 @@ async fn advance_one(
         Some(i) => i,
         // The step vanished without a sync remapping it (another process's edit); finish.
         None => {
-            finish(tx, &e, seq, None, End::Completed, now_ms).await?;
+            finish(w, &e, seq, None, End::Completed);
             out.ended += 1;
             return Ok(out);
         }
@@ -120,15 +171,13 @@ async fn advance_one(
             if let Some(exit) = &c.exit_when
                 && exit.eval(&known, now)
             {
-                tx.insert_step_run(
-                    e.id,
+                w.step_run(
+                    &e,
                     seq + 1,
                     step.id.as_str(),
                     "exited",
-                    Some(&format!("goal reached: {}", goal_part(exit, &known, now))),
-                    now_ms,
-                )
-                .await?;
+                    Some(format!("goal reached: {}", goal_part(exit, &known, now))),
+                );
                 seq += 1;
                 break 'run End::Exited("goal".into());
             }
@@ -136,15 +185,13 @@ async fn advance_one(
                 && let Some(failed) = when.first_false(&known, now)
             {
                 seq += 1;
-                tx.insert_step_run(
-                    e.id,
+                w.step_run(
+                    &e,
                     seq,
                     step.id.as_str(),
                     "skipped",
-                    Some(&false_reason(failed, &known)),
-                    now_ms,
-                )
-                .await?;
+                    Some(false_reason(failed, &known)),
+                );
                 out.steps += 1;
             } else {
                 if let (Action::Send(_), Some(window)) = (&step.action, c.window_for(step)) {
@@ -174,22 +221,15 @@ async fn advance_one(
                 let mut jump = None;
                 let outcome = match &step.action {
                     Action::Send(_) => {
-                        if tx
-                            .queue_message(
-                                e.id,
-                                seq,
-                                e.contact_id,
-                                c.id.as_str(),
-                                live.version_id,
-                                step.id.as_str(),
-                                now_ms,
-                                now_ms,
-                            )
-                            .await?
-                            .is_some()
-                        {
-                            out.queued += 1;
-                        }
+                        w.messages.push(NewMessage {
+                            enrollment_id: e.id,
+                            seq,
+                            contact_id: e.contact_id,
+                            campaign_id: c.id.to_string(),
+                            version_id: live.version_id,
+                            step_id: step.id.to_string(),
+                            due: now_ms,
+                        });
                         "queued"
                     }
                     Action::Tag(tags) => {
@@ -219,21 +259,18 @@ async fn advance_one(
                         "goto"
                     }
                     Action::Exit => {
-                        tx.insert_step_run(
-                            e.id,
+                        w.step_run(
+                            &e,
                             seq,
                             step.id.as_str(),
                             "exited",
-                            Some("exit step"),
-                            now_ms,
-                        )
-                        .await?;
+                            Some("exit step".into()),
+                        );
                         break 'run End::Exited("exit_step".into());
                     }
                     Action::Wait => "waited",
                 };
-                tx.insert_step_run(e.id, seq, step.id.as_str(), outcome, None, now_ms)
-                    .await?;
+                w.step_run(&e, seq, step.id.as_str(), outcome, None);
                 if let Some(target) = jump {
                     idx = target;
                     let due = now
@@ -266,38 +303,27 @@ async fn advance_one(
         End::Wait(i, _) => Some(c.steps[*i].id.as_str()),
         _ => c.steps.get(idx).map(|s| s.id.as_str()),
     };
-    finish(tx, &e, seq, step_id, end, now_ms).await?;
+    finish(w, &e, seq, step_id, end);
     // Later enrollments of the same contact in this batch see its new tags and attributes.
     batch.contacts.insert(known.contact.id, known.contact);
     Ok(out)
 }
 
-async fn finish(
-    tx: &mut Tx,
-    e: &Enrollment,
-    seq: i64,
-    step_id: Option<&str>,
-    end: End,
-    now_ms: i64,
-) -> Result<()> {
-    let (state, next, reason) = match &end {
-        End::Wait(_, at) => ("active", Some(to_ms(*at)), None),
+fn finish(w: &mut Writes, e: &Enrollment, seq: i64, step_id: Option<&str>, end: End) {
+    let (state, next, reason) = match end {
+        End::Wait(_, at) => ("active", Some(to_ms(at)), None),
         End::Completed => ("completed", None, None),
-        End::Exited(r) => ("exited", None, Some(r.as_str())),
+        End::Exited(r) => ("exited", None, Some(r)),
     };
-    let ok = tx
-        .advance_enrollment(e.id, e.seq, seq, step_id, next, state, reason, now_ms)
-        .await?;
-    if !ok {
-        // Someone else advanced it: impossible while we hold the row, so refuse to commit.
-        return Err(crate::EngineError::Store(
-            nurture_store::StoreError::Corrupt(format!(
-                "enrollment {} changed while it was being advanced",
-                e.id
-            )),
-        ));
-    }
-    Ok(())
+    w.advances.push(Advance {
+        id: e.id,
+        expected_seq: e.seq,
+        seq,
+        step_id: step_id.map(str::to_string),
+        next_run_at: next,
+        state,
+        exit_reason: reason,
+    });
 }
 
 /// Why a `when` was false, with the value the engine saw for an attribute or property:

@@ -58,6 +58,40 @@ pub struct EnrollmentSummary {
     pub ended_at: Option<i64>,
 }
 
+/// A step run to record (see [`Tx::insert_step_runs`]).
+#[derive(Debug, Clone)]
+pub struct NewStepRun {
+    /// Enrollment.
+    pub enrollment_id: i64,
+    /// The enrollment's step counter for this run.
+    pub seq: i64,
+    /// Step id.
+    pub step_id: String,
+    /// `queued`, `skipped`, `tagged`, `exited`, ...
+    pub outcome: &'static str,
+    /// Why (a skip's false condition, a goal).
+    pub reason: Option<String>,
+}
+
+/// Where an enrollment goes after a run (see [`Tx::advance_enrollments`]).
+#[derive(Debug, Clone)]
+pub struct Advance {
+    /// Enrollment.
+    pub id: i64,
+    /// The `seq` it was claimed with (the guard).
+    pub expected_seq: i64,
+    /// The new `seq`.
+    pub seq: i64,
+    /// The step it waits at (or ended at).
+    pub step_id: Option<String>,
+    /// When it is due next (active only).
+    pub next_run_at: Option<i64>,
+    /// `active`, `completed` or `exited`.
+    pub state: &'static str,
+    /// Why it exited.
+    pub exit_reason: Option<String>,
+}
+
 fn decode(r: &AnyRow) -> Result<Enrollment> {
     let props: String = r.try_get("trigger_properties")?;
     Ok(Enrollment {
@@ -192,6 +226,97 @@ impl Tx {
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    /// Moves many enrollments on in one statement per chunk, each guarded on the `seq` it
+    /// was claimed with; returns how many moved (fewer means another process advanced one).
+    pub async fn advance_enrollments(&mut self, advances: &[Advance], now: i64) -> Result<u64> {
+        use std::fmt::Write;
+        let mut n = 0;
+        for chunk in advances.chunks(crate::CHUNK) {
+            // Integers are written into the text; only the two free-text columns are bound.
+            let (mut seq, mut step, mut next, mut state, mut reason, mut ended, mut guard) = (
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            );
+            for (i, a) in chunk.iter().enumerate() {
+                let id = a.id;
+                let _ = write!(seq, " WHEN {id} THEN {}", a.seq);
+                let _ = write!(step, " WHEN {id} THEN ${}", 1 + 2 * i);
+                let _ = write!(reason, " WHEN {id} THEN ${}", 2 + 2 * i);
+                match a.next_run_at {
+                    Some(t) => {
+                        let _ = write!(next, " WHEN {id} THEN {t}");
+                    }
+                    None => {
+                        let _ = write!(next, " WHEN {id} THEN CAST(NULL AS BIGINT)");
+                    }
+                }
+                let st = match a.state {
+                    "completed" => "completed",
+                    "exited" => "exited",
+                    _ => "active",
+                };
+                let _ = write!(state, " WHEN {id} THEN '{st}'");
+                if st == "active" {
+                    let _ = write!(ended, " WHEN {id} THEN CAST(NULL AS BIGINT)");
+                } else {
+                    let _ = write!(ended, " WHEN {id} THEN {now}");
+                }
+                let _ = write!(guard, " WHEN {id} THEN {}", a.expected_seq);
+            }
+            let ids: Vec<i64> = chunk.iter().map(|a| a.id).collect();
+            let sql = format!(
+                "UPDATE enrollments SET seq = CASE id{seq} END, step_id = CASE id{step} END,
+                     next_run_at = CASE id{next} END, state = CASE id{state} END,
+                     exit_reason = CASE id{reason} END, ended_at = CASE id{ended} END
+                 WHERE id IN ({}) AND state = 'active' AND seq = CASE id{guard} END",
+                crate::id_list(&ids)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for a in chunk {
+                q = q.bind(a.step_id.as_deref()).bind(a.exit_reason.as_deref());
+            }
+            n += q.execute(self.conn()).await?.rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// Records many step runs; the primary key (enrollment, seq) makes each happen once.
+    pub async fn insert_step_runs(&mut self, runs: &[NewStepRun], at: i64) -> Result<()> {
+        for chunk in runs.chunks(crate::CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at) VALUES ",
+            );
+            for (i, r) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "({}, {}, ${}, ${}, ${}, {at})",
+                    r.enrollment_id,
+                    r.seq,
+                    1 + 3 * i,
+                    2 + 3 * i,
+                    3 + 3 * i
+                ));
+            }
+            sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.step_id.as_str())
+                    .bind(r.outcome)
+                    .bind(r.reason.as_deref());
+            }
+            q.execute(self.conn()).await?;
+        }
+        Ok(())
     }
 
     /// Records one step run; the primary key (enrollment, seq) makes it happen once.

@@ -24,10 +24,10 @@ use sqlx::{AnyPool, Row};
 
 pub use campaigns::{CampaignRow, VersionRow};
 pub use contacts::{Contact, ContactStatus, Upsert};
-pub use enrollments::{Enrollment, EnrollmentSummary, NewEnrollment};
+pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, NewStepRun};
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
-pub use messages::{MessageRow, MessageState, MessageSummary};
+pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage};
 pub use stats::{CampaignStats, StepStats};
 
 /// Result type of this crate.

@@ -77,6 +77,25 @@ pub struct MessageRow {
     pub next_attempt_at: Option<i64>,
 }
 
+/// An email to queue (see [`Tx::queue_messages`]).
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Enrollment.
+    pub enrollment_id: i64,
+    /// The enrollment's step counter for the step run.
+    pub seq: i64,
+    /// Contact.
+    pub contact_id: i64,
+    /// Campaign id.
+    pub campaign_id: String,
+    /// Campaign version the step comes from.
+    pub version_id: i64,
+    /// Step id.
+    pub step_id: String,
+    /// First attempt at (ms).
+    pub due: i64,
+}
+
 /// A message as `contacts show` lists it.
 pub type MessageSummary = MessageRow;
 
@@ -130,6 +149,39 @@ impl Tx {
         .fetch_optional(self.conn())
         .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Queues many emails; the unique (enrollment, seq) key makes a repeat a no-op. Returns
+    /// how many were queued.
+    pub async fn queue_messages(&mut self, messages: &[NewMessage], now: i64) -> Result<u64> {
+        let mut n = 0;
+        for chunk in messages.chunks(crate::CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO messages (enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, next_attempt_at, created_at, updated_at) VALUES ",
+            );
+            for (i, m) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "({}, {}, {}, ${}, {}, ${}, 'queued', {}, {now}, {now})",
+                    m.enrollment_id,
+                    m.seq,
+                    m.contact_id,
+                    1 + 2 * i,
+                    m.version_id,
+                    2 + 2 * i,
+                    m.due
+                ));
+            }
+            sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                q = q.bind(m.campaign_id.as_str()).bind(m.step_id.as_str());
+            }
+            n += q.execute(self.conn()).await?.rows_affected();
+        }
+        Ok(n)
     }
 
     /// Leases up to `limit` messages due at `now` until `lease_until`. A lease left by a
