@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use nurture_campaign::{Condition, Reentry, Trigger};
-use nurture_store::{Contact, ContactStatus, EnrollmentSummary, NewEnrollment, Tx};
+use nurture_store::{Contact, ContactStatus, EnrollmentSummary, NewEnrollment};
 use serde_json::{Map, Value};
 
 use crate::facts::{Batch, Known};
@@ -27,20 +27,20 @@ pub enum EnrollOutcome {
     CampaignNotActive,
 }
 
-/// Tries to enroll `contact` in `live` as of `now`.
-pub(crate) async fn try_enroll(
-    tx: &mut Tx,
+/// Decides whether `contact` enters `live` as of `now`: the enrollment to insert, or why
+/// not. The batch then counts the contact as active in the campaign.
+pub(crate) fn decide(
     batch: &mut Batch,
     live: &LiveCampaign,
     contact: &Contact,
     properties: &Map<String, Value>,
     now: DateTime<Utc>,
-) -> Result<EnrollOutcome> {
+) -> std::result::Result<NewEnrollment, EnrollOutcome> {
     if live.status != "active" {
-        return Ok(EnrollOutcome::CampaignNotActive);
+        return Err(EnrollOutcome::CampaignNotActive);
     }
     if contact.status != ContactStatus::Subscribed {
-        return Ok(EnrollOutcome::NotMailable);
+        return Err(EnrollOutcome::NotMailable);
     }
     let c = &live.campaign;
     let id = c.id.as_str();
@@ -53,13 +53,13 @@ pub(crate) async fn try_enroll(
             None,
         );
         if !audience.eval(&known, now) {
-            return Ok(EnrollOutcome::NotInAudience);
+            return Err(EnrollOutcome::NotInAudience);
         }
     }
     let key = (id.to_string(), contact.id);
     if let Some(last) = batch.last_enrollment.get(&key) {
         if last.state == "active" {
-            return Ok(EnrollOutcome::AlreadyActive);
+            return Err(EnrollOutcome::AlreadyActive);
         }
         let ended = last.ended_at.unwrap_or(i64::MAX);
         let allowed = match c.reentry {
@@ -68,11 +68,11 @@ pub(crate) async fn try_enroll(
             Reentry::After(d) => ended.saturating_add(d.as_secs() * 1000) <= to_ms(now),
         };
         if !allowed {
-            return Ok(EnrollOutcome::ReentryRefused);
+            return Err(EnrollOutcome::ReentryRefused);
         }
     }
     let Some(first) = c.steps.first() else {
-        return Ok(EnrollOutcome::CampaignNotActive);
+        return Err(EnrollOutcome::CampaignNotActive);
     };
     let due = now + first.after.map(|d| d.to_chrono()).unwrap_or_default();
     let new = NewEnrollment {
@@ -82,25 +82,14 @@ pub(crate) async fn try_enroll(
         next_run_at: to_ms(due),
         trigger_properties: properties.clone(),
     };
-    Ok(match tx.insert_enrollment(&new, to_ms(now)).await? {
-        Some(e) => {
-            batch.last_enrollment.insert(
-                key,
-                EnrollmentSummary {
-                    state: "active".into(),
-                    ended_at: None,
-                },
-            );
-            tracing::debug!(
-                campaign = id,
-                contact = contact.id,
-                enrollment = e,
-                "enrolled"
-            );
-            EnrollOutcome::Enrolled(e)
-        }
-        None => EnrollOutcome::AlreadyActive,
-    })
+    batch.last_enrollment.insert(
+        key,
+        EnrollmentSummary {
+            state: "active".into(),
+            ended_at: None,
+        },
+    );
+    Ok(new)
 }
 
 /// Runs event triggers for events not seen yet, a batch per transaction.
@@ -136,6 +125,7 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
             .await?
             .with_enrollments(&mut tx)
             .await?;
+        let mut enroll = Vec::new();
         for event in &events {
             out.events += 1;
             let Some(contact) = batch.contacts.get(&event.contact_id).cloned() else {
@@ -160,13 +150,12 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
                         continue;
                     }
                 }
-                if let EnrollOutcome::Enrolled(_) =
-                    try_enroll(&mut tx, &mut batch, live, &contact, &event.properties, now).await?
-                {
-                    out.enrolled += 1;
+                if let Ok(new) = decide(&mut batch, live, &contact, &event.properties, now) {
+                    enroll.push(new);
                 }
             }
         }
+        out.enrolled += tx.insert_enrollments(&enroll, to_ms(now)).await?;
         tx.commit().await?;
     }
 }
@@ -236,13 +225,11 @@ pub(crate) async fn fire_schedules(engine: &Engine, now: DateTime<Utc>) -> Resul
                 .await?
                 .with_enrollments(&mut tx)
                 .await?;
-            for contact in &contacts {
-                if let EnrollOutcome::Enrolled(_) =
-                    try_enroll(&mut tx, &mut batch, &live, contact, &Map::new(), now).await?
-                {
-                    out.enrolled += 1;
-                }
-            }
+            let enroll: Vec<NewEnrollment> = contacts
+                .iter()
+                .filter_map(|contact| decide(&mut batch, &live, contact, &Map::new(), now).ok())
+                .collect();
+            out.enrolled += tx.insert_enrollments(&enroll, to_ms(now)).await?;
             tx.commit().await?;
         }
     }
@@ -271,7 +258,16 @@ pub(crate) async fn enroll_by_hand(
         .await?
         .with_enrollments(&mut tx)
         .await?;
-    let outcome = try_enroll(&mut tx, &mut batch, &live, &contact, &Map::new(), now).await?;
+    let outcome = match decide(&mut batch, &live, &contact, &Map::new(), now) {
+        Ok(new) => match tx.insert_enrollment(&new, to_ms(now)).await? {
+            Some(e) => {
+                tracing::debug!(campaign, contact = contact.id, enrollment = e, "enrolled");
+                EnrollOutcome::Enrolled(e)
+            }
+            None => EnrollOutcome::AlreadyActive,
+        },
+        Err(refused) => refused,
+    };
     tx.commit().await?;
     Ok(outcome)
 }

@@ -139,6 +139,40 @@ impl Tx {
         Ok(out)
     }
 
+    /// Inserts many enrollments; one whose contact is already active in the campaign is left
+    /// out (the partial unique index decides). Returns how many were inserted.
+    pub async fn insert_enrollments(&mut self, new: &[NewEnrollment], now: i64) -> Result<u64> {
+        let mut n = 0;
+        for chunk in new.chunks(crate::CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at) VALUES ",
+            );
+            for (i, e) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, {}, 'active', ${}, 0, {}, ${}, {now})",
+                    1 + 3 * i,
+                    e.contact_id,
+                    2 + 3 * i,
+                    e.next_run_at,
+                    3 + 3 * i
+                ));
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                q = q
+                    .bind(e.campaign_id.as_str())
+                    .bind(e.step_id.as_str())
+                    .bind(json_text(&e.trigger_properties));
+            }
+            n += q.execute(self.conn()).await?.rows_affected();
+        }
+        Ok(n)
+    }
+
     /// Inserts an enrollment; `None` if the contact is already active in the campaign (the
     /// partial unique index decides, not a prior read).
     pub async fn insert_enrollment(&mut self, e: &NewEnrollment, now: i64) -> Result<Option<i64>> {
