@@ -382,6 +382,34 @@ impl Courier for Mailer {
         Ok((built.message_id.clone(), built))
     }
 
+    /// Renders on every core: rendering (Handlebars, CSS inlining, the text part, MIME
+    /// encoding) is most of a message's CPU time.
+    fn prepare_all(&self, jobs: &[Job<'_>]) -> Vec<Result<(String, BuiltMessage), Failure>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        if threads < 2 || jobs.len() < 8 {
+            return jobs.iter().map(|j| self.prepare(j)).collect();
+        }
+        let per = jobs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = jobs
+                .chunks(per)
+                .map(|chunk| {
+                    let h = scope
+                        .spawn(move || chunk.iter().map(|j| self.prepare(j)).collect::<Vec<_>>());
+                    (chunk.len(), h)
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|(n, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(Failure::Render("the renderer panicked".into())); n]
+                    })
+                })
+                .collect()
+        })
+    }
+
     async fn send(&self, prepared: BuiltMessage) -> Result<String, Failure> {
         self.transmit(&prepared).await
     }

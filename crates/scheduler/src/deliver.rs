@@ -54,6 +54,15 @@ pub trait Courier: Send + Sync {
     type Prepared: Send;
     /// Renders and builds the message; returns its Message-ID and the prepared message.
     fn prepare(&self, job: &Job<'_>) -> std::result::Result<(String, Self::Prepared), Failure>;
+    /// Prepares many messages, in order. The default renders one after the other; a courier
+    /// may spread the work over several threads.
+    #[allow(clippy::type_complexity)]
+    fn prepare_all(
+        &self,
+        jobs: &[Job<'_>],
+    ) -> Vec<std::result::Result<(String, Self::Prepared), Failure>> {
+        jobs.iter().map(|j| self.prepare(j)).collect()
+    }
     /// Sends a prepared message; returns the server's reply.
     fn send(
         &self,
@@ -165,15 +174,35 @@ impl Engine {
             tx.commit().await?;
 
             let started = std::time::Instant::now();
+            let mut versions: HashMap<i64, Arc<Campaign>> = HashMap::new();
+            for m in &batch {
+                if let std::collections::hash_map::Entry::Vacant(v) = versions.entry(m.version_id) {
+                    v.insert(self.version(m.version_id).await?);
+                }
+            }
             let mut settled = Vec::new();
-            let mut ready = Vec::with_capacity(batch.len());
+            let mut jobs = Vec::with_capacity(batch.len());
             let no_event = Map::new();
             for m in &batch {
-                let campaign: Arc<Campaign> = self.version(m.version_id).await?;
                 let event = events.get(&m.enrollment_id).unwrap_or(&no_event);
-                match prepare(courier, m, &campaign, contacts.get(&m.contact_id), event) {
-                    Ok((message_id, prepared)) => ready.push((m, message_id, prepared)),
+                let campaign = &versions[&m.version_id];
+                match job(m, campaign, contacts.get(&m.contact_id), event) {
+                    Ok(job) => jobs.push(job),
                     Err(s) => settled.push(s),
+                }
+            }
+            // Rendering is CPU work: off the async worker when the runtime has others.
+            let results = match tokio::runtime::Handle::current().runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| courier.prepare_all(&jobs))
+                }
+                _ => courier.prepare_all(&jobs),
+            };
+            let mut ready = Vec::with_capacity(jobs.len());
+            for (job, result) in jobs.iter().zip(results) {
+                match result {
+                    Ok((message_id, prepared)) => ready.push((job.message, message_id, prepared)),
+                    Err(f) => settled.push(render_failed(job, f)),
                 }
             }
 
@@ -408,26 +437,24 @@ fn deferred_untried<'a>(m: &'a MessageRow, reply: &str, now: DateTime<Utc>) -> S
     }
 }
 
-/// Renders one message, or says why it is settled without SMTP.
-fn prepare<'a, C: Courier>(
-    courier: &C,
+/// The job of rendering one message, or why it is settled without SMTP.
+fn job<'a>(
     m: &'a MessageRow,
-    campaign: &Campaign,
-    contact: Option<&Contact>,
-    event: &Map<String, Value>,
-) -> std::result::Result<(String, C::Prepared), Settled<'a>> {
-    let settled = |to, reason: String, attempt| Settled {
+    campaign: &'a Campaign,
+    contact: Option<&'a Contact>,
+    event: &'a Map<String, Value>,
+) -> std::result::Result<Job<'a>, Settled<'a>> {
+    let settled = |to, reason: &str| Settled {
         message: m,
         to,
-        reason,
-        attempt,
+        reason: reason.to_string(),
+        attempt: None,
         retry_at: None,
     };
     let Some(contact) = contact.filter(|c| c.status == ContactStatus::Subscribed) else {
         return Err(settled(
             MessageState::Suppressed,
-            "the contact is no longer mailable".into(),
-            None,
+            "the contact is no longer mailable",
         ));
     };
     let step = campaign.steps.iter().find(|s| s.id.as_str() == m.step_id);
@@ -437,28 +464,36 @@ fn prepare<'a, C: Courier>(
     }) else {
         return Err(settled(
             MessageState::Failed,
-            "the step no longer exists in its campaign version".into(),
-            None,
+            "the step no longer exists in its campaign version",
         ));
     };
-    let job = Job {
+    Ok(Job {
         message: m,
         campaign,
         step,
         send,
         contact,
         event,
-    };
-    courier.prepare(&job).map_err(|f| {
-        let reason = match f {
-            Failure::Render(r)
-            | Failure::Transient(r)
-            | Failure::Permanent(r)
-            | Failure::Unknown(r) => r,
-        };
-        tracing::error!(campaign = %m.campaign_id, step = %m.step_id, contact = %contact.email, error = %reason, "cannot render the email; the step fails");
-        settled(MessageState::Failed, reason, Some("failed"))
     })
+}
+
+/// A message that could not be rendered: the step fails, with the reason kept.
+fn render_failed<'a>(job: &Job<'a>, f: Failure) -> Settled<'a> {
+    let m = job.message;
+    let reason = match f {
+        Failure::Render(r)
+        | Failure::Transient(r)
+        | Failure::Permanent(r)
+        | Failure::Unknown(r) => r,
+    };
+    tracing::error!(campaign = %m.campaign_id, step = %m.step_id, contact = %job.contact.email, error = %reason, "cannot render the email; the step fails");
+    Settled {
+        message: m,
+        to: MessageState::Failed,
+        reason,
+        attempt: Some("failed"),
+        retry_at: None,
+    }
 }
 
 #[cfg(test)]
