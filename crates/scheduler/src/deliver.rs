@@ -113,10 +113,9 @@ pub fn next_attempt(
     (next <= first_queued + GIVE_UP_AFTER).then_some(next)
 }
 
-/// A message settled before any SMTP: its contact is gone or unmailable, its step vanished,
-/// or it cannot be rendered.
-struct Settled<'a> {
-    message: &'a MessageRow,
+/// How a message is settled before any SMTP: its contact is gone or unmailable, its step
+/// vanished, it cannot be rendered, or the server refused the messages before it.
+struct Settle {
     to: MessageState,
     reason: String,
     /// Recorded as an attempt too (render errors, for `explain`).
@@ -125,13 +124,30 @@ struct Settled<'a> {
     retry_at: Option<i64>,
 }
 
+/// A claimed batch with what rendering it needs.
+struct Claimed {
+    batch: Vec<MessageRow>,
+    contacts: HashMap<i64, Contact>,
+    events: HashMap<i64, Map<String, Value>>,
+    versions: HashMap<i64, Arc<Campaign>>,
+}
+
+/// A rendered batch: messages ready for SMTP and messages settled without it, by index.
+struct Rendered<P> {
+    batch: Vec<MessageRow>,
+    settled: Vec<(usize, Settle)>,
+    ready: Vec<(usize, String, P)>,
+    took: std::time::Duration,
+}
+
 impl Engine {
     /// Delivers every message due at `now`, `concurrency` at a time, until none is due.
     ///
     /// Per claimed batch the database sees a handful of statements, not a few per message:
     /// one claim, one read of the contacts and one of the trigger events; then, per window of
     /// messages, one transaction that records the previous window's outcomes and marks this
-    /// window `sending` before any of it goes to SMTP.
+    /// window `sending` before any of it goes to SMTP. While one batch is being sent, the
+    /// next is rendered on other threads.
     pub async fn deliver<C: Courier>(
         &self,
         courier: &C,
@@ -139,167 +155,240 @@ impl Engine {
         concurrency: usize,
     ) -> Result<Delivered> {
         let mut out = Delivered::default();
-        let now_ms = to_ms(now);
         {
             let mut tx = self.store.begin().await?;
-            out.unknown += tx.expire_sending(now_ms).await?;
+            out.unknown += tx.expire_sending(to_ms(now)).await?;
             tx.commit().await?;
         }
         let concurrency = concurrency.max(1);
+        let threaded = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        let mut pending: Option<Rendered<C::Prepared>> = None;
+        loop {
+            let claimed = self.claim_batch(now).await?;
+            match (claimed, pending.take()) {
+                (None, None) => return Ok(out),
+                (None, Some(ready)) => {
+                    self.send_batch(courier, ready, now, concurrency, &mut out)
+                        .await?;
+                }
+                (Some(claimed), None) if threaded => {
+                    // Rendering is CPU work: off the async worker.
+                    pending = Some(tokio::task::block_in_place(|| {
+                        self.render_batch(courier, claimed)
+                    }));
+                }
+                (Some(claimed), None) => pending = Some(self.render_batch(courier, claimed)),
+                (Some(claimed), Some(ready)) if threaded => {
+                    // Render the next batch on other threads while this one goes out.
+                    let handle = tokio::runtime::Handle::current();
+                    let (next, sent) = tokio::task::block_in_place(|| {
+                        std::thread::scope(|scope| {
+                            let next = scope.spawn(|| self.render_batch(courier, claimed));
+                            let sent = handle.block_on(self.send_batch(
+                                courier,
+                                ready,
+                                now,
+                                concurrency,
+                                &mut out,
+                            ));
+                            let next = next.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                            (next, sent)
+                        })
+                    });
+                    sent?;
+                    pending = Some(next);
+                }
+                (Some(claimed), Some(ready)) => {
+                    self.send_batch(courier, ready, now, concurrency, &mut out)
+                        .await?;
+                    pending = Some(self.render_batch(courier, claimed));
+                }
+            }
+        }
+    }
+
+    /// Leases the next batch of due messages and reads what rendering them needs.
+    async fn claim_batch(&self, now: DateTime<Utc>) -> Result<Option<Claimed>> {
+        let mut tx = self.store.begin().await?;
+        let batch = tx
+            .claim_messages(to_ms(now), to_ms(now + LEASE), self.config.batch)
+            .await?;
+        if batch.is_empty() {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let mut ids: Vec<i64> = batch.iter().map(|m| m.contact_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let contacts: HashMap<i64, Contact> = tx
+            .contacts(&ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        let mut ids: Vec<i64> = batch.iter().map(|m| m.enrollment_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let events = tx.trigger_properties(&ids).await?;
+        tx.commit().await?;
+        let mut versions: HashMap<i64, Arc<Campaign>> = HashMap::new();
+        for m in &batch {
+            if let std::collections::hash_map::Entry::Vacant(v) = versions.entry(m.version_id) {
+                v.insert(self.version(m.version_id).await?);
+            }
+        }
+        Ok(Some(Claimed {
+            batch,
+            contacts,
+            events,
+            versions,
+        }))
+    }
+
+    /// Renders a claimed batch (blocking; the courier may use several threads).
+    fn render_batch<C: Courier>(&self, courier: &C, c: Claimed) -> Rendered<C::Prepared> {
+        let started = std::time::Instant::now();
+        let mut settled = Vec::new();
+        let (mut at, mut jobs) = (Vec::new(), Vec::with_capacity(c.batch.len()));
+        let no_event = Map::new();
+        for (i, m) in c.batch.iter().enumerate() {
+            let event = c.events.get(&m.enrollment_id).unwrap_or(&no_event);
+            let campaign = &c.versions[&m.version_id];
+            match job(m, campaign, c.contacts.get(&m.contact_id), event) {
+                Ok(job) => {
+                    at.push(i);
+                    jobs.push(job);
+                }
+                Err(s) => settled.push((i, s)),
+            }
+        }
+        let results = courier.prepare_all(&jobs);
+        let mut ready = Vec::with_capacity(jobs.len());
+        for ((i, job), result) in at.into_iter().zip(&jobs).zip(results) {
+            match result {
+                Ok((message_id, prepared)) => ready.push((i, message_id, prepared)),
+                Err(f) => settled.push((i, render_failed(job, f))),
+            }
+        }
+        drop(jobs);
+        Rendered {
+            batch: c.batch,
+            settled,
+            ready,
+            took: started.elapsed(),
+        }
+    }
+
+    /// Sends a rendered batch a window at a time and records every outcome.
+    async fn send_batch<C: Courier>(
+        &self,
+        courier: &C,
+        r: Rendered<C::Prepared>,
+        now: DateTime<Utc>,
+        concurrency: usize,
+        out: &mut Delivered,
+    ) -> Result<()> {
+        let now_ms = to_ms(now);
         // A crash leaves at most one window `unknown`; a window several times the
         // concurrency keeps the SMTP connections busy between two commits.
         let window = (concurrency * 8).min(256);
+        let batch = &r.batch;
+        let mut settled: Vec<(&MessageRow, Settle)> =
+            r.settled.into_iter().map(|(i, s)| (&batch[i], s)).collect();
+        let (mut db, mut smtp) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let mut finished: Vec<(&MessageRow, std::result::Result<String, Failure>)> = Vec::new();
+        let mut windows = Vec::new();
+        let mut rest = r
+            .ready
+            .into_iter()
+            .map(|(i, id, p)| (&batch[i], id, p))
+            .peekable();
+        while rest.peek().is_some() {
+            windows.push(rest.by_ref().take(window).collect::<Vec<_>>());
+        }
+        let mut windows = windows.into_iter();
+        let mut unavailable: Option<String> = None;
         loop {
+            let next = windows.next();
+            let t = std::time::Instant::now();
             let mut tx = self.store.begin().await?;
-            let batch = tx
-                .claim_messages(now_ms, to_ms(now + LEASE), self.config.batch)
+            self.settle(&mut tx, std::mem::take(&mut settled), now_ms, out)
                 .await?;
-            if batch.is_empty() {
-                tx.commit().await?;
-                return Ok(out);
-            }
-            let mut ids: Vec<i64> = batch.iter().map(|m| m.contact_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let contacts: HashMap<i64, Contact> = tx
-                .contacts(&ids)
-                .await?
-                .into_iter()
-                .map(|c| (c.id, c))
-                .collect();
-            let mut ids: Vec<i64> = batch.iter().map(|m| m.enrollment_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let events = tx.trigger_properties(&ids).await?;
-            tx.commit().await?;
-
-            let started = std::time::Instant::now();
-            let mut versions: HashMap<i64, Arc<Campaign>> = HashMap::new();
-            for m in &batch {
-                if let std::collections::hash_map::Entry::Vacant(v) = versions.entry(m.version_id) {
-                    v.insert(self.version(m.version_id).await?);
-                }
-            }
-            let mut settled = Vec::new();
-            let mut jobs = Vec::with_capacity(batch.len());
-            let no_event = Map::new();
-            for m in &batch {
-                let event = events.get(&m.enrollment_id).unwrap_or(&no_event);
-                let campaign = &versions[&m.version_id];
-                match job(m, campaign, contacts.get(&m.contact_id), event) {
-                    Ok(job) => jobs.push(job),
-                    Err(s) => settled.push(s),
-                }
-            }
-            // Rendering is CPU work: off the async worker when the runtime has others.
-            let results = match tokio::runtime::Handle::current().runtime_flavor() {
-                tokio::runtime::RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(|| courier.prepare_all(&jobs))
-                }
-                _ => courier.prepare_all(&jobs),
-            };
-            let mut ready = Vec::with_capacity(jobs.len());
-            for (job, result) in jobs.iter().zip(results) {
-                match result {
-                    Ok((message_id, prepared)) => ready.push((job.message, message_id, prepared)),
-                    Err(f) => settled.push(render_failed(job, f)),
-                }
-            }
-
-            let rendered = started.elapsed();
-            let (mut db, mut smtp) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-            let mut finished: Vec<(&MessageRow, std::result::Result<String, Failure>)> = Vec::new();
-            let mut windows = Vec::new();
-            let mut rest = ready.into_iter().peekable();
-            while rest.peek().is_some() {
-                windows.push(rest.by_ref().take(window).collect::<Vec<_>>());
-            }
-            let mut windows = windows.into_iter();
-            let mut unavailable: Option<String> = None;
-            loop {
-                let next = windows.next();
-                let t = std::time::Instant::now();
-                let mut tx = self.store.begin().await?;
-                self.settle(&mut tx, std::mem::take(&mut settled), now_ms, &mut out)
-                    .await?;
-                self.record(&mut tx, std::mem::take(&mut finished), now, &mut out)
-                    .await?;
-                let Some(next) = next else {
-                    tx.commit().await?;
-                    db += t.elapsed();
-                    break;
-                };
-                if let Some(reply) = &unavailable {
-                    // The server refused a whole window: defer the rest of the batch as if
-                    // each had been refused, instead of knocking on a closed door 500 times.
-                    settled.extend(next.iter().map(|(m, _, _)| deferred_untried(m, reply, now)));
-                    tx.commit().await?;
-                    continue;
-                }
-                let marks: Vec<(i64, &str)> = next
-                    .iter()
-                    .map(|(m, message_id, _)| (m.id, message_id.as_str()))
-                    .collect();
-                let marked: HashSet<i64> = tx
-                    .mark_sending_many(&marks, to_ms(now + LEASE), now_ms)
-                    .await?
-                    .into_iter()
-                    .collect();
+            self.record(&mut tx, std::mem::take(&mut finished), now, out)
+                .await?;
+            let Some(next) = next else {
                 tx.commit().await?;
                 db += t.elapsed();
-                let t = std::time::Instant::now();
-                finished = stream::iter(
-                    next.into_iter()
-                        .filter(|(m, _, _)| marked.contains(&m.id))
-                        .map(|(m, _, p)| async move { (m, courier.send(p).await) }),
-                )
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
-                smtp += t.elapsed();
-                if !finished.is_empty()
-                    && finished
-                        .iter()
-                        .all(|(_, r)| matches!(r, Err(Failure::Transient(_))))
-                    && let Some((_, Err(Failure::Transient(reply)))) = finished.last()
-                {
-                    unavailable = Some(reply.clone());
-                }
+                break;
+            };
+            if let Some(reply) = &unavailable {
+                // The server refused a whole window: defer the rest of the batch as if
+                // each had been refused, instead of knocking on a closed door 500 times.
+                settled.extend(
+                    next.iter()
+                        .map(|(m, _, _)| (*m, deferred_untried(m, reply, now))),
+                );
+                tx.commit().await?;
+                continue;
             }
-            tracing::debug!(
-                messages = batch.len(),
-                render_ms = rendered.as_millis() as u64,
-                db_ms = db.as_millis() as u64,
-                smtp_ms = smtp.as_millis() as u64,
-                "delivered a batch"
-            );
+            let marks: Vec<(i64, &str)> = next
+                .iter()
+                .map(|(m, message_id, _)| (m.id, message_id.as_str()))
+                .collect();
+            let marked: HashSet<i64> = tx
+                .mark_sending_many(&marks, to_ms(now + LEASE), now_ms)
+                .await?
+                .into_iter()
+                .collect();
+            tx.commit().await?;
+            db += t.elapsed();
+            let t = std::time::Instant::now();
+            finished = stream::iter(
+                next.into_iter()
+                    .filter(|(m, _, _)| marked.contains(&m.id))
+                    .map(|(m, _, p)| async move { (m, courier.send(p).await) }),
+            )
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+            smtp += t.elapsed();
+            if !finished.is_empty()
+                && finished
+                    .iter()
+                    .all(|(_, r)| matches!(r, Err(Failure::Transient(_))))
+                && let Some((_, Err(Failure::Transient(reply)))) = finished.last()
+            {
+                unavailable = Some(reply.clone());
+            }
         }
+        tracing::debug!(
+            messages = batch.len(),
+            render_ms = r.took.as_millis() as u64,
+            db_ms = db.as_millis() as u64,
+            smtp_ms = smtp.as_millis() as u64,
+            "delivered a batch"
+        );
+        Ok(())
     }
 
     async fn settle(
         &self,
         tx: &mut Tx,
-        settled: Vec<Settled<'_>>,
+        settled: Vec<(&MessageRow, Settle)>,
         now_ms: i64,
         out: &mut Delivered,
     ) -> Result<()> {
-        for s in settled {
-            let from = if s.message.state == "deferred" {
+        for (m, s) in settled {
+            let from = if m.state == "deferred" {
                 MessageState::Deferred
             } else {
                 MessageState::Queued
             };
-            tx.finish_message(
-                s.message.id,
-                from,
-                s.to,
-                Some(&s.reason),
-                s.retry_at,
-                now_ms,
-            )
-            .await?;
+            tx.finish_message(m.id, from, s.to, Some(&s.reason), s.retry_at, now_ms)
+                .await?;
             if let Some(outcome) = s.attempt {
-                tx.insert_attempt(s.message.id, outcome, Some(&s.reason), now_ms)
+                tx.insert_attempt(m.id, outcome, Some(&s.reason), now_ms)
                     .await?;
             }
             match s.to {
@@ -417,18 +506,16 @@ impl Engine {
 
 /// A message not tried because the server refused the whole previous window: deferred (or
 /// failed after 3 days) exactly as if it had been refused itself.
-fn deferred_untried<'a>(m: &'a MessageRow, reply: &str, now: DateTime<Utc>) -> Settled<'a> {
+fn deferred_untried(m: &MessageRow, reply: &str, now: DateTime<Utc>) -> Settle {
     let reason = format!("not tried: the SMTP server refused the messages before it ({reply})");
     match next_attempt(crate::from_ms(m.created_at), m.attempts + 1, now) {
-        Some(at) => Settled {
-            message: m,
+        Some(at) => Settle {
             to: MessageState::Deferred,
             reason,
             attempt: Some("deferred"),
             retry_at: Some(to_ms(at)),
         },
-        None => Settled {
-            message: m,
+        None => Settle {
             to: MessageState::Failed,
             reason: format!("gave up after 3 days of retries; {reason}"),
             attempt: Some("deferred"),
@@ -443,9 +530,8 @@ fn job<'a>(
     campaign: &'a Campaign,
     contact: Option<&'a Contact>,
     event: &'a Map<String, Value>,
-) -> std::result::Result<Job<'a>, Settled<'a>> {
-    let settled = |to, reason: &str| Settled {
-        message: m,
+) -> std::result::Result<Job<'a>, Settle> {
+    let settled = |to, reason: &str| Settle {
         to,
         reason: reason.to_string(),
         attempt: None,
@@ -478,7 +564,7 @@ fn job<'a>(
 }
 
 /// A message that could not be rendered: the step fails, with the reason kept.
-fn render_failed<'a>(job: &Job<'a>, f: Failure) -> Settled<'a> {
+fn render_failed(job: &Job<'_>, f: Failure) -> Settle {
     let m = job.message;
     let reason = match f {
         Failure::Render(r)
@@ -487,8 +573,7 @@ fn render_failed<'a>(job: &Job<'a>, f: Failure) -> Settled<'a> {
         | Failure::Unknown(r) => r,
     };
     tracing::error!(campaign = %m.campaign_id, step = %m.step_id, contact = %job.contact.email, error = %reason, "cannot render the email; the step fails");
-    Settled {
-        message: m,
+    Settle {
         to: MessageState::Failed,
         reason,
         attempt: Some("failed"),
