@@ -372,6 +372,7 @@ impl Engine {
         Ok(())
     }
 
+    /// Records the messages settled without SMTP, those alike in one statement.
     async fn settle(
         &self,
         tx: &mut Tx,
@@ -379,17 +380,22 @@ impl Engine {
         now_ms: i64,
         out: &mut Delivered,
     ) -> Result<()> {
-        for (m, s) in settled {
+        let mut groups: Vec<(MessageState, &Settle, Vec<i64>)> = Vec::new();
+        let mut attempts: Vec<(i64, &str, Option<&str>)> = Vec::new();
+        for (m, s) in &settled {
             let from = if m.state == "deferred" {
                 MessageState::Deferred
             } else {
                 MessageState::Queued
             };
-            tx.finish_message(m.id, from, s.to, Some(&s.reason), s.retry_at, now_ms)
-                .await?;
+            match groups.iter_mut().find(|(f, g, _)| {
+                *f == from && g.to == s.to && g.reason == s.reason && g.retry_at == s.retry_at
+            }) {
+                Some((_, _, ids)) => ids.push(m.id),
+                None => groups.push((from, s, vec![m.id])),
+            }
             if let Some(outcome) = s.attempt {
-                tx.insert_attempt(m.id, outcome, Some(&s.reason), now_ms)
-                    .await?;
+                attempts.push((m.id, outcome, Some(&s.reason)));
             }
             match s.to {
                 MessageState::Suppressed => out.suppressed += 1,
@@ -397,6 +403,11 @@ impl Engine {
                 _ => out.failed += 1,
             }
         }
+        for (from, s, ids) in groups {
+            tx.finish_messages(&ids, from, s.to, Some(&s.reason), s.retry_at, now_ms)
+                .await?;
+        }
+        tx.insert_attempts(&attempts, now_ms).await?;
         Ok(())
     }
 

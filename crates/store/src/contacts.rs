@@ -114,9 +114,7 @@ impl Tx {
                 "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id IN ({})",
                 crate::id_list(chunk)
             );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(self.conn())
-                .await?;
+            let rows = crate::dynamic(sql).fetch_all(self.conn()).await?;
             for row in &rows {
                 out.push(decode(row)?);
             }

@@ -123,10 +123,7 @@ impl Tx {
                 "SELECT campaign_id, contact_id, state, ended_at FROM enrollments WHERE contact_id IN ({}) ORDER BY id",
                 crate::id_list(chunk)
             );
-            for r in sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(self.conn())
-                .await?
-            {
+            for r in crate::dynamic(sql).fetch_all(self.conn()).await? {
                 out.push((
                     (r.try_get("campaign_id")?, r.try_get("contact_id")?),
                     EnrollmentSummary {
@@ -147,21 +144,19 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at) VALUES ",
             );
+            let mut p = self.placeholders();
             for (i, e) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(',');
                 }
+                let (campaign, step, props) = (p.next(), p.next(), p.next());
                 sql.push_str(&format!(
-                    "(${}, {}, 'active', ${}, 0, {}, ${}, {now})",
-                    1 + 3 * i,
-                    e.contact_id,
-                    2 + 3 * i,
-                    e.next_run_at,
-                    3 + 3 * i
+                    "({campaign}, {}, 'active', {step}, 0, {}, {props}, {now})",
+                    e.contact_id, e.next_run_at,
                 ));
             }
             sql.push_str(" ON CONFLICT DO NOTHING");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = crate::dynamic(sql);
             for e in chunk {
                 q = q
                     .bind(e.campaign_id.as_str())
@@ -278,11 +273,16 @@ impl Tx {
                 String::new(),
                 String::new(),
             );
-            for (i, a) in chunk.iter().enumerate() {
+            let mut p = self.placeholders();
+            for a in chunk {
+                let _ = write!(step, " WHEN {} THEN {}", a.id, p.next());
+            }
+            for a in chunk {
+                let _ = write!(reason, " WHEN {} THEN {}", a.id, p.next());
+            }
+            for a in chunk {
                 let id = a.id;
                 let _ = write!(seq, " WHEN {id} THEN {}", a.seq);
-                let _ = write!(step, " WHEN {id} THEN ${}", 1 + 2 * i);
-                let _ = write!(reason, " WHEN {id} THEN ${}", 2 + 2 * i);
                 match a.next_run_at {
                     Some(t) => {
                         let _ = write!(next, " WHEN {id} THEN {t}");
@@ -305,16 +305,20 @@ impl Tx {
                 let _ = write!(guard, " WHEN {id} THEN {}", a.expected_seq);
             }
             let ids: Vec<i64> = chunk.iter().map(|a| a.id).collect();
+            // The placeholders come first in the text, steps then reasons, as they are bound.
             let sql = format!(
-                "UPDATE enrollments SET seq = CASE id{seq} END, step_id = CASE id{step} END,
-                     next_run_at = CASE id{next} END, state = CASE id{state} END,
-                     exit_reason = CASE id{reason} END, ended_at = CASE id{ended} END
+                "UPDATE enrollments SET step_id = CASE id{step} END, exit_reason = CASE id{reason} END,
+                     seq = CASE id{seq} END, next_run_at = CASE id{next} END,
+                     state = CASE id{state} END, ended_at = CASE id{ended} END
                  WHERE id IN ({}) AND state = 'active' AND seq = CASE id{guard} END",
                 crate::id_list(&ids)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = crate::dynamic(sql);
             for a in chunk {
-                q = q.bind(a.step_id.as_deref()).bind(a.exit_reason.as_deref());
+                q = q.bind(a.step_id.as_deref());
+            }
+            for a in chunk {
+                q = q.bind(a.exit_reason.as_deref());
             }
             n += q.execute(self.conn()).await?.rows_affected();
         }
@@ -327,21 +331,19 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at) VALUES ",
             );
+            let mut p = self.placeholders();
             for (i, r) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(',');
                 }
+                let (step, outcome, reason) = (p.next(), p.next(), p.next());
                 sql.push_str(&format!(
-                    "({}, {}, ${}, ${}, ${}, {at})",
-                    r.enrollment_id,
-                    r.seq,
-                    1 + 3 * i,
-                    2 + 3 * i,
-                    3 + 3 * i
+                    "({}, {}, {step}, {outcome}, {reason}, {at})",
+                    r.enrollment_id, r.seq,
                 ));
             }
             sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = crate::dynamic(sql);
             for r in chunk {
                 q = q
                     .bind(r.step_id.as_str())
@@ -442,9 +444,7 @@ impl Tx {
                 "SELECT id, trigger_properties FROM enrollments WHERE id IN ({})",
                 crate::id_list(chunk)
             );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(self.conn())
-                .await?;
+            let rows = crate::dynamic(sql).fetch_all(self.conn()).await?;
             for row in &rows {
                 let props: String = row.try_get("trigger_properties")?;
                 out.insert(

@@ -112,16 +112,17 @@ impl Tx {
         if names.is_empty() {
             return Ok(out);
         }
-        let params: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 2)).collect();
         for chunk in contact_ids.chunks(crate::CHUNK) {
+            let mut p = self.placeholders();
+            let params: Vec<String> = names.iter().map(|_| p.next()).collect();
             let sql = format!(
                 "SELECT contact_id, name, MAX(occurred_at) AS at FROM events
-                 WHERE contact_id IN ({}) AND name IN ({}) AND occurred_at <= $1
+                 WHERE contact_id IN ({}) AND name IN ({}) AND occurred_at <= {until}
                  GROUP BY contact_id, name",
                 crate::id_list(chunk),
                 params.join(",")
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until);
+            let mut q = crate::dynamic(sql);
             for n in names {
                 q = q.bind(*n);
             }
@@ -148,10 +149,7 @@ impl Tx {
                  WHERE enrollment_id IN ({}) AND name IN ('email.opened', 'email.clicked') AND step_id IS NOT NULL",
                 crate::id_list(chunk)
             );
-            for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(self.conn())
-                .await?
-            {
+            for row in crate::dynamic(sql).fetch_all(self.conn()).await? {
                 out.push((
                     row.try_get("enrollment_id")?,
                     row.try_get("name")?,

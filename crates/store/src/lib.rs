@@ -193,6 +193,14 @@ impl Tx {
         &mut self.inner
     }
 
+    /// Placeholders for a statement built at run time.
+    pub(crate) fn placeholders(&self) -> Placeholders {
+        Placeholders {
+            postgres: self.backend == Backend::Postgres,
+            n: 0,
+        }
+    }
+
     /// Picks the PostgreSQL or the SQLite text of a statement.
     fn pick(&self, postgres: &'static str, sqlite: &'static str) -> &'static str {
         match self.backend {
@@ -214,6 +222,34 @@ pub(crate) fn id_list(ids: &[i64]) -> String {
         let _ = write!(out, "{id}");
     }
     out
+}
+
+/// Numbered placeholders for a statement built at run time, in the order they are bound:
+/// `$1, $2, ...` on PostgreSQL, anonymous `?` on SQLite (which otherwise looks each `$N` name
+/// up in a list: quadratic in a statement with a thousand of them).
+pub(crate) struct Placeholders {
+    postgres: bool,
+    n: usize,
+}
+
+impl Placeholders {
+    /// The next placeholder.
+    pub(crate) fn next(&mut self) -> String {
+        self.n += 1;
+        if self.postgres {
+            format!("${}", self.n)
+        } else {
+            "?".to_string()
+        }
+    }
+}
+
+/// A statement built at run time (batched `IN` lists, multi-row inserts): kept out of the
+/// prepared-statement cache, where each distinct text would only evict the fixed statements.
+pub(crate) fn dynamic(
+    sql: String,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false)
 }
 
 /// How many rows one batched statement touches at most (keeps statements and parameter

@@ -159,23 +159,19 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO messages (enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, next_attempt_at, created_at, updated_at) VALUES ",
             );
+            let mut p = self.placeholders();
             for (i, m) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(',');
                 }
+                let (campaign, step) = (p.next(), p.next());
                 sql.push_str(&format!(
-                    "({}, {}, {}, ${}, {}, ${}, 'queued', {}, {now}, {now})",
-                    m.enrollment_id,
-                    m.seq,
-                    m.contact_id,
-                    1 + 2 * i,
-                    m.version_id,
-                    2 + 2 * i,
-                    m.due
+                    "({}, {}, {}, {campaign}, {}, {step}, 'queued', {}, {now}, {now})",
+                    m.enrollment_id, m.seq, m.contact_id, m.version_id, m.due
                 ));
             }
             sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = crate::dynamic(sql);
             for m in chunk {
                 q = q.bind(m.campaign_id.as_str()).bind(m.step_id.as_str());
             }
@@ -248,22 +244,21 @@ impl Tx {
     ) -> Result<Vec<i64>> {
         let mut out = Vec::with_capacity(messages.len());
         for chunk in messages.chunks(crate::CHUNK) {
+            let mut p = self.placeholders();
             let mut case = String::from("CASE id");
-            for i in 0..chunk.len() {
-                case.push_str(&format!(" WHEN ${} THEN ${}", 3 + 2 * i, 4 + 2 * i));
+            for (id, _) in chunk {
+                case.push_str(&format!(" WHEN {id} THEN {}", p.next()));
             }
             case.push_str(" END");
             let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
             let sql = format!(
-                "UPDATE messages SET state = 'sending', attempts = attempts + 1, message_id = {case}, lease_until = $1, updated_at = $2
+                "UPDATE messages SET message_id = {case}, state = 'sending', attempts = attempts + 1, lease_until = {lease_until}, updated_at = {now}
                  WHERE id IN ({}) AND state IN ('queued', 'deferred') RETURNING id",
                 crate::id_list(&ids)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(lease_until)
-                .bind(now);
-            for (id, message_id) in chunk {
-                q = q.bind(*id).bind(*message_id);
+            let mut q = crate::dynamic(sql);
+            for (_, message_id) in chunk {
+                q = q.bind(*message_id);
             }
             for row in q.fetch_all(self.conn()).await? {
                 out.push(row.try_get(0)?);
@@ -277,12 +272,11 @@ impl Tx {
         let mut n = 0;
         for chunk in ids.chunks(crate::CHUNK) {
             let sql = format!(
-                "UPDATE messages SET state = 'sent', error = NULL, next_attempt_at = NULL, sent_at = $1, lease_until = NULL, updated_at = $1
+                "UPDATE messages SET state = 'sent', error = NULL, next_attempt_at = NULL, sent_at = {now}, lease_until = NULL, updated_at = {now}
                  WHERE id IN ({}) AND state = 'sending'",
                 crate::id_list(chunk)
             );
-            n += sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(now)
+            n += crate::dynamic(sql)
                 .execute(self.conn())
                 .await?
                 .rows_affected();
@@ -300,24 +294,58 @@ impl Tx {
             let mut sql = String::from(
                 "INSERT INTO message_attempts (message_id, at, outcome, reply) VALUES ",
             );
-            for i in 0..chunk.len() {
+            let mut p = self.placeholders();
+            for (i, (id, _, _)) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!(
-                    "(${}, $1, ${}, ${})",
-                    2 + 3 * i,
-                    3 + 3 * i,
-                    4 + 3 * i
-                ));
+                let (outcome, reply) = (p.next(), p.next());
+                sql.push_str(&format!("({id}, {at}, {outcome}, {reply})"));
             }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
-            for (id, outcome, reply) in chunk {
-                q = q.bind(*id).bind(*outcome).bind(*reply);
+            let mut q = crate::dynamic(sql);
+            for (_, outcome, reply) in chunk {
+                q = q.bind(*outcome).bind(*reply);
             }
             q.execute(self.conn()).await?;
         }
         Ok(())
+    }
+
+    /// Records the same outcome for many messages: `from → to`, guarded on `from`; returns
+    /// how many moved.
+    pub async fn finish_messages(
+        &mut self,
+        ids: &[i64],
+        from: MessageState,
+        to: MessageState,
+        error: Option<&str>,
+        next_attempt_at: Option<i64>,
+        now: i64,
+    ) -> Result<u64> {
+        let mut n = 0;
+        let sent_at = if to == MessageState::Sent {
+            now.to_string()
+        } else {
+            "sent_at".to_string()
+        };
+        let next = next_attempt_at.map_or_else(|| "NULL".to_string(), |t| t.to_string());
+        for chunk in ids.chunks(crate::CHUNK) {
+            let mut p = self.placeholders();
+            let sql = format!(
+                "UPDATE messages SET error = {}, state = '{}', next_attempt_at = {next}, sent_at = {sent_at}, lease_until = NULL, updated_at = {now}
+                 WHERE id IN ({}) AND state = '{}'",
+                p.next(),
+                to.as_str(),
+                crate::id_list(chunk),
+                from.as_str()
+            );
+            n += crate::dynamic(sql)
+                .bind(error)
+                .execute(self.conn())
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
     }
 
     /// Records the outcome of a delivery: `from → to`, guarded on `from`.
