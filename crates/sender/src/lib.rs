@@ -19,6 +19,7 @@
 //! | outbox | [`Outbox`]: one `.eml` file per message, written atomically |
 //! | tokens | [`Signer`]: the signed tokens of unsubscribe, open and click links |
 
+mod inline;
 mod message;
 mod outbox;
 mod render;

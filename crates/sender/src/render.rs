@@ -274,11 +274,21 @@ fn convert(e: handlebars::RenderError, part: &str) -> RenderError {
 impl Templates {
     /// Renders one email. Fails as a whole on the first problem.
     pub fn render(&self, req: &RenderRequest<'_>) -> Result<Rendered, RenderError> {
+        // The CSS inlined once per template where that is certainly the same (inline.rs);
+        // any error there is reported by the per-message path, which names the part.
+        if let Some(Ok(html)) = self.render_inlined(req.template, req.layout, req.context) {
+            return self.finish(req, html, true);
+        }
+        self.render_per_message(req)
+    }
+
+    /// Renders and then inlines the CSS of this one message.
+    fn render_per_message(&self, req: &RenderRequest<'_>) -> Result<Rendered, RenderError> {
         let body = self
             .html
             .render(&html_key(req.template), req.context)
             .map_err(|e| convert(e, req.template))?;
-        let mut html = match req.layout {
+        let html = match req.layout {
             Some(layout) => {
                 let mut ctx = req.context.clone();
                 if let Value::Object(m) = &mut ctx {
@@ -290,6 +300,16 @@ impl Templates {
             }
             None => body,
         };
+        self.finish(req, html, false)
+    }
+
+    /// Text part, preheader, tracking, CSS (unless `inlined` already), subject.
+    fn finish(
+        &self,
+        req: &RenderRequest<'_>,
+        mut html: String,
+        inlined: bool,
+    ) -> Result<Rendered, RenderError> {
         // The text part comes from the HTML before the hidden preheader and the tracking are
         // added: it starts with the content and keeps the original links.
         let text = if self.has_text_part(req.template) {
@@ -309,7 +329,11 @@ impl Templates {
             html = insert_preheader(&html, &handlebars::html_escape(&one_line(&pre)));
         }
         let html = rewrite_links(&html, &req.tracking);
-        let html = inline_css(html, req.template);
+        let html = if inlined {
+            html
+        } else {
+            inline_css(html, req.template)
+        };
         let subject = self
             .render_line(req.subject, req.context)
             .map_err(|e| convert(e, "subject"))?;
@@ -419,6 +443,71 @@ mod tests {
             .render_template("{{format_date \"next week\"}}", &data)
             .unwrap_err();
         assert!(e.to_string().contains("not an RFC 3339 date"), "{e}");
+    }
+
+    /// Inlining once per template gives the same email as inlining each message: same text
+    /// part, same HTML up to whitespace and the serializer's choice of escapes.
+    #[test]
+    fn css_inlined_once_matches_css_inlined_per_message() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+        let t = Templates::load(&dir).unwrap();
+        let ctx = context(
+            "ana@example.com",
+            &serde_json::from_value(json!({"first_name": "Ana & <Bo>", "company": "O'Hara"}))
+                .unwrap(),
+            &["vip".to_string()],
+            &Map::new(),
+            "c",
+            "Campaign",
+            "s",
+            "https://n.example/u/TOKEN",
+            Some("1 Main St"),
+        );
+        let normal = |html: &str| -> String {
+            let doc = css_inline::CSSInliner::options()
+                .build()
+                .inline(html)
+                .unwrap();
+            let doc = doc.replace("&#x27;", "'").replace("&quot;", "\"");
+            doc.split_whitespace().collect::<Vec<_>>().join(" ")
+        };
+        let mut compared = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let folder = entry.unwrap().path();
+            let Some(group) = folder.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if ["layouts", "partials"].contains(&group) || !folder.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&folder).unwrap() {
+                let name = file.unwrap().file_name().into_string().unwrap();
+                let Some(stem) = name.strip_suffix(".html.hbs") else {
+                    continue;
+                };
+                let template = format!("{group}/{stem}");
+                let req = RenderRequest {
+                    template: &template,
+                    layout: Some("base"),
+                    subject: "Hi {{contact.first_name}}",
+                    preheader: Some("A preview"),
+                    context: &ctx,
+                    tracking: Tracking::default(),
+                };
+                let once = t.render_inlined(&template, Some("base"), &ctx);
+                assert!(
+                    matches!(once, Some(Ok(_))),
+                    "{template}: the example templates can all be inlined once"
+                );
+                let fast = t.render(&req).unwrap();
+                let slow = t.render_per_message(&req).unwrap();
+                assert_eq!(fast.text, slow.text, "{template}");
+                assert_eq!(fast.subject, slow.subject, "{template}");
+                assert_eq!(normal(&fast.html), normal(&slow.html), "{template}");
+                compared += 1;
+            }
+        }
+        assert!(compared >= 10, "compared {compared} templates");
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub struct Templates {
     /// `plain` plus the one-line templates (subjects, preheaders) compiled on first use, so a
     /// subject is parsed once, not once per message.
     lines: RwLock<Handlebars<'static>>,
+    /// `html` plus each (template, layout) with its CSS inlined once (see `inline.rs`), and
+    /// the pairs that must be inlined per message instead.
+    inlined: RwLock<(Handlebars<'static>, HashSet<String>)>,
     asts: HashMap<String, Template>,
     broken: HashMap<String, Broken>,
     /// Source text and file of every template, by registry key (for positions in checks).
@@ -165,6 +168,7 @@ impl Templates {
             html: super::render::registry(true),
             plain: super::render::registry(false),
             lines: RwLock::new(Handlebars::new()),
+            inlined: RwLock::new((Handlebars::new(), HashSet::new())),
             asts: HashMap::new(),
             broken: HashMap::new(),
             sources: HashMap::new(),
@@ -172,6 +176,7 @@ impl Templates {
         };
         if !dir.exists() {
             t.lines = RwLock::new(t.plain.clone());
+            t.inlined = RwLock::new((t.html.clone(), HashSet::new()));
             return Ok(t);
         }
         let mut stack = vec![dir.to_path_buf()];
@@ -237,7 +242,56 @@ impl Templates {
             }
         }
         t.lines = RwLock::new(t.plain.clone());
+        t.inlined = RwLock::new((t.html.clone(), HashSet::new()));
         Ok(t)
+    }
+
+    /// The HTML of `template` in `layout` rendered from a source whose CSS was inlined once;
+    /// `None` when that is not possible for this pair (the caller inlines per message).
+    pub(crate) fn render_inlined(
+        &self,
+        template: &str,
+        layout: Option<&str>,
+        data: &serde_json::Value,
+    ) -> Option<Result<String, handlebars::RenderError>> {
+        let key = format!("inlined:{template}|{}", layout.unwrap_or(""));
+        {
+            let inlined = self.inlined.read().unwrap_or_else(|e| e.into_inner());
+            if inlined.0.has_template(&key) {
+                return Some(inlined.0.render(&key, data));
+            }
+            if inlined.1.contains(&key) {
+                return None;
+            }
+        }
+        let source = |k: &str| self.sources.get(k).map(|(_, s)| s.clone());
+        let compiled = source(&html_key(template))
+            .and_then(|body| {
+                let layout = match layout {
+                    Some(l) => Some(source(&layout_key(l))?),
+                    None => None,
+                };
+                super::inline::combine(&body, layout.as_deref(), &|name| source(name))
+            })
+            .and_then(|combined| super::inline::inline_source(&combined))
+            .and_then(|src| Template::compile(&src).ok());
+        let mut inlined = self.inlined.write().unwrap_or_else(|e| e.into_inner());
+        match compiled {
+            Some(tpl) => {
+                tracing::debug!(template, layout, "CSS inlined once for this template");
+                inlined.0.register_template(&key, tpl);
+                Some(inlined.0.render(&key, data))
+            }
+            None => {
+                tracing::debug!(
+                    template,
+                    layout,
+                    "CSS inlined per message for this template"
+                );
+                inlined.1.insert(key);
+                None
+            }
+        }
     }
 
     /// Renders a one-line template given as text (a subject or preheader) without escaping,
