@@ -28,6 +28,37 @@ pub async fn run(config: &Config, command: ContactsCommand) -> anyhow::Result<Ex
     }
 }
 
+/// Saves a batch of imported rows (and their events) in one transaction; returns how many
+/// contacts were created and how many updated.
+async fn save_batch(
+    engine: &nurture_scheduler::Engine,
+    pending: &mut Vec<Upsert>,
+    event: Option<&str>,
+    now_ms: i64,
+) -> anyhow::Result<(u64, u64)> {
+    if pending.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut tx = engine.store().begin().await?;
+    let saved = tx.upsert_contacts(pending, now_ms).await?;
+    if let Some(name) = event {
+        let events: Vec<NewEvent> = saved
+            .iter()
+            .map(|(contact, _)| NewEvent {
+                contact_id: contact.id,
+                name: name.to_string(),
+                occurred_at: now_ms,
+                ..NewEvent::default()
+            })
+            .collect();
+        tx.insert_events(&events, now_ms).await?;
+    }
+    tx.commit().await?;
+    pending.clear();
+    let created = saved.iter().filter(|(_, created)| *created).count() as u64;
+    Ok((created, saved.len() as u64 - created))
+}
+
 async fn import(
     config: &Config,
     path: &std::path::Path,
@@ -73,8 +104,7 @@ async fn import(
     });
     let (mut imported, mut updated, mut skipped) = (0u64, 0u64, 0u64);
     let mut record = csv::StringRecord::new();
-    let mut tx = engine.store().begin().await?;
-    let mut in_batch = 0;
+    let mut pending: Vec<Upsert> = Vec::with_capacity(IMPORT_BATCH);
     loop {
         match reader.read_record(&mut record) {
             Ok(false) => break,
@@ -131,46 +161,25 @@ async fn import(
                 attributes.insert(h.to_string(), Value::String(v.to_string()));
             }
         }
-        let (contact, created) = tx
-            .upsert_contact(
-                &Upsert {
-                    email: email.to_string(),
-                    attributes,
-                    tags: row_tags,
-                    consent_source: Some("import".into()),
-                    ..Upsert::default()
-                },
-                now_ms,
-            )
-            .await?;
-        if created {
-            imported += 1;
-        } else {
-            updated += 1;
-        }
-        if let Some(name) = event {
-            tx.insert_event(
-                &NewEvent {
-                    contact_id: contact.id,
-                    name: name.to_string(),
-                    occurred_at: now_ms,
-                    ..NewEvent::default()
-                },
-                now_ms,
-            )
-            .await?;
-        }
-        in_batch += 1;
-        if in_batch >= IMPORT_BATCH {
-            tx.commit().await?;
-            tx = engine.store().begin().await?;
-            in_batch = 0;
+        pending.push(Upsert {
+            email: email.to_string(),
+            attributes,
+            tags: row_tags,
+            consent_source: Some("import".into()),
+            ..Upsert::default()
+        });
+        if pending.len() >= IMPORT_BATCH {
+            let (new, old) = save_batch(&engine, &mut pending, event, now_ms).await?;
+            (imported, updated) = (imported + new, updated + old);
             if let Some(bar) = &progress {
                 bar.set_position(record.position().map_or(0, |p| p.byte()));
             }
         }
     }
-    tx.commit().await.context("cannot save the last batch")?;
+    let (new, old) = save_batch(&engine, &mut pending, event, now_ms)
+        .await
+        .context("cannot save the last batch")?;
+    (imported, updated) = (imported + new, updated + old);
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }

@@ -1,6 +1,8 @@
 //! Contacts: one row per email address (compared case-insensitively), with attributes, tags
 //! and a mailability status.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -94,6 +96,24 @@ fn decode(row: &AnyRow) -> Result<Contact> {
     })
 }
 
+/// Applies an upsert to a stored contact: attributes set, tags added and removed. True when
+/// anything changed.
+fn merge(contact: &mut Contact, u: &Upsert) -> bool {
+    let before_attrs = contact.attributes.clone();
+    let before_tags = contact.tags.clone();
+    for (k, v) in &u.attributes {
+        contact.attributes.insert(k.clone(), v.clone());
+    }
+    for t in &u.tags {
+        if !contact.tags.contains(t) {
+            contact.tags.push(t.clone());
+        }
+    }
+    contact.tags.retain(|t| !u.untag.contains(t));
+    contact.tags.sort();
+    contact.attributes != before_attrs || contact.tags != before_tags
+}
+
 impl Tx {
     /// A contact by id.
     pub async fn contact(&mut self, id: i64) -> Result<Option<Contact>> {
@@ -153,22 +173,105 @@ impl Tx {
             .contact_by_email(&key)
             .await?
             .ok_or_else(|| StoreError::Corrupt("contact vanished during upsert".into()))?;
-        let before_attrs = contact.attributes.clone();
-        let before_tags = contact.tags.clone();
-        for (k, v) in &u.attributes {
-            contact.attributes.insert(k.clone(), v.clone());
-        }
-        for t in &u.tags {
-            if !contact.tags.contains(t) {
-                contact.tags.push(t.clone());
-            }
-        }
-        contact.tags.retain(|t| !u.untag.contains(t));
-        contact.tags.sort();
-        if contact.attributes != before_attrs || contact.tags != before_tags {
+        if merge(&mut contact, u) {
             self.write_profile(&contact, now).await?;
         }
         Ok((contact, inserted))
+    }
+
+    /// [`Tx::upsert_contact`] for many contacts in a few statements (an import batch):
+    /// returns each contact after its upsert, in order, and whether that upsert created it.
+    /// The same address twice in one batch is created once, then updated.
+    pub async fn upsert_contacts(
+        &mut self,
+        upserts: &[Upsert],
+        now: i64,
+    ) -> Result<Vec<(Contact, bool)>> {
+        let mut out = Vec::with_capacity(upserts.len());
+        for chunk in upserts.chunks(crate::CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO contacts (email, email_key, attributes, tags, consent_source, consent_at, created_at, updated_at) VALUES ",
+            );
+            let mut p = self.placeholders();
+            for (i, _) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let (email, key, source) = (p.next(), p.next(), p.next());
+                sql.push_str(&format!(
+                    "({email}, {key}, '{{}}', '[]', {source}, {now}, {now}, {now})"
+                ));
+            }
+            sql.push_str(" ON CONFLICT (email_key) DO NOTHING RETURNING email_key");
+            let keys: Vec<String> = chunk.iter().map(|u| u.email.to_lowercase()).collect();
+            let mut q = crate::dynamic(sql);
+            for (u, key) in chunk.iter().zip(&keys) {
+                q = q
+                    .bind(u.email.as_str())
+                    .bind(key.as_str())
+                    .bind(u.consent_source.as_deref());
+            }
+            let mut created: HashSet<String> = HashSet::new();
+            for row in q.fetch_all(self.conn()).await? {
+                created.insert(row.try_get(0)?);
+            }
+            let mut p = self.placeholders();
+            let params: Vec<String> = keys.iter().map(|_| p.next()).collect();
+            let sql = format!(
+                "SELECT id, email_key, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE email_key IN ({})",
+                params.join(",")
+            );
+            let mut q = crate::dynamic(sql);
+            for key in &keys {
+                q = q.bind(key.as_str());
+            }
+            let mut stored: HashMap<String, Contact> = HashMap::new();
+            for row in q.fetch_all(self.conn()).await? {
+                stored.insert(row.try_get("email_key")?, decode(&row)?);
+            }
+            let mut changed: Vec<String> = Vec::new();
+            for (u, key) in chunk.iter().zip(&keys) {
+                let contact = stored
+                    .get_mut(key)
+                    .ok_or_else(|| StoreError::Corrupt("contact vanished during upsert".into()))?;
+                if merge(contact, u) && !changed.contains(key) {
+                    changed.push(key.clone());
+                }
+                out.push((contact.clone(), created.remove(key)));
+            }
+            let profiles: Vec<&Contact> = changed.iter().filter_map(|k| stored.get(k)).collect();
+            self.write_profiles(&profiles, now).await?;
+        }
+        Ok(out)
+    }
+
+    /// [`Tx::write_profile`] for many contacts in one statement per chunk.
+    async fn write_profiles(&mut self, contacts: &[&Contact], now: i64) -> Result<()> {
+        use std::fmt::Write;
+        for chunk in contacts.chunks(crate::CHUNK) {
+            let mut p = self.placeholders();
+            let (mut attributes, mut tags) = (String::new(), String::new());
+            for c in chunk {
+                let _ = write!(attributes, " WHEN {} THEN {}", c.id, p.next());
+            }
+            for c in chunk {
+                let _ = write!(tags, " WHEN {} THEN {}", c.id, p.next());
+            }
+            let ids: Vec<i64> = chunk.iter().map(|c| c.id).collect();
+            let sql = format!(
+                "UPDATE contacts SET attributes = CASE id{attributes} END, tags = CASE id{tags} END, updated_at = {now} WHERE id IN ({})",
+                crate::id_list(&ids)
+            );
+            let mut q = crate::dynamic(sql);
+            for c in chunk {
+                q = q.bind(json_text(&c.attributes));
+            }
+            for c in chunk {
+                q = q.bind(json_text(&c.tags));
+            }
+            q.execute(self.conn()).await?;
+        }
+        Ok(())
     }
 
     /// Stores a contact's attributes and tags as they are in `contact`.

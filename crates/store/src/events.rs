@@ -66,6 +66,39 @@ impl Tx {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
+    /// Records many events without idempotency keys (an import batch) in one statement per
+    /// chunk.
+    pub async fn insert_events(&mut self, events: &[NewEvent], now: i64) -> Result<()> {
+        for chunk in events.chunks(crate::CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO events (contact_id, name, properties, occurred_at, enrollment_id, step_id, processed_at, created_at) VALUES ",
+            );
+            let mut p = self.placeholders();
+            for (i, e) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let (name, props, step) = (p.next(), p.next(), p.next());
+                let null = || "CAST(NULL AS BIGINT)".to_string();
+                let enrollment = e.enrollment_id.map_or_else(null, |id| id.to_string());
+                let processed = if e.processed { now.to_string() } else { null() };
+                sql.push_str(&format!(
+                    "({}, {name}, {props}, {}, {enrollment}, {step}, {processed}, {now})",
+                    e.contact_id, e.occurred_at
+                ));
+            }
+            let mut q = crate::dynamic(sql);
+            for e in chunk {
+                q = q
+                    .bind(e.name.as_str())
+                    .bind(json_text(&e.properties))
+                    .bind(e.step_id.as_deref());
+            }
+            q.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
     /// Claims up to `limit` events that triggers have not seen yet, marking them seen. The
     /// caller enrolls in the same transaction.
     pub async fn claim_new_events(&mut self, now: i64, limit: i64) -> Result<Vec<EventRow>> {
