@@ -20,7 +20,7 @@ use std::time::Duration;
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 use crate::message::BuiltMessage;
@@ -329,6 +329,8 @@ impl SendError {
 pub struct SmtpConnection {
     url: SmtpUrl,
     conn: Option<AsyncSmtpConnection>,
+    /// The open connection's server advertised PIPELINING (RFC 2920).
+    pipelining: bool,
     timeout: Duration,
     hello: ClientId,
 }
@@ -354,12 +356,22 @@ async fn within<T>(
     }
 }
 
+/// Several commands written as one (PIPELINING).
+struct Grouped(String);
+
+impl fmt::Display for Grouped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl SmtpConnection {
     /// A connection to `url`, opened on the first send.
     pub fn new(url: SmtpUrl) -> Self {
         Self {
             url,
             conn: None,
+            pipelining: false,
             timeout: Duration::from_secs(30),
             hello: ClientId::default(),
         }
@@ -372,7 +384,7 @@ impl SmtpConnection {
         self
     }
 
-    async fn open(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn open(&mut self) -> Result<AsyncSmtpConnection, SendError> {
         let url = &self.url;
         let connect_err = |e: std::io::Error| {
             SendError::local(
@@ -436,6 +448,27 @@ impl SmtpConnection {
                 Verdict::Transient,
             ));
         }
+        // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one of them:
+        // ask again (one round trip per connection) to learn whether commands may be grouped.
+        self.pipelining = match within(
+            self.timeout,
+            Phase::Connect,
+            conn.command(Ehlo::new(self.hello.clone())),
+        )
+        .await
+        {
+            Ok(ehlo) => ehlo.message().any(|line| {
+                line.split_whitespace()
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+            }),
+            // A server that refuses a second EHLO is simply not pipelined.
+            Err(e) if e.code.is_some() => false,
+            Err(e) => {
+                conn.abort().await;
+                return Err(e);
+            }
+        };
         if let (Some(user), Some(pass)) = (&url.user, &url.password) {
             if !conn.is_encrypted() && url.tls != Tls::None {
                 conn.abort().await;
@@ -552,19 +585,49 @@ impl SmtpConnection {
         if !m.bytes.is_ascii() && info.supports_feature(Extension::EightBitMime) {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        within(
-            self.timeout,
-            Phase::Mail,
-            conn.command(Mail::new(Some(from), params)),
-        )
-        .await?;
-        within(
-            self.timeout,
-            Phase::Rcpt,
-            conn.command(Rcpt::new(to, vec![])),
-        )
-        .await?;
-        within(self.timeout, Phase::Data, conn.command(Data)).await?;
+        let mail = Mail::new(Some(from), params);
+        let rcpt = Rcpt::new(to, vec![]);
+        if self.pipelining {
+            // RFC 2920: MAIL, RCPT and DATA in one write, their three replies read in order,
+            // so a message costs two round trips instead of four.
+            let group = Grouped(format!("{mail}{rcpt}{Data}"));
+            let mail = match tokio::time::timeout(self.timeout, conn.command(group)).await {
+                Ok(reply) => reply.map_err(|e| SendError::from_lettre(Phase::Mail, &e)),
+                // A server answers a pipelined group when it reaches DATA: that is where it
+                // hangs (still before any content, so transient).
+                Err(_) => return Err(SendError::timeout(Phase::Data)),
+            };
+            if let Err(e) = mail {
+                if e.code.is_none() {
+                    // A broken connection (a stale one is retried on a new connection).
+                    return Err(e);
+                }
+                let rcpt = within(self.timeout, Phase::Rcpt, conn.read_response()).await;
+                let data = within(self.timeout, Phase::Data, conn.read_response()).await;
+                if rcpt.is_err() && data.is_ok() {
+                    let _ = within(self.timeout, Phase::Message, conn.message(b"")).await;
+                }
+                return Err(e);
+            }
+            let rcpt = within(self.timeout, Phase::Rcpt, conn.read_response()).await;
+            if let Err(e) = &rcpt
+                && e.code.is_none()
+            {
+                return rcpt.map(|_| String::new());
+            }
+            let data = within(self.timeout, Phase::Data, conn.read_response()).await;
+            if rcpt.is_err() && data.is_ok() {
+                // The server took DATA without a valid envelope: end the empty message so
+                // the connection stays in step (it will refuse it).
+                let _ = within(self.timeout, Phase::Message, conn.message(b"")).await;
+            }
+            rcpt?;
+            data?;
+        } else {
+            within(self.timeout, Phase::Mail, conn.command(mail)).await?;
+            within(self.timeout, Phase::Rcpt, conn.command(rcpt)).await?;
+            within(self.timeout, Phase::Data, conn.command(Data)).await?;
+        }
         let reply = within(self.timeout, Phase::Message, conn.message(&m.bytes)).await?;
         Ok(format!(
             "{} {}",
