@@ -1,0 +1,390 @@
+//! `nurture run` over real HTTP (issue 5): a lead posted by a web form gets its first email
+//! through a real SMTP server within a second; the links in that email (one-click
+//! unsubscribe, tracked click, open pixel) work and cannot be forged; ingest refuses what it
+//! must; `/metrics` counts what happened.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use nurture_testkit::SmtpSink;
+
+use crate::support::Project;
+
+const CAMPAIGN: &str = r#"name: Welcome
+from: "Ana <ana@leadcraft.example>"
+trigger: { event: lead.captured }
+tracking: { opens: true, clicks: true }
+steps:
+  - id: welcome
+    send: welcome
+    subject: "Welcome {{default contact.first_name \"there\"}}"
+"#;
+
+const TEMPLATE: &str = r#"<p>Hi {{default contact.first_name "there"}}, here is
+<a href="https://leadcraft.example/guide?utm=mail&amp;x=1">the guide</a>.</p>
+<p><a href="{{unsubscribe_url}}">Unsubscribe</a></p>"#;
+
+const KEY: &str = "test-api-key-0123456789";
+
+/// The daemon; killed when dropped, so a failed assertion never leaves it running.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(p: &Project, sink: &SmtpSink, api_key: Option<&str>) -> Self {
+        let port = nurture_testkit::free_port();
+        let mut run = p
+            .nurture(&["run"])
+            .env("NURTURE_LISTEN", &format!("127.0.0.1:{port}"))
+            .env("NURTURE_BASE_URL", &format!("http://127.0.0.1:{port}"))
+            .env("NURTURE_SMTP_URL", &sink.url())
+            .env(
+                "NURTURE_SECRET",
+                "a-test-signing-secret-that-is-long-enough",
+            );
+        if let Some(key) = api_key {
+            run = run.env("NURTURE_API_KEY", key);
+        }
+        let daemon = Self {
+            child: run.spawn(),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && http(port, "GET", "/healthz", &[], b"").status == 200
+            {
+                return daemon;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nurture run did not answer /healthz within 20 s");
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").unwrap_or(&after[n..]);
+    }
+    out
+}
+
+fn post_json(port: u16, path: &str, key: Option<&str>, json: &str) -> Response {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    http(port, "POST", path, &headers, json.as_bytes())
+}
+
+/// The HTML part with quoted-printable undone (soft breaks and `=XX`).
+fn html_of(message: &str) -> String {
+    let unfolded = message.replace("=\n", "");
+    let mut out = String::with_capacity(unfolded.len());
+    let bytes = unfolded.as_bytes();
+    let mut i = 0;
+    let mut decoded = Vec::new();
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&unfolded[i + 1..i + 3], 16)
+        {
+            decoded.push(b);
+            i += 3;
+            continue;
+        }
+        decoded.push(bytes[i]);
+        i += 1;
+    }
+    out.push_str(&String::from_utf8_lossy(&decoded));
+    out
+}
+
+/// The first `BASE/KIND/TOKEN` link in `text`, as a path.
+fn link(text: &str, port: u16, kind: &str) -> String {
+    let prefix = format!("http://127.0.0.1:{port}/{kind}/");
+    let start = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no /{kind}/ link in:\n{text}"));
+    let token: String = text[start + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+        .collect();
+    format!("/{kind}/{token}")
+}
+
+fn contact_status(p: &Project, email: &str) -> String {
+    let show = p
+        .nurture(&["contacts", "show", email, "--json"])
+        .output()
+        .success();
+    let doc: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    doc["status"].as_str().unwrap_or_default().to_string()
+}
+
+fn project() -> Project {
+    let p = Project::new();
+    p.file("campaigns/welcome.yaml", CAMPAIGN)
+        .file("templates/welcome.html.hbs", TEMPLATE);
+    p
+}
+
+#[test]
+fn a_posted_lead_gets_its_email_within_a_second_and_its_links_work() {
+    let p = project();
+    let sink = SmtpSink::start();
+    let d = Daemon::start(&p, &sink, Some(KEY));
+
+    let posted = Instant::now();
+    let r = post_json(
+        d.port,
+        "/api/events",
+        Some(KEY),
+        r#"{"email": "lead@x.example", "name": "lead.captured", "attributes": {"first_name": "Lee"}, "id": "form-1"}"#,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    let latency = posted.elapsed();
+    eprintln!("posted lead → email in smtp-sink: {latency:?}");
+    assert_eq!(got.len(), 1);
+    assert!(
+        latency < Duration::from_secs(2),
+        "the welcome email took {latency:?} (target: within a second)"
+    );
+    let m = &got[0];
+    assert_eq!(m.rcpt_to(), ["lead@x.example"]);
+    assert_eq!(m.header("Subject").as_deref(), Some("Welcome Lee"));
+    assert_eq!(
+        m.header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
+
+    // The same event id again changes nothing: still one email, one event.
+    let again = post_json(
+        d.port,
+        "/api/events",
+        Some(KEY),
+        r#"{"email": "lead@x.example", "name": "lead.captured", "id": "form-1"}"#,
+    );
+    assert_eq!(again.status, 202, "{}", again.body);
+
+    let html = html_of(&m.message_text());
+    // Tracking: the guide link is rewritten, the pixel added, the unsubscribe link kept.
+    assert!(
+        !html.contains("href=\"https://leadcraft.example/guide"),
+        "{html}"
+    );
+    let click = link(&html, d.port, "c");
+    let open = link(&html, d.port, "o");
+    let unsubscribe = link(
+        &m.header("List-Unsubscribe").unwrap_or_default(),
+        d.port,
+        "u",
+    );
+
+    let r = http(d.port, "GET", &click, &[], b"");
+    assert!(
+        matches!(r.status, 302 | 303 | 307),
+        "{} {}",
+        r.status,
+        r.body
+    );
+    assert_eq!(
+        r.header("Location"),
+        Some("https://leadcraft.example/guide?utm=mail&x=1"),
+        "exactly the original link"
+    );
+    let r = http(d.port, "GET", &open, &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("image/gif"));
+
+    // Tampered and truncated tokens: 404, and no redirect anywhere.
+    let mut tampered = click.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [tampered.as_str(), &click[..click.len() - 6]] {
+        let r = http(d.port, "GET", bad, &[], b"");
+        assert_eq!(r.status, 404, "{bad}");
+        assert_eq!(r.header("Location"), None, "{bad}");
+    }
+    let forged = http(
+        d.port,
+        "POST",
+        &format!("{}x", unsubscribe),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"List-Unsubscribe=One-Click",
+    );
+    assert_eq!(forged.status, 404);
+    assert_eq!(contact_status(&p, "lead@x.example"), "subscribed");
+
+    // A mail scanner's GET shows the page and unsubscribes nobody.
+    let page = http(d.port, "GET", &unsubscribe, &[], b"");
+    assert_eq!(page.status, 200);
+    assert!(page.body.to_lowercase().contains("<form"), "{}", page.body);
+    assert_eq!(contact_status(&p, "lead@x.example"), "subscribed");
+    // Gmail's one-click POST: 200, no redirect, effective at once; repeating is harmless.
+    for _ in 0..2 {
+        let r = http(
+            d.port,
+            "POST",
+            &unsubscribe,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            b"List-Unsubscribe=One-Click",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("Location"), None);
+    }
+    assert_eq!(contact_status(&p, "lead@x.example"), "unsubscribed");
+
+    // Stats count the open and the click; /metrics the message and the SMTP reply.
+    let stats = p.nurture(&["stats", "--json"]).output().success();
+    let doc: serde_json::Value = serde_json::from_str(&stats.stdout).unwrap();
+    let step = &doc["campaigns"][0]["steps"][0];
+    assert_eq!(
+        (
+            step["sent"].as_u64(),
+            step["opened"].as_u64(),
+            step["clicked"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{step}"
+    );
+    let metrics = http(d.port, "GET", "/metrics", &[], b"").body;
+    for line in [
+        "nurture_messages{state=\"sent\"} 1",
+        "nurture_send_latency_seconds_count 1",
+        "nurture_smtp_replies_total{class=\"2xx\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+}
+
+#[test]
+fn ingest_refuses_without_the_key_bad_json_and_oversized_bodies() {
+    let p = project();
+    let sink = SmtpSink::start();
+    let d = Daemon::start(&p, &sink, Some(KEY));
+    let event = r#"{"email": "a@x.example", "name": "lead.captured"}"#;
+    assert_eq!(post_json(d.port, "/api/events", None, event).status, 401);
+    assert_eq!(
+        post_json(d.port, "/api/events", Some("wrong-key"), event).status,
+        401
+    );
+    let bad = post_json(
+        d.port,
+        "/api/events",
+        Some(KEY),
+        r#"{"email": "not an address", "name": "lead.captured"}"#,
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("email"), "{}", bad.body);
+    let broken = post_json(d.port, "/api/events", Some(KEY), r#"{"email": "#);
+    assert_eq!(broken.status, 400, "{}", broken.body);
+    let huge = format!(
+        r#"{{"email": "a@x.example", "name": "lead.captured", "properties": {{"x": "{}"}}}}"#,
+        "y".repeat(70 * 1024)
+    );
+    assert_eq!(
+        post_json(d.port, "/api/events", Some(KEY), &huge).status,
+        413
+    );
+    let contact = post_json(
+        d.port,
+        "/api/contacts",
+        Some(KEY),
+        r#"{"email": "c@x.example", "attributes": {"company": "Acme"}, "tags": ["vip"]}"#,
+    );
+    assert!((200..=202).contains(&contact.status), "{}", contact.body);
+    drop(d);
+    // Nothing refused was stored; the contact was.
+    let show = p.nurture(&["contacts", "show", "a@x.example"]).output();
+    assert_ne!(show.code, 0, "a refused event stores no contact");
+    let show = p
+        .nurture(&["contacts", "show", "c@x.example", "--json"])
+        .output()
+        .success();
+    let doc: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(doc["attributes"]["company"], "Acme");
+    assert!(sink.messages().is_empty());
+
+    // Without an API key configured, every ingest call is refused.
+    let d = Daemon::start(&p, &sink, None);
+    let r = post_json(d.port, "/api/events", Some(KEY), event);
+    assert!(matches!(r.status, 401 | 403), "{} {}", r.status, r.body);
+}
