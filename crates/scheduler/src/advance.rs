@@ -63,7 +63,7 @@ pub(crate) async fn advance_due(engine: &Engine, now: DateTime<Utc>) -> Result<O
             };
             out += advance_one(engine, &mut tx, &mut batch, &mut writes, live, e, now).await?;
         }
-        out.queued += writes.flush(&mut tx, to_ms(now)).await?;
+        out.queued += writes.flush(&mut tx, &batch, to_ms(now)).await?;
         tx.commit().await?;
     }
 }
@@ -76,6 +76,8 @@ struct Writes {
     step_runs: Vec<NewStepRun>,
     messages: Vec<NewMessage>,
     advances: Vec<Advance>,
+    /// Contacts whose tags or attributes a step changed (written from the batch's copy).
+    profiles: std::collections::BTreeSet<i64>,
 }
 
 impl Writes {
@@ -97,7 +99,13 @@ impl Writes {
     }
 
     /// Writes everything; returns how many emails were queued.
-    async fn flush(self, tx: &mut Tx, now_ms: i64) -> Result<u64> {
+    async fn flush(self, tx: &mut Tx, batch: &Batch, now_ms: i64) -> Result<u64> {
+        let profiles: Vec<&nurture_store::Contact> = self
+            .profiles
+            .iter()
+            .filter_map(|id| batch.contacts.get(id))
+            .collect();
+        tx.write_profiles(&profiles, now_ms).await?;
         tx.insert_step_runs(&self.step_runs, now_ms).await?;
         let queued = tx.queue_messages(&self.messages, now_ms).await?;
         let moved = tx.advance_enrollments(&self.advances, now_ms).await?;
@@ -239,19 +247,19 @@ async fn advance_one(
                             }
                         }
                         known.contact.tags.sort();
-                        tx.write_profile(&known.contact, now_ms).await?;
+                        w.profiles.insert(known.contact.id);
                         "tagged"
                     }
                     Action::Untag(tags) => {
                         known.contact.tags.retain(|t| !tags.contains(t));
-                        tx.write_profile(&known.contact, now_ms).await?;
+                        w.profiles.insert(known.contact.id);
                         "untagged"
                     }
                     Action::Set(values) => {
                         for (k, v) in values {
                             known.contact.attributes.insert(k.clone(), v.clone());
                         }
-                        tx.write_profile(&known.contact, now_ms).await?;
+                        w.profiles.insert(known.contact.id);
                         "set"
                     }
                     Action::Goto(target) => {

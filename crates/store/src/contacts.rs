@@ -246,7 +246,7 @@ impl Tx {
     }
 
     /// [`Tx::write_profile`] for many contacts in one statement per chunk.
-    async fn write_profiles(&mut self, contacts: &[&Contact], now: i64) -> Result<()> {
+    pub async fn write_profiles(&mut self, contacts: &[&Contact], now: i64) -> Result<()> {
         use std::fmt::Write;
         for chunk in contacts.chunks(crate::CHUNK) {
             let mut p = self.placeholders();
