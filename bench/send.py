@@ -73,6 +73,8 @@ def main():
         t = time.perf_counter()
         out = subprocess.run([binary, "tick"], cwd=work, env=e, capture_output=True, text=True, check=True).stdout.strip()
         dt = time.perf_counter() - t
+        if f" {a.leads} sent," not in out:
+            sys.exit(f"not every lead got its email: {out}")
         nurture_rate = a.leads / dt
         print(f"nurture:     {a.leads} leads enrolled, rendered and sent in {dt:.2f}s = {nurture_rate:,.0f} msg/s ({size} byte messages)")
         print(f"             {out}")
