@@ -7,7 +7,7 @@ sink. Prints messages/s of each and the ratio.
 Usage: bench/send.py [--binary target/release/nurture] [--leads 5000]
 Build first: cargo build --release. Needs smtp-sink and smtp-source (Debian package postfix).
 """
-import argparse, os, shutil, socket, subprocess, sys, tempfile, time
+import argparse, os, resource, shutil, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,6 +78,9 @@ def main():
         nurture_rate = a.leads / dt
         print(f"nurture:     {a.leads} leads enrolled, rendered and sent in {dt:.2f}s = {nurture_rate:,.0f} msg/s ({size} byte messages)")
         print(f"             {out}")
+        # The largest child so far: the tick (the import and preview before it are smaller).
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+        print(f"             peak RSS while sending: {peak} MB")
         t = time.perf_counter()
         subprocess.run(["smtp-source", "-d", "-s", "10", "-l", str(size), "-m", str(a.leads), "-f", "bench@example.com", "-t", "sink@example.com", f"127.0.0.1:{port}"], check=True, capture_output=True)
         dt2 = time.perf_counter() - t
