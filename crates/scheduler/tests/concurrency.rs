@@ -237,6 +237,65 @@ async fn a_refusing_server_is_tried_once_per_round_not_once_per_message(backend:
     assert_eq!(up.seen.lock().unwrap().len(), 100);
 }
 
+/// The import path: a batch of upserts (one address twice, in two cases) and its events in
+/// multi-row statements, then one round enrolls each contact once.
+async fn batched_import_upserts_merge_and_enroll_once(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    let attrs = |v: serde_json::Value| -> Map<String, serde_json::Value> {
+        serde_json::from_value(v).unwrap()
+    };
+    let upserts = vec![
+        Upsert {
+            email: "ann@x.example".into(),
+            attributes: attrs(serde_json::json!({"first_name": "Ann", "plan": "free"})),
+            tags: vec!["vip".into()],
+            ..Default::default()
+        },
+        Upsert {
+            email: "bo@x.example".into(),
+            ..Default::default()
+        },
+        Upsert {
+            email: "ANN@x.example".into(),
+            attributes: attrs(serde_json::json!({"first_name": "Annie"})),
+            tags: vec!["beta".into()],
+            ..Default::default()
+        },
+    ];
+    let now = t0.timestamp_millis();
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let saved = tx.upsert_contacts(&upserts, now).await.unwrap();
+    let created: Vec<bool> = saved.iter().map(|(_, c)| *c).collect();
+    assert_eq!(created, [true, true, false]);
+    assert_eq!(
+        saved[0].0.id, saved[2].0.id,
+        "one contact per address, any case"
+    );
+    let events: Vec<NewEvent> = saved
+        .iter()
+        .map(|(c, _)| NewEvent {
+            contact_id: c.id,
+            name: "lead.captured".into(),
+            occurred_at: now,
+            ..Default::default()
+        })
+        .collect();
+    tx.insert_events(&events, now).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let ann = tx.contact_by_email("ann@x.example").await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ann.attributes["first_name"], "Annie");
+    assert_eq!(ann.attributes["plan"], "free");
+    assert_eq!(ann.tags, ["beta", "vip"]);
+    let out = w.engine.run_once(t0).await.unwrap();
+    assert_eq!((out.events, out.enrolled, out.queued), (3, 2, 2));
+}
+
 async fn abandoned_transaction_loses_no_step(backend: Backend) {
     let t0 = at("2026-11-02T10:00:00Z");
     let w = World::new(backend).await;
@@ -282,4 +341,5 @@ both!(
     crash_during_smtp_leaves_unknown_never_resent,
     abandoned_transaction_loses_no_step,
     a_refusing_server_is_tried_once_per_round_not_once_per_message,
+    batched_import_upserts_merge_and_enroll_once,
 );
