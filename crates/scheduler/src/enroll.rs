@@ -92,17 +92,22 @@ pub(crate) fn decide(
     Ok(new)
 }
 
-/// Runs event triggers for events not seen yet, a batch per transaction.
-pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
-    let mut out = Outcome::default();
-    let campaigns: Vec<LiveCampaign> = engine
+/// The campaigns that enroll now.
+async fn active_campaigns(engine: &Engine) -> Vec<LiveCampaign> {
+    engine
         .live
         .read()
         .await
         .all()
         .filter(|c| c.status == "active")
         .cloned()
-        .collect();
+        .collect()
+}
+
+/// Runs event triggers for events not seen yet, a batch per transaction.
+pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let campaigns = active_campaigns(engine).await;
     let conditions: Vec<&Condition> = campaigns
         .iter()
         .flat_map(|live| {
@@ -164,14 +169,7 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
 /// once across every process (a missed week fires once, not once per missed slot).
 pub(crate) async fn fire_schedules(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
     let mut out = Outcome::default();
-    let campaigns: Vec<LiveCampaign> = engine
-        .live
-        .read()
-        .await
-        .all()
-        .filter(|c| c.status == "active")
-        .cloned()
-        .collect();
+    let campaigns = active_campaigns(engine).await;
     for live in campaigns {
         let Trigger::Schedule { cron, timezone } = &live.campaign.trigger else {
             continue;
