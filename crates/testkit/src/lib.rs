@@ -26,18 +26,30 @@ pub use smtp_sink::{ReceivedMessage, SmtpSink, SmtpSinkBuilder, split_envelope};
 
 use std::net::TcpListener;
 
-/// A TCP port on `127.0.0.1` that was free a moment ago.
+/// A TCP port on `127.0.0.1` that was free a moment ago, and never returned before in this
+/// process.
 ///
-/// Binds port 0 (the kernel picks an unused port), reads the port and closes the listener. The
-/// kernel hands out ephemeral ports in rotation, so two calls in a row do not return the same
-/// port, but another process could still take it before the caller binds it: callers that
-/// start a server should notice a failed bind and try again, as [`SmtpSink`] does.
+/// Binds port 0 (the kernel picks an unused port), reads the port and closes the listener.
+/// The kernel may hand the same port to two calls close together; tests run on parallel
+/// threads, and a second server failing to bind a port the first one holds would look
+/// started to a caller that only checks the port answers (it reaches the other server). So
+/// each port is handed out once per process. Another process could still take it before the
+/// caller binds it: callers that start a server should notice a failed bind and try again,
+/// as [`SmtpSink`] does.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("cannot bind a TCP port on 127.0.0.1: {e}"));
-    match listener.local_addr() {
-        Ok(addr) => addr.port(),
-        Err(e) => panic!("cannot read the address of a bound TCP listener: {e}"),
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("cannot bind a TCP port on 127.0.0.1: {e}"));
+        let port = match listener.local_addr() {
+            Ok(addr) => addr.port(),
+            Err(e) => panic!("cannot read the address of a bound TCP listener: {e}"),
+        };
+        let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.insert(port) {
+            return port;
+        }
     }
 }
 
