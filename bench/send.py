@@ -4,7 +4,7 @@
 with Postfix's own `smtp-source -d -s 10` pushing messages of the same size into the same
 sink. Prints messages/s of each and the ratio.
 
-Usage: bench/send.py [--binary target/release/nurture] [--leads 5000]
+Usage: bench/send.py [--binary target/release/nurture] [--leads 5000] [--derived-text]
 Build first: cargo build --release. Needs smtp-sink and smtp-source (Debian package postfix).
 """
 import argparse, os, resource, shutil, socket, subprocess, sys, tempfile, time
@@ -44,6 +44,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/nurture"))
     ap.add_argument("--leads", type=int, default=5000)
+    ap.add_argument("--derived-text", action="store_true",
+                    help="drop the welcome email's .txt.hbs so its text part is derived from the HTML")
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     for tool in ("smtp-sink", "smtp-source"):
@@ -56,6 +58,8 @@ def main():
     try:
         # The repository's example campaigns and templates: the ebook welcome email.
         shutil.copytree(os.path.join(ROOT, "templates"), os.path.join(work, "templates"))
+        if a.derived_text:
+            os.remove(os.path.join(work, "templates/ebook/welcome.txt.hbs"))
         os.makedirs(os.path.join(work, "campaigns"))
         shutil.copy(os.path.join(ROOT, "campaigns/ebook-nurture.yaml"), os.path.join(work, "campaigns"))
         with open(os.path.join(work, "leads.csv"), "w") as f:

@@ -284,6 +284,12 @@ impl Templates {
 
     /// Renders and then inlines the CSS of this one message.
     fn render_per_message(&self, req: &RenderRequest<'_>) -> Result<Rendered, RenderError> {
+        let html = self.plain_html(req)?;
+        self.finish(req, html, false)
+    }
+
+    /// The HTML as Handlebars renders it: the template in its layout, CSS not inlined.
+    fn plain_html(&self, req: &RenderRequest<'_>) -> Result<String, RenderError> {
         let body = self
             .html
             .render(&html_key(req.template), req.context)
@@ -300,7 +306,7 @@ impl Templates {
             }
             None => body,
         };
-        self.finish(req, html, false)
+        Ok(html)
     }
 
     /// Text part, preheader, tracking, CSS (unless `inlined` already), subject.
@@ -317,7 +323,16 @@ impl Templates {
                 .render(&txt_key(req.template), req.context)
                 .map_err(|e| convert(e, &format!("{}.txt", req.template)))?
         } else {
-            html_to_text(&html).map_err(|message| RenderError::Failed {
+            // From the HTML without inlined styles: the same text (styles are not text), and
+            // the converter's parser has a third less to read.
+            let plain;
+            let source = if inlined {
+                plain = self.plain_html(req)?;
+                &plain
+            } else {
+                &html
+            };
+            html_to_text(source).map_err(|message| RenderError::Failed {
                 template: format!("{} (text part derived from the HTML)", req.template),
                 message,
             })?
