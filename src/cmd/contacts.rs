@@ -208,7 +208,7 @@ fn time(ms: Option<i64>) -> Value {
 async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     let email = email_arg(email)?;
     let engine = open_engine(config).await?;
-    let mut tx = engine.store().begin().await?;
+    let mut tx = engine.store().begin_read().await?;
     let Some(contact) = tx.contact_by_email(&email).await? else {
         tx.commit().await?;
         return Err(invalid(format!("there is no contact {email}")));

@@ -56,7 +56,7 @@ pub async fn explain(
 ) -> anyhow::Result<ExitCode> {
     let email = email_arg(email)?;
     let engine = open_engine(config).await?;
-    let mut tx = engine.store().begin().await?;
+    let mut tx = engine.store().begin_read().await?;
     let Some(contact) = tx.contact_by_email(&email).await? else {
         tx.commit().await?;
         return Err(invalid(format!("there is no contact {email}")));

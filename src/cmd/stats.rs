@@ -11,7 +11,7 @@ use crate::exit::invalid;
 pub async fn stats(config: &Config, only: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
     let engine = open_engine(config).await?;
     sync_campaigns(&engine, config, now_or(None)?).await?;
-    let mut tx = engine.store().begin().await?;
+    let mut tx = engine.store().begin_read().await?;
     let rows = tx.campaigns().await?;
     if let Some(id) = only
         && !rows.iter().any(|r| r.id == id)

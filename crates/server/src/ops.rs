@@ -39,7 +39,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let now = now_ms();
     let counts = async {
-        let mut tx = state.store.begin().await?;
+        let mut tx = state.store.begin_read().await?;
         let messages = tx.count_messages_by_state().await?;
         let enrollments = tx.count_enrollments_by_state().await?;
         let due = tx.due_now(now).await?;
