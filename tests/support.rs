@@ -5,17 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A folder with `campaigns/` and `templates/`, like a user's checkout.
+/// A folder with `campaigns/` and `templates/`, like a user's checkout
+/// ([`nurture_testkit::TempProject`]), and the binary run in it.
 pub struct Project {
-    dir: tempfile::TempDir,
+    dir: nurture_testkit::TempProject,
 }
 
 impl Project {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("campaigns")).unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        Self { dir }
+        Self {
+            dir: nurture_testkit::TempProject::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -24,9 +24,7 @@ impl Project {
 
     /// Writes a file (creating folders).
     pub fn file(&self, rel: &str, contents: &str) -> &Self {
-        let p = self.dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, contents).unwrap();
+        self.dir.file(rel, contents);
         self
     }
 
@@ -40,14 +38,8 @@ impl Project {
 
     /// The binary, run in this folder, with every `NURTURE_*` variable removed.
     pub fn nurture(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nurture"));
-        cmd.current_dir(self.path()).args(args);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("NURTURE_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("NO_COLOR", "1");
+        let mut cmd = self.dir.command(Path::new(env!("CARGO_BIN_EXE_nurture")));
+        cmd.args(args).env("NO_COLOR", "1");
         Run { cmd }
     }
 }
