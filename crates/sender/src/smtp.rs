@@ -365,6 +365,27 @@ impl fmt::Display for Grouped {
     }
 }
 
+/// The DATA content in one piece: dot-stuffed (RFC 5321 §4.5.2) and terminated, byte for
+/// byte what lettre's `message` sends, but in one write instead of two (two TCP segments
+/// with Nagle off, and two reads for the server). `None` for content that is not UTF-8
+/// (ours is ASCII), which goes through lettre.
+fn data_block(bytes: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    let mut out = String::with_capacity(s.len() + 64);
+    if s.starts_with('.') {
+        out.push('.');
+    }
+    let mut last = 0;
+    for (i, _) in s.match_indices("\r\n.") {
+        out.push_str(&s[last..i + 2]);
+        out.push('.');
+        last = i + 2;
+    }
+    out.push_str(&s[last..]);
+    out.push_str("\r\n.\r\n");
+    Some(out)
+}
+
 impl SmtpConnection {
     /// A connection to `url`, opened on the first send.
     pub fn new(url: SmtpUrl) -> Self {
@@ -628,7 +649,12 @@ impl SmtpConnection {
             within(self.timeout, Phase::Rcpt, conn.command(rcpt)).await?;
             within(self.timeout, Phase::Data, conn.command(Data)).await?;
         }
-        let reply = within(self.timeout, Phase::Message, conn.message(&m.bytes)).await?;
+        let reply = match data_block(&m.bytes) {
+            Some(block) => {
+                within(self.timeout, Phase::Message, conn.command(Grouped(block))).await?
+            }
+            None => within(self.timeout, Phase::Message, conn.message(&m.bytes)).await?,
+        };
         Ok(format!(
             "{} {}",
             reply.code(),
@@ -647,6 +673,40 @@ impl SmtpConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_block_stuffs_dots_like_lettre() {
+        let cases: [&[u8]; 6] = [
+            b"Subject: x\r\n\r\nbody\r\n",
+            b".starts with a dot\r\n..two\r\n.\r\nend",
+            b"a\r\n.\r\n.\r\n",
+            b"no newline at all",
+            b"bare\n.lf is not a line start\r.either",
+            b"",
+        ];
+        for case in cases {
+            let mut want = Vec::new();
+            let mut at_line_start = true;
+            let mut after_cr = false;
+            for &b in case {
+                want.push(b);
+                if b == b'.' && at_line_start {
+                    want.push(b'.');
+                }
+                at_line_start = after_cr && b == b'\n';
+                after_cr = b == b'\r';
+            }
+            want.extend_from_slice(b"\r\n.\r\n");
+            let got = data_block(case).unwrap();
+            assert_eq!(
+                got.as_bytes(),
+                want.as_slice(),
+                "{:?}",
+                String::from_utf8_lossy(case)
+            );
+        }
+        assert!(data_block(b"\xff").is_none());
+    }
 
     #[test]
     fn parses_urls() {

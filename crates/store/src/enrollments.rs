@@ -263,62 +263,48 @@ impl Tx {
         use std::fmt::Write;
         let mut n = 0;
         for chunk in advances.chunks(crate::CHUNK) {
+            // One row of values per enrollment, joined on the id: a `CASE id WHEN … END` per
+            // column would be searched linearly for every row (quadratic in the batch).
+            // `expected + 0`: without it SQLite's planner indexes `v` on `expected` and scans
+            // every active enrollment (quadratic again); with it, `v` drives the join and each
+            // enrollment is found by its primary key.
             // Integers are written into the text; only the two free-text columns are bound.
-            let (mut seq, mut step, mut next, mut state, mut reason, mut ended, mut guard) = (
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            );
+            let mut values = String::new();
             let mut p = self.placeholders();
-            for a in chunk {
-                let _ = write!(step, " WHEN {} THEN {}", a.id, p.next());
-            }
-            for a in chunk {
-                let _ = write!(reason, " WHEN {} THEN {}", a.id, p.next());
-            }
-            for a in chunk {
-                let id = a.id;
-                let _ = write!(seq, " WHEN {id} THEN {}", a.seq);
-                match a.next_run_at {
-                    Some(t) => {
-                        let _ = write!(next, " WHEN {id} THEN {t}");
-                    }
-                    None => {
-                        let _ = write!(next, " WHEN {id} THEN CAST(NULL AS BIGINT)");
-                    }
-                }
+            for (i, a) in chunk.iter().enumerate() {
                 let st = match a.state {
                     "completed" => "completed",
                     "exited" => "exited",
                     _ => "active",
                 };
-                let _ = write!(state, " WHEN {id} THEN '{st}'");
-                if st == "active" {
-                    let _ = write!(ended, " WHEN {id} THEN CAST(NULL AS BIGINT)");
+                let next = a
+                    .next_run_at
+                    .map_or_else(|| "CAST(NULL AS BIGINT)".to_string(), |t| t.to_string());
+                let ended = if st == "active" {
+                    "CAST(NULL AS BIGINT)".to_string()
                 } else {
-                    let _ = write!(ended, " WHEN {id} THEN {now}");
-                }
-                let _ = write!(guard, " WHEN {id} THEN {}", a.expected_seq);
+                    now.to_string()
+                };
+                let _ = write!(
+                    values,
+                    "{}({}, {}, {}, {}, {}, {next}, '{st}', {ended})",
+                    if i > 0 { "," } else { "" },
+                    a.id,
+                    a.expected_seq,
+                    a.seq,
+                    p.next(),
+                    p.next(),
+                );
             }
-            let ids: Vec<i64> = chunk.iter().map(|a| a.id).collect();
-            // The placeholders come first in the text, steps then reasons, as they are bound.
             let sql = format!(
-                "UPDATE enrollments SET step_id = CASE id{step} END, exit_reason = CASE id{reason} END,
-                     seq = CASE id{seq} END, next_run_at = CASE id{next} END,
-                     state = CASE id{state} END, ended_at = CASE id{ended} END
-                 WHERE id IN ({}) AND state = 'active' AND seq = CASE id{guard} END",
-                crate::id_list(&ids)
+                "WITH v(id, expected, seq, step_id, exit_reason, next_run_at, state, ended_at) AS (VALUES {values})
+                 UPDATE enrollments SET step_id = v.step_id, exit_reason = v.exit_reason, seq = v.seq,
+                     next_run_at = v.next_run_at, state = v.state, ended_at = v.ended_at
+                 FROM v WHERE enrollments.id = v.id AND enrollments.state = 'active' AND enrollments.seq = v.expected + 0"
             );
             let mut q = crate::dynamic(sql);
             for a in chunk {
-                q = q.bind(a.step_id.as_deref());
-            }
-            for a in chunk {
-                q = q.bind(a.exit_reason.as_deref());
+                q = q.bind(a.step_id.as_deref()).bind(a.exit_reason.as_deref());
             }
             n += q.execute(self.conn()).await?.rows_affected();
         }

@@ -244,17 +244,17 @@ impl Tx {
     ) -> Result<Vec<i64>> {
         let mut out = Vec::with_capacity(messages.len());
         for chunk in messages.chunks(crate::CHUNK) {
+            // Joined on a table of values, not `CASE id WHEN …` (searched linearly per row).
             let mut p = self.placeholders();
-            let mut case = String::from("CASE id");
-            for (id, _) in chunk {
-                case.push_str(&format!(" WHEN {id} THEN {}", p.next()));
+            let mut values = String::new();
+            for (i, (id, _)) in chunk.iter().enumerate() {
+                let sep = if i > 0 { "," } else { "" };
+                values.push_str(&format!("{sep}({id}, {})", p.next()));
             }
-            case.push_str(" END");
-            let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
             let sql = format!(
-                "UPDATE messages SET message_id = {case}, state = 'sending', attempts = attempts + 1, lease_until = {lease_until}, updated_at = {now}
-                 WHERE id IN ({}) AND state IN ('queued', 'deferred') RETURNING id",
-                crate::id_list(&ids)
+                "WITH v(id, message_id) AS (VALUES {values})
+                 UPDATE messages SET message_id = v.message_id, state = 'sending', attempts = attempts + 1, lease_until = {lease_until}, updated_at = {now}
+                 FROM v WHERE messages.id = v.id AND messages.state IN ('queued', 'deferred') RETURNING messages.id"
             );
             let mut q = crate::dynamic(sql);
             for (_, message_id) in chunk {
