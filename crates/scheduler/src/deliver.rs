@@ -7,12 +7,13 @@
 //! blindly). A message claimed but not yet `sending` simply returns to the queue when its
 //! lease expires.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use futures_util::stream::{self, StreamExt};
+use futures_util::future::{Either, select};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use nurture_campaign::{Action, Campaign, SendAction, Step};
 use nurture_store::{Contact, ContactStatus, MessageRow, MessageState, Tx};
 use serde_json::{Map, Value};
@@ -87,6 +88,18 @@ pub struct Delivered {
     pub unknown: u64,
 }
 
+impl Delivered {
+    /// Adds another round's counts.
+    fn add(&mut self, o: Delivered) {
+        self.sent += o.sent;
+        self.deferred += o.deferred;
+        self.failed += o.failed;
+        self.bounced += o.bounced;
+        self.suppressed += o.suppressed;
+        self.unknown += o.unknown;
+    }
+}
+
 /// Retries stop this long after the first attempt.
 pub const GIVE_UP_AFTER: Duration = Duration::days(3);
 /// How long a claim holds a message.
@@ -144,10 +157,14 @@ impl Engine {
     /// Delivers every message due at `now`, `concurrency` at a time, until none is due.
     ///
     /// Per claimed batch the database sees a handful of statements, not a few per message:
-    /// one claim, one read of the contacts and one of the trigger events; then, per window of
-    /// messages, one transaction that records the previous window's outcomes and marks this
-    /// window `sending` before any of it goes to SMTP. While one batch is being sent, the
-    /// next is rendered on other threads.
+    /// one claim, one read of the contacts and one of the trigger events; then, per chunk of
+    /// messages, one transaction that records the outcomes so far and marks the chunk
+    /// `sending` before any of it goes to SMTP. While one batch is being sent, the next is
+    /// claimed and rendered on other threads.
+    ///
+    /// On a multi-threaded runtime this blocks its worker thread while it works
+    /// (`block_in_place`): run it as its own task, not joined in one task with futures that
+    /// may hold a transaction open (they would not be polled until it returns).
     pub async fn deliver<C: Courier>(
         &self,
         courier: &C,
@@ -165,45 +182,47 @@ impl Engine {
             == tokio::runtime::RuntimeFlavor::MultiThread;
         let mut pending: Option<Rendered<C::Prepared>> = None;
         loop {
-            let claimed = self.claim_batch(now).await?;
-            match (claimed, pending.take()) {
-                (None, None) => return Ok(out),
-                (None, Some(ready)) => {
-                    self.send_batch(courier, ready, now, concurrency, &mut out)
-                        .await?;
-                }
-                (Some(claimed), None) if threaded => {
+            let Some(ready) = pending.take() else {
+                let Some(claimed) = self.claim_batch(now).await? else {
+                    return Ok(out);
+                };
+                pending = Some(if threaded {
                     // Rendering is CPU work: off the async worker.
-                    pending = Some(tokio::task::block_in_place(|| {
-                        self.render_batch(courier, claimed)
-                    }));
-                }
-                (Some(claimed), None) => pending = Some(self.render_batch(courier, claimed)),
-                (Some(claimed), Some(ready)) if threaded => {
-                    // Render the next batch on other threads while this one goes out.
-                    let handle = tokio::runtime::Handle::current();
-                    let (next, sent) = tokio::task::block_in_place(|| {
-                        std::thread::scope(|scope| {
-                            let next = scope.spawn(|| self.render_batch(courier, claimed));
-                            let sent = handle.block_on(self.send_batch(
-                                courier,
-                                ready,
-                                now,
-                                concurrency,
-                                &mut out,
-                            ));
-                            let next = next.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                            (next, sent)
-                        })
+                    tokio::task::block_in_place(|| self.render_batch(courier, claimed))
+                } else {
+                    self.render_batch(courier, claimed)
+                });
+                continue;
+            };
+            if !threaded {
+                self.send_batch(courier, ready, now, concurrency, &mut out)
+                    .await?;
+                continue;
+            }
+            // While this batch goes out, claim and render the next one on other threads.
+            let handle = tokio::runtime::Handle::current();
+            let (next, sent) = tokio::task::block_in_place(|| {
+                std::thread::scope(|scope| {
+                    let next = scope.spawn(|| match handle.block_on(self.claim_batch(now)) {
+                        Ok(Some(claimed)) => Ok(Some(self.render_batch(courier, claimed))),
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
                     });
-                    sent?;
-                    pending = Some(next);
-                }
-                (Some(claimed), Some(ready)) => {
-                    self.send_batch(courier, ready, now, concurrency, &mut out)
-                        .await?;
-                    pending = Some(self.render_batch(courier, claimed));
-                }
+                    let sent = handle.block_on(self.send_batch(
+                        courier,
+                        ready,
+                        now,
+                        concurrency,
+                        &mut out,
+                    ));
+                    let next = next.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                    (next, sent)
+                })
+            });
+            sent?;
+            match next? {
+                Some(next) => pending = Some(next),
+                None => return Ok(out),
             }
         }
     }
@@ -280,7 +299,12 @@ impl Engine {
         }
     }
 
-    /// Sends a rendered batch a window at a time and records every outcome.
+    /// Sends a rendered batch and records every outcome.
+    ///
+    /// The SMTP connections never wait for the database: while messages go out, one
+    /// transaction at a time records the outcomes so far and marks the next chunk `sending`.
+    /// A chunk is marked only when at most `limit` messages would then be `sending`, so a
+    /// crash leaves at most `limit` messages `unknown`.
     async fn send_batch<C: Courier>(
         &self,
         courier: &C,
@@ -289,87 +313,148 @@ impl Engine {
         concurrency: usize,
         out: &mut Delivered,
     ) -> Result<()> {
-        let now_ms = to_ms(now);
-        // A crash leaves at most one window `unknown`; a window several times the
-        // concurrency keeps the SMTP connections busy between two commits.
-        let window = (concurrency * 8).min(256);
+        // Eight messages per connection keep every connection busy between two commits.
+        let limit = (concurrency * 8).min(256);
+        let chunk = (limit / 2).max(1);
+        let started = std::time::Instant::now();
+        let mut db_time = std::time::Duration::ZERO;
         let batch = &r.batch;
         let mut settled: Vec<(&MessageRow, Settle)> =
             r.settled.into_iter().map(|(i, s)| (&batch[i], s)).collect();
-        let (mut db, mut smtp) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-        let mut finished: Vec<(&MessageRow, std::result::Result<String, Failure>)> = Vec::new();
-        let mut windows = Vec::new();
-        let mut rest = r
+        let mut todo: VecDeque<(&MessageRow, String, C::Prepared)> = r
             .ready
             .into_iter()
             .map(|(i, id, p)| (&batch[i], id, p))
-            .peekable();
-        while rest.peek().is_some() {
-            windows.push(rest.by_ref().take(window).collect::<Vec<_>>());
-        }
-        let mut windows = windows.into_iter();
+            .collect();
+        // Marked `sending`, not handed to SMTP yet.
+        let mut marked: VecDeque<(&MessageRow, C::Prepared)> = VecDeque::new();
+        let mut inflight = FuturesUnordered::new();
+        // Sent (or refused), not recorded yet.
+        let mut finished: Vec<(&MessageRow, std::result::Result<String, Failure>)> = Vec::new();
+        let mut round = None;
+        // The server refused this many messages in a row: it is down or throttling us.
+        let mut refused_in_a_row = 0;
         let mut unavailable: Option<String> = None;
         loop {
-            let next = windows.next();
-            let t = std::time::Instant::now();
-            let mut tx = self.store.begin().await?;
-            self.settle(&mut tx, std::mem::take(&mut settled), now_ms, out)
-                .await?;
-            self.record(&mut tx, std::mem::take(&mut finished), now, out)
-                .await?;
-            let Some(next) = next else {
-                tx.commit().await?;
-                db += t.elapsed();
-                break;
-            };
             if let Some(reply) = &unavailable {
-                // The server refused a whole window: defer the rest of the batch as if
-                // each had been refused, instead of knocking on a closed door 500 times.
-                settled.extend(
-                    next.iter()
-                        .map(|(m, _, _)| (*m, deferred_untried(m, reply, now))),
+                // Instead of knocking on a closed door for every message: the marked ones
+                // are recorded as refused, the rest deferred untried.
+                let why =
+                    format!("not tried: the SMTP server refused the messages before it ({reply})");
+                finished.extend(
+                    marked
+                        .drain(..)
+                        .map(|(m, _)| (m, Err(Failure::Transient(why.clone())))),
                 );
-                tx.commit().await?;
-                continue;
+                settled.extend(
+                    todo.drain(..)
+                        .map(|(m, _, _)| (m, deferred_untried(m, reply, now))),
+                );
             }
-            let marks: Vec<(i64, &str)> = next
-                .iter()
-                .map(|(m, message_id, _)| (m.id, message_id.as_str()))
-                .collect();
-            let marked: HashSet<i64> = tx
-                .mark_sending_many(&marks, to_ms(now + LEASE), now_ms)
-                .await?
-                .into_iter()
-                .collect();
-            tx.commit().await?;
-            db += t.elapsed();
-            let t = std::time::Instant::now();
-            finished = stream::iter(
-                next.into_iter()
-                    .filter(|(m, _, _)| marked.contains(&m.id))
-                    .map(|(m, _, p)| async move { (m, courier.send(p).await) }),
-            )
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-            smtp += t.elapsed();
-            if !finished.is_empty()
-                && finished
-                    .iter()
-                    .all(|(_, r)| matches!(r, Err(Failure::Transient(_))))
-                && let Some((_, Err(Failure::Transient(reply)))) = finished.last()
+            while inflight.len() < concurrency
+                && let Some((m, p)) = marked.pop_front()
             {
-                unavailable = Some(reply.clone());
+                inflight.push(async move { (m, courier.send(p).await) });
+            }
+            let pending = marked.len() + inflight.len();
+            if round.is_none() {
+                let mark = !todo.is_empty() && pending + chunk <= limit;
+                let record = finished.len() >= chunk
+                    || (pending == 0 && !(finished.is_empty() && settled.is_empty()));
+                if mark || record {
+                    let marks: Vec<_> = if mark {
+                        let n = chunk.min(todo.len());
+                        todo.drain(..n).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    round = Some(Box::pin(self.round(
+                        std::mem::take(&mut settled),
+                        std::mem::take(&mut finished),
+                        marks,
+                        now,
+                    )));
+                }
+            }
+            let outcome = match (round.as_mut(), inflight.is_empty()) {
+                (None, true) => break,
+                (Some(db), true) => Either::Left(db.await),
+                (None, false) => Either::Right(inflight.next().await),
+                (Some(db), false) => match select(db, inflight.next()).await {
+                    Either::Left((done, _)) => Either::Left(done),
+                    Either::Right((sent, _)) => Either::Right(sent),
+                },
+            };
+            match outcome {
+                Either::Left(done) => {
+                    round = None;
+                    let (newly_marked, delivered, took) = done?;
+                    db_time += took;
+                    out.add(delivered);
+                    marked.extend(newly_marked);
+                }
+                Either::Right(Some((m, result))) => {
+                    match &result {
+                        Err(Failure::Transient(reply)) => {
+                            refused_in_a_row += 1;
+                            if refused_in_a_row >= chunk && unavailable.is_none() {
+                                unavailable = Some(reply.clone());
+                            }
+                        }
+                        _ => refused_in_a_row = 0,
+                    }
+                    finished.push((m, result));
+                }
+                Either::Right(None) => {}
             }
         }
         tracing::debug!(
             messages = batch.len(),
             render_ms = r.took.as_millis() as u64,
-            db_ms = db.as_millis() as u64,
-            smtp_ms = smtp.as_millis() as u64,
+            db_ms = db_time.as_millis() as u64,
+            send_ms = started.elapsed().as_millis() as u64,
             "delivered a batch"
         );
         Ok(())
+    }
+
+    /// One transaction of a batch's delivery: records what was settled and sent so far and
+    /// marks the next messages `sending`. Returns those marked (a message another process
+    /// finished meanwhile is left out), what was recorded, and the time it took.
+    #[allow(clippy::type_complexity)]
+    async fn round<'a, P>(
+        &self,
+        settled: Vec<(&'a MessageRow, Settle)>,
+        finished: Vec<(&'a MessageRow, std::result::Result<String, Failure>)>,
+        marks: Vec<(&'a MessageRow, String, P)>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<(&'a MessageRow, P)>, Delivered, std::time::Duration)> {
+        let started = std::time::Instant::now();
+        let now_ms = to_ms(now);
+        let mut out = Delivered::default();
+        let mut tx = self.store.begin().await?;
+        self.settle(&mut tx, settled, now_ms, &mut out).await?;
+        self.record(&mut tx, finished, now, &mut out).await?;
+        let mut marked = Vec::with_capacity(marks.len());
+        if !marks.is_empty() {
+            let ids: Vec<(i64, &str)> = marks
+                .iter()
+                .map(|(m, message_id, _)| (m.id, message_id.as_str()))
+                .collect();
+            let ok: HashSet<i64> = tx
+                .mark_sending_many(&ids, to_ms(now + LEASE), now_ms)
+                .await?
+                .into_iter()
+                .collect();
+            marked.extend(
+                marks
+                    .into_iter()
+                    .filter(|(m, _, _)| ok.contains(&m.id))
+                    .map(|(m, _, p)| (m, p)),
+            );
+        }
+        tx.commit().await?;
+        Ok((marked, out, started.elapsed()))
     }
 
     /// Records the messages settled without SMTP, those alike in one statement.

@@ -95,13 +95,18 @@ async fn three_workers(backend: Backend) {
     for e in &workers[1..] {
         e.refresh().await.unwrap();
     }
-    let courier = Counting::default();
+    let courier = std::sync::Arc::new(Counting::default());
     for now in [t0, t0 + Duration::days(2)] {
-        let runs = workers.iter().map(|e| async {
-            e.run_once(now).await.unwrap();
-            e.deliver(&courier, now, 4).await.unwrap()
+        // Each worker its own task, as each daemon is its own process: a worker's delivery
+        // blocks its thread while it renders, which must not stall the others.
+        let runs = workers.iter().map(|e| {
+            let (e, courier) = (e.clone(), courier.clone());
+            tokio::spawn(async move {
+                e.run_once(now).await.unwrap();
+                e.deliver(&*courier, now, 4).await.unwrap()
+            })
         });
-        let delivered: Vec<_> = futures_util::future::join_all(runs).await;
+        let delivered: Vec<_> = futures_util::future::try_join_all(runs).await.unwrap();
         let total: u64 = delivered.iter().map(|d| d.sent).sum();
         assert_eq!(total, 300, "every due email delivered once at {now}");
     }
@@ -216,9 +221,11 @@ async fn a_refusing_server_is_tried_once_per_round_not_once_per_message(backend:
     w.engine.run_once(t0).await.unwrap();
     let down = Refusing::default();
     let d = w.engine.deliver(&down, t0, 2).await.unwrap();
-    // Concurrency 2: one window of 16 is tried; the other 84 are deferred untried.
+    // Concurrency 2 (at most 16 messages `sending`): after 8 refusals in a row no new one is
+    // tried (the one still in flight may be); the other 91 or 92 are deferred untried.
     assert_eq!((d.sent, d.deferred, d.failed), (0, 100, 0));
-    assert_eq!(*down.tried.lock().unwrap(), 16);
+    let tried = *down.tried.lock().unwrap();
+    assert!((8..=9).contains(&tried), "tried {tried}");
     // Nothing is due again before the one-minute backoff...
     let up = Counting::default();
     let early = w
