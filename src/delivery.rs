@@ -59,14 +59,17 @@ impl Pacer {
     }
 
     async fn wait(&self) {
-        let slot = {
+        let (slot, now) = {
             let mut next = self.next.lock().await;
             let now = tokio::time::Instant::now();
             let slot = (*next).max(now);
             *next = slot + self.interval;
-            slot
+            (slot, now)
         };
-        tokio::time::sleep_until(slot).await;
+        // A slot already due needs no timer (registering one costs more than the rest).
+        if slot > now {
+            tokio::time::sleep_until(slot).await;
+        }
     }
 }
 

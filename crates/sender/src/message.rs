@@ -169,40 +169,58 @@ pub fn quoted_printable(text: &str) -> Vec<u8> {
     /// Characters on a line before a soft break's `=`.
     const MAX: usize = 75;
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8 + 8);
-    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+    /// Bytes written as they are (a space or tab only inside a line, see below).
+    const PLAIN: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 33;
+        while b <= 126 {
+            t[b] = b != b'=' as usize;
+            b += 1;
+        }
+        t[b' ' as usize] = true;
+        t[b'\t' as usize] = true;
+        t
+    };
+    let mut out = Vec::with_capacity(text.len() + text.len() / 8 + 8);
+    // `split` on a char finds line ends with memchr.
+    for (n, line) in text.split('\n').enumerate() {
         if n > 0 {
             out.extend_from_slice(b"\r\n");
         }
+        let line = line.as_bytes();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let literal = |i: usize| match line[i] {
-            b' ' | b'\t' => i + 1 < line.len(),
-            b'=' => false,
-            b => b.is_ascii_graphic(),
-        };
+        let len = line.len();
         let (mut col, mut i) = (0, 0);
-        while i < line.len() {
-            let plain = literal(i);
-            if col + if plain { 1 } else { 3 } > MAX {
+        while i < len {
+            // The longest run of plain bytes that fits on this line...
+            let end = (i + MAX - col).min(len);
+            let mut j = i;
+            while j < end && PLAIN[usize::from(line[j])] {
+                j += 1;
+            }
+            // ...except a space or tab ending the line, which must be encoded.
+            if j == len && j > i && matches!(line[j - 1], b' ' | b'\t') {
+                j -= 1;
+            }
+            out.extend_from_slice(&line[i..j]);
+            col += j - i;
+            i = j;
+            if i == len {
+                break;
+            }
+            if col == MAX {
+                out.extend_from_slice(b"=\r\n");
+                col = 0;
+                continue;
+            }
+            if col + 3 > MAX {
                 out.extend_from_slice(b"=\r\n");
                 col = 0;
             }
-            if plain {
-                let end = (i + MAX - col).min(line.len());
-                let mut j = i + 1;
-                while j < end && literal(j) {
-                    j += 1;
-                }
-                out.extend_from_slice(&line[i..j]);
-                col += j - i;
-                i = j;
-            } else {
-                let b = line[i];
-                out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-                col += 3;
-                i += 1;
-            }
+            let b = line[i];
+            out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            col += 3;
+            i += 1;
         }
     }
     out
