@@ -330,10 +330,10 @@ fn sigkill_in_the_middle_of_thousands_of_sends_loses_nothing_and_doubles_nothing
         sent <= total && total <= sent + unknown,
         "sent {sent}, unknown {unknown}, received {total}"
     );
-    // One window (8 × the 10 connections) is marked `sending` at a time.
+    // At most 80 messages (8 × the 10 connections) are `sending` at any moment.
     assert!(
         unknown <= 80,
-        "only the window in flight at the kill can be unknown: {unknown}"
+        "only the messages in flight at the kill can be unknown: {unknown}"
     );
 }
 
