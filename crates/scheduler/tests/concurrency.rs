@@ -244,6 +244,61 @@ async fn a_refusing_server_is_tried_once_per_round_not_once_per_message(backend:
     assert_eq!(up.seen.lock().unwrap().len(), 100);
 }
 
+/// At every send, counts the messages the database holds `sending`: all a crash at that
+/// moment could leave `unknown`.
+struct Watching {
+    store: nurture_store::Store,
+    most_sending: Mutex<i64>,
+    sent: Mutex<u32>,
+}
+
+impl Courier for Watching {
+    type Prepared = ();
+
+    fn prepare(&self, job: &Job<'_>) -> Result<(String, Self::Prepared), Failure> {
+        Ok((format!("<{}@test>", job.message.id), ()))
+    }
+
+    async fn send(&self, _: ()) -> Result<String, Failure> {
+        let mut tx = self.store.begin_read().await.unwrap();
+        let sending = tx
+            .count_messages_by_state()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(state, _)| state == "sending")
+            .map_or(0, |(_, n)| n);
+        tx.commit().await.unwrap();
+        let mut most = self.most_sending.lock().unwrap();
+        *most = (*most).max(sending);
+        *self.sent.lock().unwrap() += 1;
+        Ok("250 ok".into())
+    }
+}
+
+async fn never_more_than_eight_per_connection_are_sending(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    leads(&w.engine, 300, t0).await;
+    w.engine.run_once(t0).await.unwrap();
+    let courier = Watching {
+        store: w.engine.store().clone(),
+        most_sending: Mutex::new(0),
+        sent: Mutex::new(0),
+    };
+    let d = w.engine.deliver(&courier, t0, 3).await.unwrap();
+    assert_eq!((d.sent, d.unknown), (300, 0));
+    assert_eq!(*courier.sent.lock().unwrap(), 300);
+    let most = *courier.most_sending.lock().unwrap();
+    // 3 connections: at most 24 marked `sending` at once (and marking runs ahead of SMTP).
+    assert!(
+        (4..=24).contains(&most),
+        "{most} messages were sending at once"
+    );
+}
+
 /// The import path: a batch of upserts (one address twice, in two cases) and its events in
 /// multi-row statements, then one round enrolls each contact once.
 async fn batched_import_upserts_merge_and_enroll_once(backend: Backend) {
@@ -343,6 +398,7 @@ macro_rules! both {
 }
 
 both!(
+    never_more_than_eight_per_connection_are_sending,
     three_workers,
     dead_workers_claims_are_taken_over,
     crash_during_smtp_leaves_unknown_never_resent,
