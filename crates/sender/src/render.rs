@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 
+use crate::inline::{TextPiece, plain_value};
 use crate::templates::{Templates, html_key, layout_key, txt_key};
 use crate::tracking::{Tracking, rewrite_links};
 
@@ -309,6 +310,30 @@ impl Templates {
         Ok(html)
     }
 
+    /// The text part derived from the HTML once for this template, with this message's
+    /// values put in; `None` when that is not certainly what deriving it from this message's
+    /// HTML would give (the caller then does that).
+    fn derived_text(&self, req: &RenderRequest<'_>) -> Option<String> {
+        let source = self.text_source(req.template, req.layout)?;
+        let values: Vec<String> = source
+            .value_sources()
+            .map(|v| self.render_line(v, req.context).ok())
+            .collect::<Option<_>>()?;
+        if values.iter().any(|v| !v.is_empty() && !plain_value(v)) {
+            return None;
+        }
+        let empty: Vec<bool> = values.iter().map(String::is_empty).collect();
+        let pieces = self.text_pieces(req.template, req.layout, &source, &empty)?;
+        let mut text = String::new();
+        for piece in pieces.iter() {
+            match piece {
+                TextPiece::Text(t) => text.push_str(t),
+                TextPiece::Value(n) => text.push_str(values.get(*n)?),
+            }
+        }
+        Some(wrap_text(&text))
+    }
+
     /// Text part, preheader, tracking, CSS (unless `inlined` already), subject.
     fn finish(
         &self,
@@ -325,17 +350,22 @@ impl Templates {
         } else {
             // From the HTML without inlined styles: the same text (styles are not text), and
             // the converter's parser has a third less to read.
-            let plain;
-            let source = if inlined {
-                plain = self.plain_html(req)?;
-                &plain
-            } else {
-                &html
-            };
-            html_to_text(source).map_err(|message| RenderError::Failed {
-                template: format!("{} (text part derived from the HTML)", req.template),
-                message,
-            })?
+            match self.derived_text(req) {
+                Some(text) => text,
+                None => {
+                    let plain;
+                    let source = if inlined {
+                        plain = self.plain_html(req)?;
+                        &plain
+                    } else {
+                        &html
+                    };
+                    html_to_text(source).map_err(|message| RenderError::Failed {
+                        template: format!("{} (text part derived from the HTML)", req.template),
+                        message,
+                    })?
+                }
+            }
         };
         if let Some(pre) = req.preheader {
             let pre = self
@@ -382,18 +412,75 @@ fn insert_preheader(html: &str, pre: &str) -> String {
 /// The plain-text alternative of an HTML part: 78 columns, links kept as numbered references
 /// listed at the end.
 fn html_to_text(html: &str) -> Result<String, String> {
-    let text = html2text::config::plain()
+    Ok(wrap_text(&html_to_lines(html)?))
+}
+
+/// What html2text makes of the HTML without wrapping it (a paragraph is one line), which
+/// [`wrap_text`] then wraps: the same for a whole message and for a template whose values are
+/// put in afterwards (`inline::text_source`).
+pub(crate) fn html_to_lines(html: &str) -> Result<String, String> {
+    html2text::config::plain()
         .raw_mode(true)
         .allow_width_overflow()
         .no_link_wrapping()
-        .string_from_read(html.as_bytes(), 78)
-        .map_err(|e| e.to_string())?;
-    let mut out = String::with_capacity(text.len());
+        .string_from_read(html.as_bytes(), UNWRAPPED)
+        .map_err(|e| e.to_string())
+}
+
+/// html2text's width for "do not wrap".
+const UNWRAPPED: usize = 10_000;
+/// Columns of the text part.
+const TEXT_WIDTH: usize = 78;
+
+/// Wraps each line at [`TEXT_WIDTH`] columns between words (a longer word, a URL say, stays
+/// whole); continuation lines keep the line's indent and the width of a `* ` or `1. ` list
+/// marker. Trailing white space goes.
+pub(crate) fn wrap_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
     for line in text.lines() {
-        out.push_str(line.trim_end());
+        let line = line.trim_end();
+        if line.chars().count() <= TEXT_WIDTH {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let marker = body
+            .split_once(' ')
+            .map(|(m, _)| m)
+            .filter(|m| {
+                *m == "*"
+                    || *m == "-"
+                    || (m.ends_with('.')
+                        && m[..m.len() - 1].bytes().all(|b| b.is_ascii_digit())
+                        && m.len() > 1)
+            })
+            .map_or(0, |m| m.chars().count() + 1);
+        let hang: String = format!("{indent}{}", " ".repeat(marker));
+        let mut col = 0;
+        let mut first = true;
+        for word in body.split(' ').filter(|w| !w.is_empty()) {
+            let w = word.chars().count();
+            if first {
+                out.push_str(indent);
+                out.push_str(word);
+                col = indent.chars().count() + w;
+                first = false;
+            } else if col + 1 + w <= TEXT_WIDTH {
+                out.push(' ');
+                out.push_str(word);
+                col += 1 + w;
+            } else {
+                out.push('\n');
+                out.push_str(&hang);
+                out.push_str(word);
+                col = hang.chars().count() + w;
+            }
+        }
         out.push('\n');
     }
-    Ok(out)
+    out
 }
 
 /// Copies the rules of `<style>` blocks into `style` attributes (many mail clients ignore
@@ -462,6 +549,146 @@ mod tests {
 
     /// Inlining once per template gives the same email as inlining each message: same text
     /// part, same HTML up to whitespace and the serializer's choice of escapes.
+    /// `group/name` of every example email template.
+    fn example_templates(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let folder = entry.unwrap().path();
+            let Some(group) = folder.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if ["layouts", "partials"].contains(&group) || !folder.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&folder).unwrap() {
+                let name = file.unwrap().file_name().into_string().unwrap();
+                if let Some(stem) = name.strip_suffix(".html.hbs") {
+                    out.push(format!("{group}/{stem}"));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn text_derived_once_matches_text_derived_per_message() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+        let t = Templates::load(&dir).unwrap();
+        let long =
+            "Zoë Łukasz-Wójcik the Third, of a name long enough to move every line break after it";
+        let mut derived = 0;
+        for (first, company, postal) in [
+            ("Ana", "Acme", Some("1 Main St")),
+            (
+                "Ana & <Bo> O'Hara \"Q\"",
+                "A=B; C",
+                Some("1 Main St, Springfield"),
+            ),
+            (long, long, None),
+            (
+                "X",
+                "https://acme.example/very/long/path/that/does/not/fit/on/one/line/at/all/ok",
+                Some("1 Main St"),
+            ),
+            ("", "", None),
+        ] {
+            let ctx = context(
+                "ana@example.com",
+                &serde_json::from_value(json!({"first_name": first, "company": company})).unwrap(),
+                &["vip".to_string()],
+                &Map::new(),
+                "c",
+                "Campaign",
+                "s",
+                "https://n.example/u/TOKEN",
+                postal,
+            );
+            for template in example_templates(&dir) {
+                let req = RenderRequest {
+                    template: &template,
+                    layout: Some("base"),
+                    subject: "Hi",
+                    preheader: None,
+                    context: &ctx,
+                    tracking: Tracking::default(),
+                };
+                let once = t.derived_text(&req);
+                assert!(
+                    once.is_some(),
+                    "{template}: the example templates all qualify"
+                );
+                let per_message = html_to_text(&t.plain_html(&req).unwrap()).unwrap();
+                assert_eq!(once.unwrap(), per_message, "{template} with {first:?}");
+                assert!(
+                    per_message
+                        .lines()
+                        .all(|l| l.chars().count() <= 78 || !l.trim().contains(' ')),
+                    "{template}: {per_message}"
+                );
+                derived += 1;
+            }
+        }
+        assert!(derived >= 50, "compared {derived}");
+        // Values the converter would not keep as they are: derived per message instead.
+        for odd in ["  Ana", "Ana\nBo", "Ana  Bo", "", "Ana\u{a0}Bo"] {
+            let ctx = context(
+                "ana@example.com",
+                &serde_json::from_value(json!({"first_name": odd, "company": "Acme"})).unwrap(),
+                &[],
+                &Map::new(),
+                "c",
+                "Campaign",
+                "s",
+                "https://n.example/u/TOKEN",
+                Some("1 Main St"),
+            );
+            let req = RenderRequest {
+                template: "ebook/case-study",
+                layout: Some("base"),
+                subject: "Hi",
+                preheader: None,
+                context: &ctx,
+                tracking: Tracking::default(),
+            };
+            if t.derived_text(&req).is_some() {
+                // Only when the template does not show the first name at all.
+                let text = html_to_text(&t.plain_html(&req).unwrap()).unwrap();
+                assert_eq!(t.derived_text(&req).unwrap(), text, "{odd:?}");
+            }
+        }
+        // Blocks with tags inside, raw HTML and comments are never derived once; a block of
+        // text is one value.
+        let refuse = |src: &str| crate::inline::TextSource::new(src).is_none();
+        assert!(refuse("<div>{{#if a}}<p>A</p>{{/if}}</div>"));
+        assert!(refuse("<p>{{{raw}}}</p>"));
+        assert!(refuse("<p>{{! note }}x</p>"));
+        assert!(refuse("<p>{{else}}</p>"));
+        assert!(!refuse("<p>Hi {{name}}, <a href=\"{{url}}\">go</a></p>"));
+        let src = crate::inline::TextSource::new(
+            "<p>{{#if a}}A {{a}}{{/if}} and <a href=\"{{u}}\">x</a></p><p>{{b}}</p>",
+        )
+        .unwrap();
+        assert_eq!(
+            src.value_sources().collect::<Vec<_>>(),
+            ["{{#if a}}A {{a}}{{/if}}", "{{u}}", "{{b}}"]
+        );
+        let lines = |h: &str| html_to_lines(h).ok();
+        assert_eq!(
+            src.pieces(&[false, false, false], lines),
+            Some(vec![
+                TextPiece::Value(0),
+                TextPiece::Text(" and [x][1]\n\n".into()),
+                TextPiece::Value(2),
+                TextPiece::Text("\n\n[1]: ".into()),
+                TextPiece::Value(1),
+                TextPiece::Text("\n".into()),
+            ])
+        );
+        // `b` empty: its paragraph is gone, as it would be from the message's HTML.
+        let without_b = src.pieces(&[false, false, true], lines).unwrap();
+        assert!(!without_b.contains(&TextPiece::Value(2)), "{without_b:?}");
+    }
+
     #[test]
     fn css_inlined_once_matches_css_inlined_per_message() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
@@ -487,40 +714,26 @@ mod tests {
             doc.split_whitespace().collect::<Vec<_>>().join(" ")
         };
         let mut compared = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let folder = entry.unwrap().path();
-            let Some(group) = folder.file_name().and_then(|n| n.to_str()) else {
-                continue;
+        for template in example_templates(&dir) {
+            let req = RenderRequest {
+                template: &template,
+                layout: Some("base"),
+                subject: "Hi {{contact.first_name}}",
+                preheader: Some("A preview"),
+                context: &ctx,
+                tracking: Tracking::default(),
             };
-            if ["layouts", "partials"].contains(&group) || !folder.is_dir() {
-                continue;
-            }
-            for file in std::fs::read_dir(&folder).unwrap() {
-                let name = file.unwrap().file_name().into_string().unwrap();
-                let Some(stem) = name.strip_suffix(".html.hbs") else {
-                    continue;
-                };
-                let template = format!("{group}/{stem}");
-                let req = RenderRequest {
-                    template: &template,
-                    layout: Some("base"),
-                    subject: "Hi {{contact.first_name}}",
-                    preheader: Some("A preview"),
-                    context: &ctx,
-                    tracking: Tracking::default(),
-                };
-                let once = t.render_inlined(&template, Some("base"), &ctx);
-                assert!(
-                    matches!(once, Some(Ok(_))),
-                    "{template}: the example templates can all be inlined once"
-                );
-                let fast = t.render(&req).unwrap();
-                let slow = t.render_per_message(&req).unwrap();
-                assert_eq!(fast.text, slow.text, "{template}");
-                assert_eq!(fast.subject, slow.subject, "{template}");
-                assert_eq!(normal(&fast.html), normal(&slow.html), "{template}");
-                compared += 1;
-            }
+            let once = t.render_inlined(&template, Some("base"), &ctx);
+            assert!(
+                matches!(once, Some(Ok(_))),
+                "{template}: the example templates can all be inlined once"
+            );
+            let fast = t.render(&req).unwrap();
+            let slow = t.render_per_message(&req).unwrap();
+            assert_eq!(fast.text, slow.text, "{template}");
+            assert_eq!(fast.subject, slow.subject, "{template}");
+            assert_eq!(normal(&fast.html), normal(&slow.html), "{template}");
+            compared += 1;
         }
         assert!(compared >= 10, "compared {compared} templates");
     }

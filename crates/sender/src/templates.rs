@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+
+use crate::inline::{TextPiece, TextSource};
 
 use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{Handlebars, Template};
@@ -118,6 +120,9 @@ pub struct LoadError {
     source: std::io::Error,
 }
 
+/// A text part derived once for a pattern of empty values, or `None` (derived per message).
+type DerivedText = Option<Arc<Vec<TextPiece>>>;
+
 /// Every template of a folder, compiled.
 pub struct Templates {
     dir: PathBuf,
@@ -131,6 +136,11 @@ pub struct Templates {
     /// `html` plus each (template, layout) with its CSS inlined once (see `inline.rs`), and
     /// the pairs that must be inlined per message instead.
     inlined: RwLock<(Handlebars<'static>, HashSet<String>)>,
+    /// Each (template, layout) prepared for deriving its text part once (`inline.rs`), or
+    /// `None` where it must be derived per message; and the text so derived per pattern of
+    /// empty values.
+    texts: RwLock<HashMap<String, Option<Arc<TextSource>>>>,
+    text_pieces: RwLock<HashMap<(String, Vec<bool>), DerivedText>>,
     asts: HashMap<String, Template>,
     broken: HashMap<String, Broken>,
     /// Source text and file of every template, by registry key (for positions in checks).
@@ -169,6 +179,8 @@ impl Templates {
             plain: super::render::registry(false),
             lines: RwLock::new(Handlebars::new()),
             inlined: RwLock::new((Handlebars::new(), HashSet::new())),
+            texts: RwLock::new(HashMap::new()),
+            text_pieces: RwLock::new(HashMap::new()),
             asts: HashMap::new(),
             broken: HashMap::new(),
             sources: HashMap::new(),
@@ -246,6 +258,18 @@ impl Templates {
         Ok(t)
     }
 
+    /// One Handlebars source for `template` in `layout`, partials written in
+    /// (`inline::combine`).
+    fn combined_source(&self, template: &str, layout: Option<&str>) -> Option<String> {
+        let source = |k: &str| self.sources.get(k).map(|(_, s)| s.clone());
+        let body = source(&html_key(template))?;
+        let layout = match layout {
+            Some(l) => Some(source(&layout_key(l))?),
+            None => None,
+        };
+        super::inline::combine(&body, layout.as_deref(), &|name| source(name))
+    }
+
     /// The HTML of `template` in `layout` rendered from a source whose CSS was inlined once;
     /// `None` when that is not possible for this pair (the caller inlines per message).
     pub(crate) fn render_inlined(
@@ -264,15 +288,8 @@ impl Templates {
                 return None;
             }
         }
-        let source = |k: &str| self.sources.get(k).map(|(_, s)| s.clone());
-        let compiled = source(&html_key(template))
-            .and_then(|body| {
-                let layout = match layout {
-                    Some(l) => Some(source(&layout_key(l))?),
-                    None => None,
-                };
-                super::inline::combine(&body, layout.as_deref(), &|name| source(name))
-            })
+        let compiled = self
+            .combined_source(template, layout)
             .and_then(|combined| super::inline::inline_source(&combined))
             .and_then(|src| Template::compile(&src).ok());
         let mut inlined = self.inlined.write().unwrap_or_else(|e| e.into_inner());
@@ -292,6 +309,74 @@ impl Templates {
                 None
             }
         }
+    }
+
+    /// `template` in `layout` prepared for deriving its text part once, or `None` where each
+    /// message's must be derived from its own HTML.
+    pub(crate) fn text_source(
+        &self,
+        template: &str,
+        layout: Option<&str>,
+    ) -> Option<Arc<TextSource>> {
+        let key = format!("{template}|{}", layout.unwrap_or(""));
+        if let Some(known) = self
+            .texts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return known.clone();
+        }
+        let prepared = self
+            .combined_source(template, layout)
+            .and_then(|combined| TextSource::new(&combined))
+            .map(Arc::new);
+        tracing::debug!(
+            template,
+            layout,
+            once = prepared.is_some(),
+            "text part derived from the HTML"
+        );
+        self.texts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, prepared.clone());
+        prepared
+    }
+
+    /// The text part of `template` in `layout` with the values marked `empty` left out,
+    /// derived once per pattern (see [`TextSource::pieces`]).
+    pub(crate) fn text_pieces(
+        &self,
+        template: &str,
+        layout: Option<&str>,
+        source: &TextSource,
+        empty: &[bool],
+    ) -> Option<Arc<Vec<TextPiece>>> {
+        let key = (
+            format!("{template}|{}", layout.unwrap_or("")),
+            empty.to_vec(),
+        );
+        if let Some(known) = self
+            .text_pieces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return known.clone();
+        }
+        let pieces = source
+            .pieces(empty, |html| {
+                let lines = super::render::html_to_lines(html).ok()?;
+                // A paragraph as long as html2text's "unwrapped" width would be wrapped.
+                lines.lines().all(|l| l.len() < 5_000).then_some(lines)
+            })
+            .map(Arc::new);
+        self.text_pieces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, pieces.clone());
+        pieces
     }
 
     /// Renders a one-line template given as text (a subject or preheader) without escaping,
