@@ -420,7 +420,7 @@ impl Courier for Mailer {
 
 /// Delivers everything due with `mailer`.
 pub async fn deliver(
-    mailer: &Mailer,
+    mailer: &Arc<Mailer>,
     engine: &Engine,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Delivered> {

@@ -39,7 +39,7 @@ pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode
     let started = std::time::Instant::now();
     let out = engine.run_once(now).await?;
     let engine_time = started.elapsed();
-    let mailer = crate::delivery::Mailer::new(config, &engine).await?;
+    let mailer = std::sync::Arc::new(crate::delivery::Mailer::new(config, &engine).await?);
     let delivered = crate::delivery::deliver(&mailer, &engine, now).await?;
     mailer.close().await;
     tracing::info!(
@@ -63,6 +63,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let mut mailer = crate::delivery::Mailer::new(config, &engine).await?;
     let metrics = std::sync::Arc::new(nurture_server::Metrics::new());
     mailer.metrics = Some(metrics.clone());
+    let mut mailer = std::sync::Arc::new(mailer);
     // The HTTP server (ingest, unsubscribe, tracking, health, metrics) beside the loop; a
     // posted event wakes the loop at once.
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -88,8 +89,15 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         if stamp != last_files {
             last_files = stamp;
             let report = sync_campaigns(&engine, config, now).await?;
-            if let Err(e) = mailer.reload_templates(config) {
-                tracing::error!("templates not reloaded: {e:#}");
+            // Delivery has finished with the mailer (its render threads are done), so this is
+            // the only reference.
+            match std::sync::Arc::get_mut(&mut mailer) {
+                Some(m) => {
+                    if let Err(e) = m.reload_templates(config) {
+                        tracing::error!("templates not reloaded: {e:#}");
+                    }
+                }
+                None => tracing::error!("templates not reloaded: the mailer is still in use"),
             }
             tracing::info!(changed = ?report.changed, removed = ?report.removed, "campaign files re-read");
         }

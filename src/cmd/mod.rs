@@ -26,7 +26,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         command => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+            // One thread polls every socket (SMTP, HTTP, the database's replies): no thread
+            // hand-off per SMTP reply. CPU work (rendering) runs on blocking threads.
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(run_async(config, command))

@@ -170,13 +170,13 @@ impl Drop for Scratch {
 }
 
 /// Renders and builds every email exactly as delivery does, and sends none.
-struct Rehearsal<'a> {
-    mailer: &'a Mailer,
+struct Rehearsal {
+    mailer: Mailer,
     /// Rendered subjects by message row.
     subjects: Mutex<HashMap<i64, String>>,
 }
 
-impl Courier for Rehearsal<'_> {
+impl Courier for Rehearsal {
     type Prepared = ();
 
     fn prepare(&self, job: &Job<'_>) -> Result<(String, ()), Failure> {
@@ -354,11 +354,10 @@ async fn run(
         };
     }
 
-    let mailer = Mailer::with_secret(config, "simulate")?;
-    let courier = Rehearsal {
-        mailer: &mailer,
+    let courier = std::sync::Arc::new(Rehearsal {
+        mailer: Mailer::with_secret(config, "simulate")?,
         subjects: Mutex::new(HashMap::new()),
-    };
+    });
     let mut lead_lines = Vec::new();
     let mut t = start;
     let mut next = 0;

@@ -160,14 +160,15 @@ impl Engine {
     /// one claim, one read of the contacts and one of the trigger events; then, per chunk of
     /// messages, one transaction that records the outcomes so far and marks the chunk
     /// `sending` before any of it goes to SMTP. While one batch is being sent, the next is
-    /// claimed and rendered on other threads.
+    /// claimed (on this task) and rendered (on a blocking thread, through `courier`).
     ///
-    /// On a multi-threaded runtime this blocks its worker thread while it works
-    /// (`block_in_place`): run it as its own task, not joined in one task with futures that
-    /// may hold a transaction open (they would not be polled until it returns).
-    pub async fn deliver<C: Courier>(
+    /// Works on either runtime flavour. On a current-thread runtime the SMTP connections are
+    /// polled by the thread that waits for their sockets, which saves two thread wake-ups
+    /// per message over a multi-threaded runtime (where the I/O driver runs on a worker and
+    /// wakes this task's thread for every reply).
+    pub async fn deliver<C: Courier + 'static>(
         &self,
-        courier: &C,
+        courier: &Arc<C>,
         now: DateTime<Utc>,
         concurrency: usize,
     ) -> Result<Delivered> {
@@ -178,52 +179,39 @@ impl Engine {
             tx.commit().await?;
         }
         let concurrency = concurrency.max(1);
-        let threaded = tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread;
-        let mut pending: Option<Rendered<C::Prepared>> = None;
+        let Some(first) = self.claim_and_render(courier, now).await? else {
+            return Ok(out);
+        };
+        let mut ready = first;
         loop {
-            let Some(ready) = pending.take() else {
-                let Some(claimed) = self.claim_batch(now).await? else {
-                    return Ok(out);
-                };
-                pending = Some(if threaded {
-                    // Rendering is CPU work: off the async worker.
-                    tokio::task::block_in_place(|| self.render_batch(courier, claimed))
-                } else {
-                    self.render_batch(courier, claimed)
-                });
-                continue;
-            };
-            if !threaded {
-                self.send_batch(courier, ready, now, concurrency, &mut out)
-                    .await?;
-                continue;
-            }
-            // While this batch goes out, claim and render the next one on other threads.
-            let handle = tokio::runtime::Handle::current();
-            let (next, sent) = tokio::task::block_in_place(|| {
-                std::thread::scope(|scope| {
-                    let next = scope.spawn(|| match handle.block_on(self.claim_batch(now)) {
-                        Ok(Some(claimed)) => Ok(Some(self.render_batch(courier, claimed))),
-                        Ok(None) => Ok(None),
-                        Err(e) => Err(e),
-                    });
-                    let sent = handle.block_on(self.send_batch(
-                        courier,
-                        ready,
-                        now,
-                        concurrency,
-                        &mut out,
-                    ));
-                    let next = next.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                    (next, sent)
-                })
-            });
+            let (sent, next) = futures_util::future::join(
+                self.send_batch(&**courier, ready, now, concurrency, &mut out),
+                self.claim_and_render(courier, now),
+            )
+            .await;
             sent?;
             match next? {
-                Some(next) => pending = Some(next),
+                Some(next) => ready = next,
                 None => return Ok(out),
             }
+        }
+    }
+
+    /// Claims the next batch and has it rendered on a blocking thread (rendering is CPU
+    /// work: it must not hold up the connections polled on this one).
+    async fn claim_and_render<C: Courier + 'static>(
+        &self,
+        courier: &Arc<C>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Rendered<C::Prepared>>> {
+        let Some(claimed) = self.claim_batch(now).await? else {
+            return Ok(None);
+        };
+        let courier = courier.clone();
+        match tokio::task::spawn_blocking(move || render_batch(&*courier, claimed)).await {
+            Ok(rendered) => Ok(Some(rendered)),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(crate::EngineError::Interrupted(e.to_string())),
         }
     }
 
@@ -263,40 +251,6 @@ impl Engine {
             events,
             versions,
         }))
-    }
-
-    /// Renders a claimed batch (blocking; the courier may use several threads).
-    fn render_batch<C: Courier>(&self, courier: &C, c: Claimed) -> Rendered<C::Prepared> {
-        let started = std::time::Instant::now();
-        let mut settled = Vec::new();
-        let (mut at, mut jobs) = (Vec::new(), Vec::with_capacity(c.batch.len()));
-        let no_event = Map::new();
-        for (i, m) in c.batch.iter().enumerate() {
-            let event = c.events.get(&m.enrollment_id).unwrap_or(&no_event);
-            let campaign = &c.versions[&m.version_id];
-            match job(m, campaign, c.contacts.get(&m.contact_id), event) {
-                Ok(job) => {
-                    at.push(i);
-                    jobs.push(job);
-                }
-                Err(s) => settled.push((i, s)),
-            }
-        }
-        let results = courier.prepare_all(&jobs);
-        let mut ready = Vec::with_capacity(jobs.len());
-        for ((i, job), result) in at.into_iter().zip(&jobs).zip(results) {
-            match result {
-                Ok((message_id, prepared)) => ready.push((i, message_id, prepared)),
-                Err(f) => settled.push((i, render_failed(job, f))),
-            }
-        }
-        drop(jobs);
-        Rendered {
-            batch: c.batch,
-            settled,
-            ready,
-            took: started.elapsed(),
-        }
     }
 
     /// Sends a rendered batch and records every outcome.
@@ -617,6 +571,40 @@ fn deferred_untried(m: &MessageRow, reply: &str, now: DateTime<Utc>) -> Settle {
             attempt: Some("deferred"),
             retry_at: None,
         },
+    }
+}
+
+/// Renders a claimed batch (blocking; the courier may use several threads).
+fn render_batch<C: Courier>(courier: &C, c: Claimed) -> Rendered<C::Prepared> {
+    let started = std::time::Instant::now();
+    let mut settled = Vec::new();
+    let (mut at, mut jobs) = (Vec::new(), Vec::with_capacity(c.batch.len()));
+    let no_event = Map::new();
+    for (i, m) in c.batch.iter().enumerate() {
+        let event = c.events.get(&m.enrollment_id).unwrap_or(&no_event);
+        let campaign = &c.versions[&m.version_id];
+        match job(m, campaign, c.contacts.get(&m.contact_id), event) {
+            Ok(job) => {
+                at.push(i);
+                jobs.push(job);
+            }
+            Err(s) => settled.push((i, s)),
+        }
+    }
+    let results = courier.prepare_all(&jobs);
+    let mut ready = Vec::with_capacity(jobs.len());
+    for ((i, job), result) in at.into_iter().zip(&jobs).zip(results) {
+        match result {
+            Ok((message_id, prepared)) => ready.push((i, message_id, prepared)),
+            Err(f) => settled.push((i, render_failed(job, f))),
+        }
+    }
+    drop(jobs);
+    Rendered {
+        batch: c.batch,
+        settled,
+        ready,
+        took: started.elapsed(),
     }
 }
 

@@ -42,6 +42,9 @@ pub enum EngineError {
     /// No such contact.
     #[error("there is no contact {0}")]
     UnknownContact(String),
+    /// The runtime shut down while a batch was being rendered.
+    #[error("delivery was interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// Result type of the engine.

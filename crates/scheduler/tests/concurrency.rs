@@ -103,7 +103,7 @@ async fn three_workers(backend: Backend) {
             let (e, courier) = (e.clone(), courier.clone());
             tokio::spawn(async move {
                 e.run_once(now).await.unwrap();
-                e.deliver(&*courier, now, 4).await.unwrap()
+                e.deliver(&courier, now, 4).await.unwrap()
             })
         });
         let delivered: Vec<_> = futures_util::future::try_join_all(runs).await.unwrap();
@@ -138,7 +138,7 @@ async fn dead_workers_claims_are_taken_over(backend: Backend) {
     // Another worker with the first one's enrollment transaction open and abandoned.
     let survivor = w.another().await;
     survivor.refresh().await.unwrap();
-    let courier = Counting::default();
+    let courier = std::sync::Arc::new(Counting::default());
     let early = survivor
         .deliver(&courier, t0 + Duration::minutes(1), 4)
         .await
@@ -180,7 +180,7 @@ async fn crash_during_smtp_leaves_unknown_never_resent(backend: Backend) {
         .unwrap()
     );
     tx.commit().await.unwrap();
-    let courier = Counting::default();
+    let courier = std::sync::Arc::new(Counting::default());
     let d = w
         .engine
         .deliver(&courier, t0 + Duration::minutes(10), 4)
@@ -219,7 +219,7 @@ async fn a_refusing_server_is_tried_once_per_round_not_once_per_message(backend:
     w.engine.sync(&[file], true, t0).await.unwrap();
     leads(&w.engine, 100, t0).await;
     w.engine.run_once(t0).await.unwrap();
-    let down = Refusing::default();
+    let down = std::sync::Arc::new(Refusing::default());
     let d = w.engine.deliver(&down, t0, 2).await.unwrap();
     // Concurrency 2 (at most 16 messages `sending`): after 8 refusals in a row no new one is
     // tried (the one still in flight may be); the other 91 or 92 are deferred untried.
@@ -227,7 +227,7 @@ async fn a_refusing_server_is_tried_once_per_round_not_once_per_message(backend:
     let tried = *down.tried.lock().unwrap();
     assert!((8..=9).contains(&tried), "tried {tried}");
     // Nothing is due again before the one-minute backoff...
-    let up = Counting::default();
+    let up = std::sync::Arc::new(Counting::default());
     let early = w
         .engine
         .deliver(&up, t0 + Duration::seconds(59), 2)
@@ -283,11 +283,11 @@ async fn never_more_than_eight_per_connection_are_sending(backend: Backend) {
     w.engine.sync(&[file], true, t0).await.unwrap();
     leads(&w.engine, 300, t0).await;
     w.engine.run_once(t0).await.unwrap();
-    let courier = Watching {
+    let courier = std::sync::Arc::new(Watching {
         store: w.engine.store().clone(),
         most_sending: Mutex::new(0),
         sent: Mutex::new(0),
-    };
+    });
     let d = w.engine.deliver(&courier, t0, 3).await.unwrap();
     assert_eq!((d.sent, d.unknown), (300, 0));
     assert_eq!(*courier.sent.lock().unwrap(), 300);
