@@ -14,7 +14,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use nurture_campaign::{Action, Campaign, Condition, Facts, SendWindow};
-use nurture_store::{Advance, ContactStatus, Enrollment, NewMessage, NewStepRun, Tx};
+use std::collections::HashMap;
+
+use nurture_store::{Advance, Contact, ContactStatus, Enrollment, NewMessage, NewStepRun, Tx};
 use serde_json::Value;
 
 use crate::facts::{Batch, Known, campaign_conditions};
@@ -36,36 +38,55 @@ pub(crate) async fn advance_due(engine: &Engine, now: DateTime<Utc>) -> Result<O
             tx.commit().await?;
             return Ok(out);
         }
-        let mut lives = Vec::new();
-        for e in &due {
-            if !lives
-                .iter()
-                .any(|l: &LiveCampaign| l.campaign.id.as_str() == e.campaign_id)
-                && let Some(live) = engine.campaign(&e.campaign_id).await
-            {
-                lives.push(live);
-            }
-        }
-        let conditions: Vec<&Condition> = lives
-            .iter()
-            .flat_map(|l| campaign_conditions(&l.campaign))
-            .collect();
-        let contacts: Vec<i64> = due.iter().map(|e| e.contact_id).collect();
-        let enrollments: Vec<i64> = due.iter().map(|e| e.id).collect();
-        let mut batch = Batch::load(&mut tx, &contacts, &enrollments, &conditions, now).await?;
-        let mut writes = Writes::default();
-        for e in due {
-            let Some(live) = lives
-                .iter()
-                .find(|l| l.campaign.id.as_str() == e.campaign_id)
-            else {
-                continue;
-            };
-            out += advance_one(engine, &mut tx, &mut batch, &mut writes, live, e, now).await?;
-        }
-        out.queued += writes.flush(&mut tx, &batch, to_ms(now)).await?;
+        out += advance_batch(engine, &mut tx, due, None, now).await?;
         tx.commit().await?;
     }
+}
+
+/// Runs `due` (enrollments held by `tx`) up to their next waits, inside `tx`. `contacts`,
+/// when given, are their contacts as already read in `tx`.
+pub(crate) async fn advance_batch(
+    engine: &Engine,
+    tx: &mut Tx,
+    due: Vec<Enrollment>,
+    contacts: Option<HashMap<i64, Contact>>,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    let mut lives = Vec::new();
+    for e in &due {
+        if !lives
+            .iter()
+            .any(|l: &LiveCampaign| l.campaign.id.as_str() == e.campaign_id)
+            && let Some(live) = engine.campaign(&e.campaign_id).await
+        {
+            lives.push(live);
+        }
+    }
+    let conditions: Vec<&Condition> = lives
+        .iter()
+        .flat_map(|l| campaign_conditions(&l.campaign))
+        .collect();
+    let enrollments: Vec<i64> = due.iter().map(|e| e.id).collect();
+    let mut batch = match contacts {
+        Some(contacts) => Batch::load_with(tx, contacts, &enrollments, &conditions, now).await?,
+        None => {
+            let contacts: Vec<i64> = due.iter().map(|e| e.contact_id).collect();
+            Batch::load(tx, &contacts, &enrollments, &conditions, now).await?
+        }
+    };
+    let mut writes = Writes::default();
+    for e in due {
+        let Some(live) = lives
+            .iter()
+            .find(|l| l.campaign.id.as_str() == e.campaign_id)
+        else {
+            continue;
+        };
+        out += advance_one(engine, tx, &mut batch, &mut writes, live, e, now).await?;
+    }
+    out.queued += writes.flush(tx, &batch, to_ms(now)).await?;
+    Ok(out)
 }
 
 /// The writes of a batch that are the same for every enrollment, made at the end of the batch

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use nurture_campaign::{Condition, Reentry, Trigger};
-use nurture_store::{Contact, ContactStatus, EnrollmentSummary, NewEnrollment};
+use std::collections::HashMap;
+
+use nurture_store::{Contact, ContactStatus, Enrollment, EnrollmentSummary, NewEnrollment};
 use serde_json::{Map, Value};
 
 use crate::facts::{Batch, Known};
@@ -160,7 +162,22 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
                 }
             }
         }
-        out.enrolled += tx.insert_enrollments(&enroll, to_ms(now)).await?;
+        let enrolled = tx.insert_enrollments_returning(&enroll, to_ms(now)).await?;
+        out.enrolled += enrolled.len() as u64;
+        // A first step due at once runs in this transaction, with the contacts already read,
+        // instead of being claimed again by `advance_due`.
+        let due: Vec<Enrollment> = enrolled
+            .into_iter()
+            .filter(|e| e.next_run_at.is_some_and(|t| t <= to_ms(now)))
+            .collect();
+        if !due.is_empty() {
+            let contacts: HashMap<i64, Contact> = due
+                .iter()
+                .filter_map(|e| batch.contacts.get(&e.contact_id))
+                .map(|c| (c.id, c.clone()))
+                .collect();
+            out += crate::advance::advance_batch(engine, &mut tx, due, Some(contacts), now).await?;
+        }
         tx.commit().await?;
     }
 }

@@ -44,13 +44,32 @@ impl Batch {
         let mut ids = contacts.to_vec();
         ids.sort_unstable();
         ids.dedup();
+        let contacts = tx
+            .contacts(&ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        Self::load_with(tx, contacts, enrollments, conditions, now).await
+    }
+
+    /// [`Batch::load`] for contacts already read in this transaction.
+    pub async fn load_with(
+        tx: &mut Tx,
+        contacts: HashMap<i64, Contact>,
+        enrollments: &[i64],
+        conditions: &[&Condition],
+        now: DateTime<Utc>,
+    ) -> Result<Self> {
+        let mut ids: Vec<i64> = contacts.keys().copied().collect();
+        ids.sort_unstable();
         let mut names: Vec<&str> = conditions.iter().flat_map(|c| c.event_names()).collect();
         names.sort_unstable();
         names.dedup();
-        let mut batch = Self::default();
-        for c in tx.contacts(&ids).await? {
-            batch.contacts.insert(c.id, c);
-        }
+        let mut batch = Self {
+            contacts,
+            ..Self::default()
+        };
         for (contact, name, at) in tx.latest_events(&ids, &names, to_ms(now)).await? {
             batch.latest.insert((contact, name), at);
         }

@@ -168,6 +168,68 @@ impl Tx {
         Ok(n)
     }
 
+    /// Inserts enrollments like [`Tx::insert_enrollments`] and returns those inserted, as
+    /// rows (a contact already active in the campaign is left out by the unique index).
+    pub async fn insert_enrollments_returning(
+        &mut self,
+        new: &[NewEnrollment],
+        now: i64,
+    ) -> Result<Vec<Enrollment>> {
+        let mut out = Vec::with_capacity(new.len());
+        for chunk in new.chunks(crate::CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at) VALUES ",
+            );
+            let mut p = self.placeholders();
+            for (i, e) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let (campaign, step, props) = (p.next(), p.next(), p.next());
+                sql.push_str(&format!(
+                    "({campaign}, {}, 'active', {step}, 0, {}, {props}, {now})",
+                    e.contact_id, e.next_run_at,
+                ));
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING RETURNING id, campaign_id, contact_id");
+            let mut q = crate::dynamic(sql);
+            for e in chunk {
+                q = q
+                    .bind(e.campaign_id.as_str())
+                    .bind(e.step_id.as_str())
+                    .bind(json_text(&e.trigger_properties));
+            }
+            let rows = q.fetch_all(self.conn()).await?;
+            // One active enrollment per campaign and contact: the pair finds its input.
+            let by_pair: std::collections::HashMap<(&str, i64), &NewEnrollment> = chunk
+                .iter()
+                .map(|e| ((e.campaign_id.as_str(), e.contact_id), e))
+                .collect();
+            for row in &rows {
+                let (id, campaign, contact): (i64, String, i64) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                let Some(&e) = by_pair.get(&(campaign.as_str(), contact)) else {
+                    continue;
+                };
+                out.push(Enrollment {
+                    id,
+                    campaign_id: e.campaign_id.clone(),
+                    contact_id: contact,
+                    state: "active".into(),
+                    step_id: Some(e.step_id.clone()),
+                    seq: 0,
+                    next_run_at: Some(e.next_run_at),
+                    trigger_properties: e.trigger_properties.clone(),
+                    enrolled_at: now,
+                    ended_at: None,
+                    exit_reason: None,
+                });
+            }
+        }
+        out.sort_by_key(|e| e.id);
+        Ok(out)
+    }
+
     /// Inserts an enrollment; `None` if the contact is already active in the campaign (the
     /// partial unique index decides, not a prior read).
     pub async fn insert_enrollment(&mut self, e: &NewEnrollment, now: i64) -> Result<Option<i64>> {
