@@ -141,31 +141,46 @@ impl Tx {
     pub async fn insert_enrollments(&mut self, new: &[NewEnrollment], now: i64) -> Result<u64> {
         let mut n = 0;
         for chunk in new.chunks(crate::CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at) VALUES ",
-            );
-            let mut p = self.placeholders();
-            for (i, e) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let (campaign, step, props) = (p.next(), p.next(), p.next());
-                sql.push_str(&format!(
-                    "({campaign}, {}, 'active', {step}, 0, {}, {props}, {now})",
-                    e.contact_id, e.next_run_at,
-                ));
-            }
-            sql.push_str(" ON CONFLICT DO NOTHING");
-            let mut q = crate::dynamic(sql);
-            for e in chunk {
-                q = q
-                    .bind(e.campaign_id.as_str())
-                    .bind(e.step_id.as_str())
-                    .bind(json_text(&e.trigger_properties));
-            }
+            let q = self.enrollment_insert(chunk, now, "");
             n += q.execute(self.conn()).await?.rows_affected();
         }
         Ok(n)
+    }
+
+    /// A multi-row insert of new enrollments (`returning` ends it), all values bound.
+    fn enrollment_insert(
+        &self,
+        chunk: &[NewEnrollment],
+        now: i64,
+        returning: &str,
+    ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut sql = String::from(
+            "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at) VALUES ",
+        );
+        let mut p = self.placeholders();
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let v: Vec<String> = (0..6).map(|_| p.next()).collect();
+            sql.push_str(&format!(
+                "({}, {}, 'active', {}, 0, {}, {}, {})",
+                v[0], v[1], v[2], v[3], v[4], v[5]
+            ));
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        sql.push_str(returning);
+        let mut q = crate::batched(sql);
+        for e in chunk {
+            q = q
+                .bind(e.campaign_id.clone())
+                .bind(e.contact_id)
+                .bind(e.step_id.clone())
+                .bind(e.next_run_at)
+                .bind(json_text(&e.trigger_properties))
+                .bind(now);
+        }
+        q
     }
 
     /// Inserts enrollments like [`Tx::insert_enrollments`] and returns those inserted, as
@@ -177,28 +192,7 @@ impl Tx {
     ) -> Result<Vec<Enrollment>> {
         let mut out = Vec::with_capacity(new.len());
         for chunk in new.chunks(crate::CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at) VALUES ",
-            );
-            let mut p = self.placeholders();
-            for (i, e) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let (campaign, step, props) = (p.next(), p.next(), p.next());
-                sql.push_str(&format!(
-                    "({campaign}, {}, 'active', {step}, 0, {}, {props}, {now})",
-                    e.contact_id, e.next_run_at,
-                ));
-            }
-            sql.push_str(" ON CONFLICT DO NOTHING RETURNING id, campaign_id, contact_id");
-            let mut q = crate::dynamic(sql);
-            for e in chunk {
-                q = q
-                    .bind(e.campaign_id.as_str())
-                    .bind(e.step_id.as_str())
-                    .bind(json_text(&e.trigger_properties));
-            }
+            let q = self.enrollment_insert(chunk, now, " RETURNING id, campaign_id, contact_id");
             let rows = q.fetch_all(self.conn()).await?;
             // One active enrollment per campaign and contact: the pair finds its input.
             let by_pair: std::collections::HashMap<(&str, i64), &NewEnrollment> = chunk
@@ -330,33 +324,13 @@ impl Tx {
             // `expected + 0`: without it SQLite's planner indexes `v` on `expected` and scans
             // every active enrollment (quadratic again); with it, `v` drives the join and each
             // enrollment is found by its primary key.
-            // Integers are written into the text; only the two free-text columns are bound.
+            // Every value bound: the text depends only on the number of rows, so the
+            // statement is parsed once and then taken from the cache.
             let mut values = String::new();
             let mut p = self.placeholders();
-            for (i, a) in chunk.iter().enumerate() {
-                let st = match a.state {
-                    "completed" => "completed",
-                    "exited" => "exited",
-                    _ => "active",
-                };
-                let next = a
-                    .next_run_at
-                    .map_or_else(|| "CAST(NULL AS BIGINT)".to_string(), |t| t.to_string());
-                let ended = if st == "active" {
-                    "CAST(NULL AS BIGINT)".to_string()
-                } else {
-                    now.to_string()
-                };
-                let _ = write!(
-                    values,
-                    "{}({}, {}, {}, {}, {}, {next}, '{st}', {ended})",
-                    if i > 0 { "," } else { "" },
-                    a.id,
-                    a.expected_seq,
-                    a.seq,
-                    p.next(),
-                    p.next(),
-                );
+            for i in 0..chunk.len() {
+                let v: Vec<String> = (0..8).map(|_| p.next()).collect();
+                let _ = write!(values, "{}({})", if i > 0 { "," } else { "" }, v.join(", "));
             }
             let sql = format!(
                 "WITH v(id, expected, seq, step_id, exit_reason, next_run_at, state, ended_at) AS (VALUES {values})
@@ -364,9 +338,22 @@ impl Tx {
                      next_run_at = v.next_run_at, state = v.state, ended_at = v.ended_at
                  FROM v WHERE enrollments.id = v.id AND enrollments.state = 'active' AND enrollments.seq = v.expected + 0"
             );
-            let mut q = crate::dynamic(sql);
+            let mut q = crate::batched(sql);
             for a in chunk {
-                q = q.bind(a.step_id.as_deref()).bind(a.exit_reason.as_deref());
+                let state = match a.state {
+                    "completed" => "completed",
+                    "exited" => "exited",
+                    _ => "active",
+                };
+                q = q
+                    .bind(a.id)
+                    .bind(a.expected_seq)
+                    .bind(a.seq)
+                    .bind(a.step_id.clone())
+                    .bind(a.exit_reason.clone())
+                    .bind(a.next_run_at)
+                    .bind(state)
+                    .bind((state != "active").then_some(now));
             }
             n += q.execute(self.conn()).await?.rows_affected();
         }
@@ -380,23 +367,23 @@ impl Tx {
                 "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at) VALUES ",
             );
             let mut p = self.placeholders();
-            for (i, r) in chunk.iter().enumerate() {
+            for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push(',');
                 }
-                let (step, outcome, reason) = (p.next(), p.next(), p.next());
-                sql.push_str(&format!(
-                    "({}, {}, {step}, {outcome}, {reason}, {at})",
-                    r.enrollment_id, r.seq,
-                ));
+                let v: Vec<String> = (0..6).map(|_| p.next()).collect();
+                sql.push_str(&format!("({})", v.join(", ")));
             }
             sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
-            let mut q = crate::dynamic(sql);
+            let mut q = crate::batched(sql);
             for r in chunk {
                 q = q
-                    .bind(r.step_id.as_str())
+                    .bind(r.enrollment_id)
+                    .bind(r.seq)
+                    .bind(r.step_id.clone())
                     .bind(r.outcome)
-                    .bind(r.reason.as_deref());
+                    .bind(r.reason.clone())
+                    .bind(at);
             }
             q.execute(self.conn()).await?;
         }

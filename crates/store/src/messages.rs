@@ -160,20 +160,30 @@ impl Tx {
                 "INSERT INTO messages (enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, next_attempt_at, created_at, updated_at) VALUES ",
             );
             let mut p = self.placeholders();
-            for (i, m) in chunk.iter().enumerate() {
+            for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push(',');
                 }
-                let (campaign, step) = (p.next(), p.next());
+                // Each value its own placeholder (SQLite's `?` are positional).
+                let v: Vec<String> = (0..9).map(|_| p.next()).collect();
                 sql.push_str(&format!(
-                    "({}, {}, {}, {campaign}, {}, {step}, 'queued', {}, {now}, {now})",
-                    m.enrollment_id, m.seq, m.contact_id, m.version_id, m.due
+                    "({}, {}, {}, {}, {}, {}, 'queued', {}, {}, {})",
+                    v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
                 ));
             }
             sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
-            let mut q = crate::dynamic(sql);
+            let mut q = crate::batched(sql);
             for m in chunk {
-                q = q.bind(m.campaign_id.as_str()).bind(m.step_id.as_str());
+                q = q
+                    .bind(m.enrollment_id)
+                    .bind(m.seq)
+                    .bind(m.contact_id)
+                    .bind(m.campaign_id.as_str())
+                    .bind(m.version_id)
+                    .bind(m.step_id.as_str())
+                    .bind(m.due)
+                    .bind(now)
+                    .bind(now);
             }
             n += q.execute(self.conn()).await?.rows_affected();
         }
@@ -247,20 +257,21 @@ impl Tx {
             // Joined on a table of values, not `CASE id WHEN …` (searched linearly per row).
             let mut p = self.placeholders();
             let mut values = String::new();
-            for (i, (id, _)) in chunk.iter().enumerate() {
+            for i in 0..chunk.len() {
                 let sep = if i > 0 { "," } else { "" };
-                values.push_str(&format!("{sep}({id}, {})", p.next()));
+                values.push_str(&format!("{sep}({}, {})", p.next(), p.next()));
             }
+            let (lease, at) = (p.next(), p.next());
             let sql = format!(
                 "WITH v(id, message_id) AS (VALUES {values})
-                 UPDATE messages SET message_id = v.message_id, state = 'sending', attempts = attempts + 1, lease_until = {lease_until}, updated_at = {now}
+                 UPDATE messages SET message_id = v.message_id, state = 'sending', attempts = attempts + 1, lease_until = {lease}, updated_at = {at}
                  FROM v WHERE messages.id = v.id AND messages.state IN ('queued', 'deferred') RETURNING messages.id"
             );
-            let mut q = crate::dynamic(sql);
-            for (_, message_id) in chunk {
-                q = q.bind(*message_id);
+            let mut q = crate::batched(sql);
+            for (id, message_id) in chunk {
+                q = q.bind(*id).bind(*message_id);
             }
-            for row in q.fetch_all(self.conn()).await? {
+            for row in q.bind(lease_until).bind(now).fetch_all(self.conn()).await? {
                 out.push(row.try_get(0)?);
             }
         }
@@ -271,15 +282,20 @@ impl Tx {
     pub async fn finish_sent(&mut self, ids: &[i64], now: i64) -> Result<u64> {
         let mut n = 0;
         for chunk in ids.chunks(crate::CHUNK) {
+            // Placeholders and values in the order of the text (SQLite's `?` are positional).
+            let mut p = self.placeholders();
+            let (sent_at, at) = (p.next(), p.next());
+            let list: Vec<String> = chunk.iter().map(|_| p.next()).collect();
             let sql = format!(
-                "UPDATE messages SET state = 'sent', error = NULL, next_attempt_at = NULL, sent_at = {now}, lease_until = NULL, updated_at = {now}
+                "UPDATE messages SET state = 'sent', error = NULL, next_attempt_at = NULL, sent_at = {sent_at}, lease_until = NULL, updated_at = {at}
                  WHERE id IN ({}) AND state = 'sending'",
-                crate::id_list(chunk)
+                list.join(",")
             );
-            n += crate::dynamic(sql)
-                .execute(self.conn())
-                .await?
-                .rows_affected();
+            let mut q = crate::batched(sql).bind(now).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            n += q.execute(self.conn()).await?.rows_affected();
         }
         Ok(n)
     }
@@ -295,16 +311,21 @@ impl Tx {
                 "INSERT INTO message_attempts (message_id, at, outcome, reply) VALUES ",
             );
             let mut p = self.placeholders();
-            for (i, (id, _, _)) in chunk.iter().enumerate() {
+            for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push(',');
                 }
-                let (outcome, reply) = (p.next(), p.next());
-                sql.push_str(&format!("({id}, {at}, {outcome}, {reply})"));
+                sql.push_str(&format!(
+                    "({}, {}, {}, {})",
+                    p.next(),
+                    p.next(),
+                    p.next(),
+                    p.next()
+                ));
             }
-            let mut q = crate::dynamic(sql);
-            for (_, outcome, reply) in chunk {
-                q = q.bind(*outcome).bind(*reply);
+            let mut q = crate::batched(sql);
+            for (id, outcome, reply) in chunk {
+                q = q.bind(*id).bind(at).bind(*outcome).bind(*reply);
             }
             q.execute(self.conn()).await?;
         }
