@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{SourceFile, parse_campaign};
 use nurture_scheduler::{Courier, Engine, Failure, Job};
 use nurture_store::{NewEvent, Upsert};
-use serde_json::Map;
+use serde_json::{Map, Value, json};
 
 mod support;
 
@@ -380,6 +380,105 @@ async fn abandoned_transaction_loses_no_step(backend: Backend) {
     assert_eq!((out.events, out.enrolled, out.queued), (5, 5, 5));
 }
 
+/// Rows read many at a time (SQLite packs them into one JSON row on the way out of the
+/// database) come back exactly as written, and as the same row read on its own: quotes,
+/// backslashes, control characters, non-ASCII text, nested values, large integers, nulls.
+async fn rows_read_in_bulk_are_the_rows_written(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let ms = t0.timestamp_millis();
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    let attributes: Map<String, Value> = serde_json::from_value(json!({
+        "first_name": "Zoë \"Z\" O'Neil\\ \n\t</script>",
+        "nested": {"list": [1, 2.5, null, true, "ü"], "empty": {}},
+        "big": 9_007_199_254_740_993_i64,
+        "emoji": "🎉"
+    }))
+    .unwrap();
+    let props: Map<String, Value> =
+        serde_json::from_value(json!({"source": "ebook", "quote": "a\"b\\c\u{1}", "n": -3}))
+            .unwrap();
+    let email = "zoë.o'neil@x.example";
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let (c, _) = tx
+        .upsert_contact(
+            &Upsert {
+                email: email.into(),
+                attributes: attributes.clone(),
+                tags: vec!["vip".into(), "ünï \"q\"".into()],
+                ..Default::default()
+            },
+            ms,
+        )
+        .await
+        .unwrap();
+    tx.insert_event(
+        &NewEvent {
+            contact_id: c.id,
+            name: "lead.captured".into(),
+            properties: props.clone(),
+            occurred_at: ms,
+            ..Default::default()
+        },
+        ms,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let one = tx.contact_by_email(email).await.unwrap().unwrap();
+    assert_eq!(one.attributes, attributes);
+    let bulk = tx.contacts(&[c.id, c.id + 1000]).await.unwrap();
+    assert_eq!(format!("{bulk:?}"), format!("{:?}", [one]));
+    let events = tx.claim_new_events(ms, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(
+        (e.contact_id, e.name.as_str(), &e.properties, e.occurred_at),
+        (c.id, "lead.captured", &props, ms)
+    );
+    assert!(tx.claim_new_events(ms, 10).await.unwrap().is_empty());
+    // Rolled back: the event is new again for the engine.
+    tx.rollback().await.unwrap();
+    let out = w.engine.run_once(t0).await.unwrap();
+    assert_eq!((out.events, out.enrolled, out.queued), (1, 1, 1));
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let claimed = tx.claim_messages(ms, ms + 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let m = &claimed[0];
+    assert_eq!(
+        (
+            m.contact_id,
+            m.step_id.as_str(),
+            m.state.as_str(),
+            m.attempts,
+            m.message_id.as_deref(),
+            m.error.as_deref(),
+            m.sent_at,
+            m.next_attempt_at
+        ),
+        (c.id, "welcome", "queued", 0, None, None, None, Some(ms))
+    );
+    let back = tx.trigger_properties(&[m.enrollment_id]).await.unwrap();
+    assert_eq!(back.get(&m.enrollment_id), Some(&props));
+    // The lease holds until it runs out.
+    assert!(
+        tx.claim_messages(ms, ms + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        tx.claim_messages(ms + 60_001, ms + 120_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    tx.commit().await.unwrap();
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -405,4 +504,5 @@ both!(
     abandoned_transaction_loses_no_step,
     a_refusing_server_is_tried_once_per_round_not_once_per_message,
     batched_import_upserts_merge_and_enroll_once,
+    rows_read_in_bulk_are_the_rows_written,
 );

@@ -129,6 +129,40 @@ impl Tx {
     /// Contacts by id, in any order; ids without a row are left out.
     pub async fn contacts(&mut self, ids: &[i64]) -> Result<Vec<Contact>> {
         let mut out = Vec::with_capacity(ids.len());
+        if self.backend() == crate::Backend::Sqlite {
+            for chunk in ids.chunks(crate::CHUNK) {
+                let sql = format!(
+                    "SELECT json_group_array(json_array(id, email, status, status_reason, status_changed_at, json(attributes), json(tags), created_at))
+                     FROM contacts WHERE id IN ({})",
+                    crate::id_list(chunk)
+                );
+                type Packed = (
+                    i64,
+                    String,
+                    String,
+                    Option<String>,
+                    Option<i64>,
+                    Map<String, Value>,
+                    Vec<String>,
+                    i64,
+                );
+                for (id, email, status, reason, changed, attributes, tags, created) in
+                    self.fetch_packed::<Packed>(crate::dynamic(sql)).await?
+                {
+                    out.push(Contact {
+                        id,
+                        email,
+                        status: ContactStatus::parse(&status),
+                        status_reason: reason,
+                        status_changed_at: changed,
+                        attributes,
+                        tags,
+                        created_at: created,
+                    });
+                }
+            }
+            return Ok(out);
+        }
         for chunk in ids.chunks(crate::CHUNK) {
             let sql = format!(
                 "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id IN ({})",

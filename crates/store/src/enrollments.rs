@@ -192,16 +192,38 @@ impl Tx {
     ) -> Result<Vec<Enrollment>> {
         let mut out = Vec::with_capacity(new.len());
         for chunk in new.chunks(crate::CHUNK) {
-            let q = self.enrollment_insert(chunk, now, " RETURNING id, campaign_id, contact_id");
-            let rows = q.fetch_all(self.conn()).await?;
+            let inserted: Vec<(i64, String, i64)> = if self.backend() == crate::Backend::Sqlite {
+                // This transaction is SQLite's only writer (BEGIN IMMEDIATE): the rows past
+                // the largest id before the insert are the ones it inserted.
+                let before: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM enrollments")
+                    .fetch_one(self.conn())
+                    .await?
+                    .try_get(0)?;
+                self.enrollment_insert(chunk, now, "")
+                    .execute(self.conn())
+                    .await?;
+                self.fetch_packed(
+                    sqlx::query(
+                        "SELECT json_group_array(json_array(id, campaign_id, contact_id)) FROM enrollments WHERE id > $1",
+                    )
+                    .bind(before),
+                )
+                .await?
+            } else {
+                let q =
+                    self.enrollment_insert(chunk, now, " RETURNING id, campaign_id, contact_id");
+                let mut rows = Vec::new();
+                for row in q.fetch_all(self.conn()).await? {
+                    rows.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+                }
+                rows
+            };
             // One active enrollment per campaign and contact: the pair finds its input.
             let by_pair: std::collections::HashMap<(&str, i64), &NewEnrollment> = chunk
                 .iter()
                 .map(|e| ((e.campaign_id.as_str(), e.contact_id), e))
                 .collect();
-            for row in &rows {
-                let (id, campaign, contact): (i64, String, i64) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            for (id, campaign, contact) in inserted {
                 let Some(&e) = by_pair.get(&(campaign.as_str(), contact)) else {
                     continue;
                 };
@@ -474,6 +496,19 @@ impl Tx {
         ids: &[i64],
     ) -> Result<std::collections::HashMap<i64, serde_json::Map<String, serde_json::Value>>> {
         let mut out = std::collections::HashMap::with_capacity(ids.len());
+        if self.backend() == crate::Backend::Sqlite {
+            for chunk in ids.chunks(crate::CHUNK) {
+                let sql = format!(
+                    "SELECT json_group_array(json_array(id, json(trigger_properties))) FROM enrollments WHERE id IN ({})",
+                    crate::id_list(chunk)
+                );
+                out.extend(
+                    self.fetch_packed::<(i64, Map<String, Value>)>(crate::dynamic(sql))
+                        .await?,
+                );
+            }
+            return Ok(out);
+        }
         for chunk in ids.chunks(crate::CHUNK) {
             let sql = format!(
                 "SELECT id, trigger_properties FROM enrollments WHERE id IN ({})",

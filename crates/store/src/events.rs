@@ -102,6 +102,39 @@ impl Tx {
     /// Claims up to `limit` events that triggers have not seen yet, marking them seen. The
     /// caller enrolls in the same transaction.
     pub async fn claim_new_events(&mut self, now: i64, limit: i64) -> Result<Vec<EventRow>> {
+        if self.backend() == crate::Backend::Sqlite {
+            // The transaction began IMMEDIATE: nobody else is writing between the read and
+            // the update. Read packed (one row), then mark by id.
+            let mut out: Vec<EventRow> = self
+                .fetch_packed::<(i64, i64, String, Map<String, Value>, i64)>(
+                    sqlx::query(
+                        "SELECT json_group_array(json_array(id, contact_id, name, json(properties), occurred_at))
+                         FROM (SELECT id, contact_id, name, properties, occurred_at FROM events
+                               WHERE processed_at IS NULL ORDER BY id LIMIT $1)",
+                    )
+                    .bind(limit),
+                )
+                .await?
+                .into_iter()
+                .map(|(id, contact_id, name, properties, occurred_at)| EventRow {
+                    id,
+                    contact_id,
+                    name,
+                    properties,
+                    occurred_at,
+                })
+                .collect();
+            out.sort_by_key(|e| e.id);
+            if !out.is_empty() {
+                let ids: Vec<i64> = out.iter().map(|e| e.id).collect();
+                let sql = format!(
+                    "UPDATE events SET processed_at = $1 WHERE id IN ({})",
+                    crate::id_list(&ids)
+                );
+                crate::dynamic(sql).bind(now).execute(self.conn()).await?;
+            }
+            return Ok(out);
+        }
         // PostgreSQL: SKIP LOCKED lets several workers take disjoint batches. SQLite: the
         // transaction began IMMEDIATE, so nobody else is writing.
         let sql = self.pick(

@@ -198,6 +198,69 @@ impl Tx {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<MessageRow>> {
+        if self.backend() == crate::Backend::Sqlite {
+            // The transaction began IMMEDIATE: nobody else is writing between the read and
+            // the update. Read packed (one row), then lease by id.
+            type Packed = (
+                i64,
+                i64,
+                i64,
+                i64,
+                String,
+                i64,
+                String,
+                String,
+                i64,
+                Option<String>,
+                Option<String>,
+                i64,
+                Option<i64>,
+                Option<i64>,
+            );
+            let mut out: Vec<MessageRow> = self
+                .fetch_packed::<Packed>(
+                    sqlx::query(
+                        "SELECT json_group_array(json_array(id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at))
+                         FROM (SELECT * FROM messages
+                               WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                               ORDER BY next_attempt_at LIMIT $2)",
+                    )
+                    .bind(now)
+                    .bind(limit),
+                )
+                .await?
+                .into_iter()
+                .map(|r| MessageRow {
+                    id: r.0,
+                    enrollment_id: r.1,
+                    seq: r.2,
+                    contact_id: r.3,
+                    campaign_id: r.4,
+                    version_id: r.5,
+                    step_id: r.6,
+                    state: r.7,
+                    attempts: r.8,
+                    message_id: r.9,
+                    error: r.10,
+                    created_at: r.11,
+                    sent_at: r.12,
+                    next_attempt_at: r.13,
+                })
+                .collect();
+            out.sort_by_key(|m| m.id);
+            if !out.is_empty() {
+                let ids: Vec<i64> = out.iter().map(|m| m.id).collect();
+                let sql = format!(
+                    "UPDATE messages SET lease_until = $1 WHERE id IN ({})",
+                    crate::id_list(&ids)
+                );
+                crate::dynamic(sql)
+                    .bind(lease_until)
+                    .execute(self.conn())
+                    .await?;
+            }
+            return Ok(out);
+        }
         let sql = self.pick(
             "UPDATE messages SET lease_until = $2 WHERE id IN (
                  SELECT id FROM messages
