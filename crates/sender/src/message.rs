@@ -235,7 +235,11 @@ pub fn build_message(
     let to = mailbox(email.to_name, email.to_address)?;
     let domain = from.email.domain().to_string();
     let id = message_id(&domain);
+    // The envelope given, lettre does not parse it back out of the formatted headers.
+    let envelope = lettre::address::Envelope::new(Some(from.email.clone()), vec![to.email.clone()])
+        .map_err(|e| MessageError::Build(e.to_string()))?;
     let mut builder = Message::builder()
+        .envelope(envelope)
         .from(from.clone())
         .to(to.clone())
         .subject(sanitize_header_text(email.subject))

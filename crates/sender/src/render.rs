@@ -275,18 +275,25 @@ fn convert(e: handlebars::RenderError, part: &str) -> RenderError {
 impl Templates {
     /// Renders one email. Fails as a whole on the first problem.
     pub fn render(&self, req: &RenderRequest<'_>) -> Result<Rendered, RenderError> {
+        // One Handlebars context for every part: rendering from a `Value` copies it into a
+        // new context each time (subject, preheader, text values, HTML).
+        let ctx = Context::from(req.context.clone());
         // The CSS inlined once per template where that is certainly the same (inline.rs);
         // any error there is reported by the per-message path, which names the part.
-        if let Some(Ok(html)) = self.render_inlined(req.template, req.layout, req.context) {
-            return self.finish(req, html, true);
+        if let Some(Ok(html)) = self.render_inlined(req.template, req.layout, &ctx) {
+            return self.finish(req, &ctx, html, true);
         }
-        self.render_per_message(req)
+        self.render_per_message(req, &ctx)
     }
 
     /// Renders and then inlines the CSS of this one message.
-    fn render_per_message(&self, req: &RenderRequest<'_>) -> Result<Rendered, RenderError> {
+    fn render_per_message(
+        &self,
+        req: &RenderRequest<'_>,
+        ctx: &Context,
+    ) -> Result<Rendered, RenderError> {
         let html = self.plain_html(req)?;
-        self.finish(req, html, false)
+        self.finish(req, ctx, html, false)
     }
 
     /// The HTML as Handlebars renders it: the template in its layout, CSS not inlined.
@@ -313,11 +320,11 @@ impl Templates {
     /// The text part derived from the HTML once for this template, with this message's
     /// values put in; `None` when that is not certainly what deriving it from this message's
     /// HTML would give (the caller then does that).
-    fn derived_text(&self, req: &RenderRequest<'_>) -> Option<String> {
+    fn derived_text(&self, req: &RenderRequest<'_>, ctx: &Context) -> Option<String> {
         let source = self.text_source(req.template, req.layout)?;
         let values: Vec<String> = source
             .value_sources()
-            .map(|v| self.render_line(v, req.context).ok())
+            .map(|v| self.render_line(v, ctx).ok())
             .collect::<Option<_>>()?;
         if values.iter().any(|v| !v.is_empty() && !plain_value(v)) {
             return None;
@@ -338,6 +345,7 @@ impl Templates {
     fn finish(
         &self,
         req: &RenderRequest<'_>,
+        ctx: &Context,
         mut html: String,
         inlined: bool,
     ) -> Result<Rendered, RenderError> {
@@ -345,12 +353,12 @@ impl Templates {
         // added: it starts with the content and keeps the original links.
         let text = if self.has_text_part(req.template) {
             self.plain
-                .render(&txt_key(req.template), req.context)
+                .render_with_context(&txt_key(req.template), ctx)
                 .map_err(|e| convert(e, &format!("{}.txt", req.template)))?
         } else {
             // From the HTML without inlined styles: the same text (styles are not text), and
             // the converter's parser has a third less to read.
-            match self.derived_text(req) {
+            match self.derived_text(req, ctx) {
                 Some(text) => text,
                 None => {
                     let plain;
@@ -369,7 +377,7 @@ impl Templates {
         };
         if let Some(pre) = req.preheader {
             let pre = self
-                .render_line(pre, req.context)
+                .render_line(pre, ctx)
                 .map_err(|e| convert(e, "preheader"))?;
             html = insert_preheader(&html, &handlebars::html_escape(&one_line(&pre)));
         }
@@ -380,7 +388,7 @@ impl Templates {
             inline_css(html, req.template)
         };
         let subject = self
-            .render_line(req.subject, req.context)
+            .render_line(req.subject, ctx)
             .map_err(|e| convert(e, "subject"))?;
         Ok(Rendered {
             subject: one_line(&subject),
@@ -612,7 +620,7 @@ mod tests {
                     context: &ctx,
                     tracking: Tracking::default(),
                 };
-                let once = t.derived_text(&req);
+                let once = t.derived_text(&req, &Context::from(req.context.clone()));
                 assert!(
                     once.is_some(),
                     "{template}: the example templates all qualify"
@@ -650,10 +658,11 @@ mod tests {
                 context: &ctx,
                 tracking: Tracking::default(),
             };
-            if t.derived_text(&req).is_some() {
+            let hb = Context::from(req.context.clone());
+            if t.derived_text(&req, &hb).is_some() {
                 // Only when the template does not show the first name at all.
                 let text = html_to_text(&t.plain_html(&req).unwrap()).unwrap();
-                assert_eq!(t.derived_text(&req).unwrap(), text, "{odd:?}");
+                assert_eq!(t.derived_text(&req, &hb).unwrap(), text, "{odd:?}");
             }
         }
         // Blocks with tags inside, raw HTML and comments are never derived once; a block of
@@ -723,13 +732,15 @@ mod tests {
                 context: &ctx,
                 tracking: Tracking::default(),
             };
-            let once = t.render_inlined(&template, Some("base"), &ctx);
+            let once = t.render_inlined(&template, Some("base"), &Context::from(ctx.clone()));
             assert!(
                 matches!(once, Some(Ok(_))),
                 "{template}: the example templates can all be inlined once"
             );
             let fast = t.render(&req).unwrap();
-            let slow = t.render_per_message(&req).unwrap();
+            let slow = t
+                .render_per_message(&req, &Context::from(req.context.clone()))
+                .unwrap();
             assert_eq!(fast.text, slow.text, "{template}");
             assert_eq!(fast.subject, slow.subject, "{template}");
             assert_eq!(normal(&fast.html), normal(&slow.html), "{template}");

@@ -276,13 +276,13 @@ impl Templates {
         &self,
         template: &str,
         layout: Option<&str>,
-        data: &serde_json::Value,
+        data: &handlebars::Context,
     ) -> Option<Result<String, handlebars::RenderError>> {
         let key = format!("inlined:{template}|{}", layout.unwrap_or(""));
         {
             let inlined = self.inlined.read().unwrap_or_else(|e| e.into_inner());
             if inlined.0.has_template(&key) {
-                return Some(inlined.0.render(&key, data));
+                return Some(inlined.0.render_with_context(&key, data));
             }
             if inlined.1.contains(&key) {
                 return None;
@@ -297,7 +297,7 @@ impl Templates {
             Some(tpl) => {
                 tracing::debug!(template, layout, "CSS inlined once for this template");
                 inlined.0.register_template(&key, tpl);
-                Some(inlined.0.render(&key, data))
+                Some(inlined.0.render_with_context(&key, data))
             }
             None => {
                 tracing::debug!(
@@ -384,13 +384,13 @@ impl Templates {
     pub(crate) fn render_line(
         &self,
         source: &str,
-        data: &serde_json::Value,
+        data: &handlebars::Context,
     ) -> Result<String, handlebars::RenderError> {
         let key = format!("line:{source}");
         {
             let lines = self.lines.read().unwrap_or_else(|e| e.into_inner());
             if lines.has_template(&key) {
-                return lines.render(&key, data);
+                return lines.render_with_context(&key, data);
             }
         }
         let mut lines = self.lines.write().unwrap_or_else(|e| e.into_inner());
@@ -398,7 +398,7 @@ impl Templates {
             let tpl = Template::compile(source).map_err(handlebars::RenderError::from)?;
             lines.register_template(&key, tpl);
         }
-        lines.render(&key, data)
+        lines.render_with_context(&key, data)
     }
 
     /// The folder the templates came from.
