@@ -112,7 +112,7 @@ def main():
         t_big = idle_tick(binary, root)
         print(f"idle tick: {n_small:,} waiting {t_small * 1000:.1f} ms, {n_big:,} waiting {t_big * 1000:.1f} ms (ratio {t_big / t_small:.2f}; target <= 1.5)")
         rss = rss_of_run(binary, root)
-        print(f"memory:   nurture run with {n_big:,} waiting enrollments: peak RSS {rss} MB (target < 100 MB)")
+        print(f"memory:   nurture run with {n_big:,} waiting enrollments: peak RSS {rss} MB (target < 60 MB)")
         shutil.rmtree(small, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
