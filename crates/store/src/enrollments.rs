@@ -338,34 +338,44 @@ impl Tx {
     /// Moves many enrollments on in one statement per chunk, each guarded on the `seq` it
     /// was claimed with; returns how many moved (fewer means another process advanced one).
     pub async fn advance_enrollments(&mut self, advances: &[Advance], now: i64) -> Result<u64> {
-        use std::fmt::Write;
+        // Those that stay active change three columns only: SQLite then leaves the indexes
+        // on `state` (one active enrollment per campaign and contact) alone.
+        let (moving, ending): (Vec<&Advance>, Vec<&Advance>) =
+            advances.iter().partition(|a| a.state == "active");
         let mut n = 0;
-        for chunk in advances.chunks(crate::CHUNK) {
-            // One row of values per enrollment, joined on the id: a `CASE id WHEN … END` per
-            // column would be searched linearly for every row (quadratic in the batch).
-            // `expected + 0`: without it SQLite's planner indexes `v` on `expected` and scans
-            // every active enrollment (quadratic again); with it, `v` drives the join and each
-            // enrollment is found by its primary key.
-            // Every value bound: the text depends only on the number of rows, so the
-            // statement is parsed once and then taken from the cache.
-            let mut values = String::new();
-            let mut p = self.placeholders();
-            for i in 0..chunk.len() {
-                let v: Vec<String> = (0..8).map(|_| p.next()).collect();
-                let _ = write!(values, "{}({})", if i > 0 { "," } else { "" }, v.join(", "));
-            }
+        for chunk in moving.chunks(crate::CHUNK) {
             let sql = format!(
-                "WITH v(id, expected, seq, step_id, exit_reason, next_run_at, state, ended_at) AS (VALUES {values})
-                 UPDATE enrollments SET step_id = v.step_id, exit_reason = v.exit_reason, seq = v.seq,
-                     next_run_at = v.next_run_at, state = v.state, ended_at = v.ended_at
-                 FROM v WHERE enrollments.id = v.id AND enrollments.state = 'active' AND enrollments.seq = v.expected + 0"
+                "WITH v(id, expected, seq, step_id, next_run_at) AS (VALUES {})
+                 UPDATE enrollments SET step_id = v.step_id, seq = v.seq, next_run_at = v.next_run_at
+                 FROM v WHERE enrollments.id = v.id AND enrollments.state = 'active' AND enrollments.seq = v.expected + 0",
+                self.value_rows(chunk.len(), 5)
             );
             let mut q = crate::batched(sql);
             for a in chunk {
-                let state = match a.state {
-                    "completed" => "completed",
-                    "exited" => "exited",
-                    _ => "active",
+                q = q
+                    .bind(a.id)
+                    .bind(a.expected_seq)
+                    .bind(a.seq)
+                    .bind(a.step_id.clone())
+                    .bind(a.next_run_at);
+            }
+            n += q.execute(self.conn()).await?.rows_affected();
+        }
+        for chunk in ending.chunks(crate::CHUNK) {
+            let sql = format!(
+                "WITH v(id, expected, seq, step_id, exit_reason, state) AS (VALUES {})
+                 UPDATE enrollments SET step_id = v.step_id, exit_reason = v.exit_reason, seq = v.seq,
+                     next_run_at = NULL, state = v.state, ended_at = {}
+                 FROM v WHERE enrollments.id = v.id AND enrollments.state = 'active' AND enrollments.seq = v.expected + 0",
+                self.value_rows(chunk.len(), 6),
+                self.placeholders_after(chunk.len() * 6)
+            );
+            let mut q = crate::batched(sql);
+            for a in chunk {
+                let state = if a.state == "exited" {
+                    "exited"
+                } else {
+                    "completed"
                 };
                 q = q
                     .bind(a.id)
@@ -373,11 +383,9 @@ impl Tx {
                     .bind(a.seq)
                     .bind(a.step_id.clone())
                     .bind(a.exit_reason.clone())
-                    .bind(a.next_run_at)
-                    .bind(state)
-                    .bind((state != "active").then_some(now));
+                    .bind(state);
             }
-            n += q.execute(self.conn()).await?.rows_affected();
+            n += q.bind(now).execute(self.conn()).await?.rows_affected();
         }
         Ok(n)
     }

@@ -213,6 +213,33 @@ impl Tx {
         }
     }
 
+    /// `(?, ?), (?, ?), …`: `rows` rows of `width` placeholders, for a `VALUES` list.
+    pub(crate) fn value_rows(&self, rows: usize, width: usize) -> String {
+        let mut p = self.placeholders();
+        let mut out = String::with_capacity(rows * width * 4);
+        for r in 0..rows {
+            if r > 0 {
+                out.push(',');
+            }
+            out.push('(');
+            for c in 0..width {
+                if c > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&p.next());
+            }
+            out.push(')');
+        }
+        out
+    }
+
+    /// The placeholder that follows `n` others (`?`, or `$n+1` on PostgreSQL).
+    pub(crate) fn placeholders_after(&self, n: usize) -> String {
+        let mut p = self.placeholders();
+        p.n = n;
+        p.next()
+    }
+
     /// Placeholders for a statement built at run time.
     pub(crate) fn placeholders(&self) -> Placeholders {
         Placeholders {
