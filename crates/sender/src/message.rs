@@ -195,6 +195,15 @@ pub fn quoted_printable(text: &str) -> Vec<u8> {
             // The longest run of plain bytes that fits on this line...
             let end = (i + MAX - col).min(len);
             let mut j = i;
+            // Eight bytes at a time while all are printable ASCII or space, none `=`.
+            while j + 8 <= end {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&line[j..j + 8]);
+                if !all_plain(u64::from_le_bytes(word)) {
+                    break;
+                }
+                j += 8;
+            }
             while j < end && PLAIN[usize::from(line[j])] {
                 j += 1;
             }
@@ -224,6 +233,21 @@ pub fn quoted_printable(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// True when each of the eight bytes is in `0x20..=0x7E` and none is `=` (what
+/// quoted-printable copies as it is inside a line).
+fn all_plain(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte below 0x20 borrows into its high bit when 0x20 is taken away; one of 0x7F
+    // and up has the high bit set once 1 is added (or already). A carry or borrow only
+    // starts at a byte that fails by itself.
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let above_tilde = (w | w.wrapping_add(ONES)) & HIGH;
+    let eq = w ^ (ONES * u64::from(b'='));
+    let has_eq = eq.wrapping_sub(ONES) & !eq & HIGH;
+    below_space == 0 && above_tilde == 0 && has_eq == 0
 }
 
 /// Builds the message (and signs it when `dkim` is given).
@@ -453,6 +477,22 @@ mod tests {
             }
         }
         String::from_utf8(out).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn eight_bytes_at_a_time_agree_with_one_at_a_time() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = *b"abcdefgh";
+                word[at] = b;
+                let plain = (0x20..=0x7E).contains(&b) && b != b'=';
+                assert_eq!(all_plain(u64::from_le_bytes(word)), plain, "{b:#x} at {at}");
+            }
+        }
+        assert!(all_plain(u64::from_le_bytes(*b"        ")));
+        assert!(!all_plain(u64::from_le_bytes(
+            *b"\xff\xff\xff\xff\xff\xff\xff\xff"
+        )));
     }
 
     #[test]
