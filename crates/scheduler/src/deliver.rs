@@ -179,14 +179,25 @@ impl Engine {
             tx.commit().await?;
         }
         let concurrency = concurrency.max(1);
-        let Some(first) = self.claim_and_render(courier, now).await? else {
+        // Once the server has refused a window of messages in a row, the rest of the round
+        // is deferred untried (and no longer rendered).
+        let mut unavailable: Option<String> = None;
+        let Some(first) = self.claim_and_render(courier, now, None).await? else {
             return Ok(out);
         };
         let mut ready = first;
         loop {
+            let down = unavailable.clone();
             let (sent, next) = futures_util::future::join(
-                self.send_batch(&**courier, ready, now, concurrency, &mut out),
-                self.claim_and_render(courier, now),
+                self.send_batch(
+                    &**courier,
+                    ready,
+                    now,
+                    concurrency,
+                    &mut out,
+                    &mut unavailable,
+                ),
+                self.claim_and_render(courier, now, down),
             )
             .await;
             sent?;
@@ -199,14 +210,28 @@ impl Engine {
 
     /// Claims the next batch and has it rendered on a blocking thread (rendering is CPU
     /// work: it must not hold up the connections polled on this one).
+    /// With `unavailable` (the server's refusal), the batch is not rendered: every message is
+    /// deferred untried.
     async fn claim_and_render<C: Courier + 'static>(
         &self,
         courier: &Arc<C>,
         now: DateTime<Utc>,
+        unavailable: Option<String>,
     ) -> Result<Option<Rendered<C::Prepared>>> {
         let Some(claimed) = self.claim_batch(now).await? else {
             return Ok(None);
         };
+        if let Some(reply) = unavailable {
+            let settled = (0..claimed.batch.len())
+                .map(|i| (i, deferred_untried(&claimed.batch[i], &reply, now)))
+                .collect();
+            return Ok(Some(Rendered {
+                batch: claimed.batch,
+                settled,
+                ready: Vec::new(),
+                took: std::time::Duration::ZERO,
+            }));
+        }
         let courier = courier.clone();
         match tokio::task::spawn_blocking(move || render_batch(&*courier, claimed)).await {
             Ok(rendered) => Ok(Some(rendered)),
@@ -266,6 +291,7 @@ impl Engine {
         now: DateTime<Utc>,
         concurrency: usize,
         out: &mut Delivered,
+        unavailable: &mut Option<String>,
     ) -> Result<()> {
         // Eight messages per connection keep every connection busy between two commits.
         let limit = (concurrency * 8).min(256);
@@ -288,9 +314,8 @@ impl Engine {
         let mut round = None;
         // The server refused this many messages in a row: it is down or throttling us.
         let mut refused_in_a_row = 0;
-        let mut unavailable: Option<String> = None;
         loop {
-            if let Some(reply) = &unavailable {
+            if let Some(reply) = unavailable.as_deref() {
                 // Instead of knocking on a closed door for every message: the marked ones
                 // are recorded as refused, the rest deferred untried.
                 let why =
@@ -352,7 +377,12 @@ impl Engine {
                         Err(Failure::Transient(reply)) => {
                             refused_in_a_row += 1;
                             if refused_in_a_row >= chunk && unavailable.is_none() {
-                                unavailable = Some(reply.clone());
+                                tracing::warn!(
+                                    refused = refused_in_a_row,
+                                    reply = %reply,
+                                    "the SMTP server refused every message lately; the rest of this round is deferred untried"
+                                );
+                                *unavailable = Some(reply.clone());
                             }
                         }
                         _ => refused_in_a_row = 0,
@@ -463,6 +493,8 @@ impl Engine {
         let sending = MessageState::Sending;
         let mut sent = Vec::new();
         let mut attempts: Vec<(i64, &str, Option<&str>)> = Vec::with_capacity(results.len());
+        // How many were deferred in this window, and the first reply.
+        let mut deferred: Option<(u64, &str)> = None;
         for (m, result) in &results {
             match result {
                 Ok(reply) => {
@@ -500,7 +532,8 @@ impl Engine {
                         }
                     }
                     attempts.push((m.id, "deferred", Some(reply)));
-                    tracing::warn!(message = m.id, reply = %reply, "delivery deferred");
+                    tracing::debug!(message = m.id, reply = %reply, "delivery deferred");
+                    deferred.get_or_insert((0, reply.as_str())).0 += 1;
                 }
                 Err(Failure::Permanent(reply)) => {
                     tx.finish_message(
@@ -550,6 +583,10 @@ impl Engine {
         }
         out.sent += tx.finish_sent(&sent, now_ms).await?;
         tx.insert_attempts(&attempts, now_ms).await?;
+        if let Some((n, reply)) = deferred {
+            // One line per window, not per message: a server that is down refuses them all.
+            tracing::warn!(messages = n, reply = %reply, "deliveries deferred (first reply shown)");
+        }
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{SourceFile, parse_campaign};
-use nurture_scheduler::{Courier, Engine, Failure, Job};
+use nurture_scheduler::{Courier, Engine, EngineConfig, Failure, Job};
 use nurture_store::{NewEvent, Upsert};
 use serde_json::{Map, Value, json};
 
@@ -197,12 +197,14 @@ async fn crash_during_smtp_leaves_unknown_never_resent(backend: Backend) {
 #[derive(Default)]
 struct Refusing {
     tried: Mutex<u32>,
+    prepared: Mutex<u32>,
 }
 
 impl Courier for Refusing {
     type Prepared = ();
 
     fn prepare(&self, job: &Job<'_>) -> Result<(String, Self::Prepared), Failure> {
+        *self.prepared.lock().unwrap() += 1;
         Ok((format!("<{}@test>", job.message.id), ()))
     }
 
@@ -479,6 +481,39 @@ async fn rows_read_in_bulk_are_the_rows_written(backend: Backend) {
     tx.commit().await.unwrap();
 }
 
+/// Batches after the one where the server turned out to be down are deferred untried and not
+/// even rendered: one window of attempts per round, however many batches it has.
+async fn a_refusing_server_is_tried_once_per_round_across_batches(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    leads(&w.engine, 100, t0).await;
+    w.engine.run_once(t0).await.unwrap();
+    let small = Engine::new(
+        w.engine.store().clone(),
+        EngineConfig {
+            batch: 20,
+            ..Default::default()
+        },
+    );
+    let down = std::sync::Arc::new(Refusing::default());
+    let d = small.deliver(&down, t0, 2).await.unwrap();
+    assert_eq!((d.sent, d.deferred, d.failed), (0, 100, 0));
+    let tried = *down.tried.lock().unwrap();
+    assert!((8..=9).contains(&tried), "tried {tried}");
+    // The first batch, and the second (rendered while the first was sent); no more.
+    let prepared = *down.prepared.lock().unwrap();
+    assert!(prepared <= 40, "rendered {prepared}");
+    // Every one of them is due again after the backoff, none lost.
+    let up = std::sync::Arc::new(Counting::default());
+    let later = small
+        .deliver(&up, t0 + Duration::minutes(1), 2)
+        .await
+        .unwrap();
+    assert_eq!(later.sent, 100);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -503,6 +538,7 @@ both!(
     crash_during_smtp_leaves_unknown_never_resent,
     abandoned_transaction_loses_no_step,
     a_refusing_server_is_tried_once_per_round_not_once_per_message,
+    a_refusing_server_is_tried_once_per_round_across_batches,
     batched_import_upserts_merge_and_enroll_once,
     rows_read_in_bulk_are_the_rows_written,
 );
