@@ -33,23 +33,45 @@ fn signature_covers_the_listed_headers_and_verifies_independently() {
         ],
         dir.path(),
     );
-    for key in ["key8.pem", "key1.pem"] {
+    let long_subject =
+        "Ihr E-Book über nachhaltiges Wachstum — Kapitel für Kapitel, mit Übungen ".repeat(3);
+    let html = format!(
+        "<p>Hello   there,\t\tZoë</p>\n{}\n<p>trailing   </p>  \n\n\n",
+        "<a href=\"https://leadcraft.example/x?a=1&amp;b=2\">a   long   line</a> ".repeat(20)
+    );
+    let cases = [
+        (
+            "key8.pem",
+            "Your ebook",
+            Some("Lee"),
+            "<p>Hello</p>".to_string(),
+            "Hello",
+        ),
+        (
+            "key1.pem",
+            long_subject.as_str(),
+            Some("Zoë O'Brien-Łukasz, \"the\" reader"),
+            html,
+            "Hello   there,\t Zoë  \nsecond line   \n\n",
+        ),
+    ];
+    for (key, subject, to_name, html, text) in &cases {
         let pem = std::fs::read_to_string(dir.path().join(key)).unwrap();
         let signer = DkimSigner::new("leadcraft.example", "nurture", &pem).unwrap();
         let m = build_message(
             &OutgoingEmail {
                 from_name: Some("Ana"),
                 from_address: "ana@leadcraft.example",
-                reply_to: None,
-                to_name: Some("Lee"),
+                reply_to: Some((Some("Ana's desk"), "hello@leadcraft.example")),
+                to_name: *to_name,
                 to_address: "lee@x.example",
-                subject: "Your ebook",
-                html: "<p>Hello</p>",
-                text: "Hello",
+                subject,
+                html,
+                text,
                 unsubscribe_url: "https://n.example/u/T",
                 campaign: "ebook",
                 step: "welcome",
-                date: SystemTime::UNIX_EPOCH,
+                date: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000),
             },
             Some(&signer),
         )
