@@ -4,7 +4,7 @@
 with Postfix's own `smtp-source -d -s 10` pushing messages of the same size into the same
 sink. Prints messages/s of each and the ratio.
 
-Usage: bench/send.py [--binary target/release/nurture] [--leads 5000] [--repeat 5] [--derived-text]
+Usage: bench/send.py [--binary target/release/nurture] [--leads 5000] [--repeat 5] [--derived-text] [--dkim]
 Build first: cargo build --release. Needs smtp-sink and smtp-source (Debian package postfix).
 """
 import argparse, os, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs of each side, alternating (median reported)")
     ap.add_argument("--derived-text", action="store_true",
                     help="drop the welcome email's .txt.hbs so its text part is derived from the HTML")
+    ap.add_argument("--dkim", action="store_true",
+                    help="sign every message with DKIM (a 2048-bit RSA key made with openssl)")
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     for tool in ("smtp-sink", "smtp-source"):
@@ -75,6 +77,10 @@ def main():
         # The import's events carry no `source`, so tell the trigger they came from the ebook form.
         subprocess.run(["python3", "-c", "import sqlite3; c=sqlite3.connect('nurture.db'); c.execute(\"UPDATE events SET properties='{\\\"source\\\":\\\"ebook\\\"}'\"); c.commit()"], cwd=work, check=True)
         e["NURTURE_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
+        if a.dkim:
+            key = os.path.join(work, "dkim.pem")
+            subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True, capture_output=True)
+            e.update(NURTURE_DKIM_DOMAIN="leadcraft.example", NURTURE_DKIM_SELECTOR="nurture", NURTURE_DKIM_PRIVATE_KEY=key)
         db = os.path.join(work, "nurture.db")
         shutil.copy(db, db + ".imported")
         # This machine is noisy (a VM sharing its host): both sides run --repeat times,
