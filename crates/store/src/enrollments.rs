@@ -154,20 +154,10 @@ impl Tx {
         now: i64,
         returning: &str,
     ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
-        let mut sql = String::from(
-            "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at) VALUES ",
+        let mut sql = format!(
+            "INSERT INTO enrollments (campaign_id, contact_id, state, step_id, seq, next_run_at, trigger_properties, enrolled_at) VALUES {}",
+            self.value_rows(chunk.len(), 8)
         );
-        let mut p = self.placeholders();
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            let v: Vec<String> = (0..6).map(|_| p.next()).collect();
-            sql.push_str(&format!(
-                "({}, {}, 'active', {}, 0, {}, {}, {})",
-                v[0], v[1], v[2], v[3], v[4], v[5]
-            ));
-        }
         sql.push_str(" ON CONFLICT DO NOTHING");
         sql.push_str(returning);
         let mut q = crate::batched(sql);
@@ -175,7 +165,9 @@ impl Tx {
             q = q
                 .bind(e.campaign_id.clone())
                 .bind(e.contact_id)
+                .bind("active")
                 .bind(e.step_id.clone())
+                .bind(0_i64)
                 .bind(e.next_run_at)
                 .bind(json_text(&e.trigger_properties))
                 .bind(now);
@@ -343,6 +335,11 @@ impl Tx {
         let (moving, ending): (Vec<&Advance>, Vec<&Advance>) =
             advances.iter().partition(|a| a.state == "active");
         let mut n = 0;
+        // One row of values per enrollment, joined on the id: a `CASE id WHEN … END` per
+        // column would be searched linearly for every row (quadratic in the batch).
+        // `expected + 0`: without it SQLite's planner indexes `v` on `expected` and scans
+        // every active enrollment (quadratic again); with it, `v` drives the join and each
+        // enrollment is found by its primary key.
         for chunk in moving.chunks(crate::CHUNK) {
             let sql = format!(
                 "WITH v(id, expected, seq, step_id, next_run_at) AS (VALUES {})
@@ -393,17 +390,10 @@ impl Tx {
     /// Records many step runs; the primary key (enrollment, seq) makes each happen once.
     pub async fn insert_step_runs(&mut self, runs: &[NewStepRun], at: i64) -> Result<()> {
         for chunk in runs.chunks(crate::CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at) VALUES ",
+            let mut sql = format!(
+                "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at) VALUES {}",
+                self.value_rows(chunk.len(), 6)
             );
-            let mut p = self.placeholders();
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let v: Vec<String> = (0..6).map(|_| p.next()).collect();
-                sql.push_str(&format!("({})", v.join(", ")));
-            }
             sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
             let mut q = crate::batched(sql);
             for r in chunk {

@@ -125,14 +125,8 @@ impl Tx {
                 })
                 .collect();
             out.sort_by_key(|e| e.id);
-            if !out.is_empty() {
-                let ids: Vec<i64> = out.iter().map(|e| e.id).collect();
-                let sql = format!(
-                    "UPDATE events SET processed_at = $1 WHERE id IN ({})",
-                    crate::id_list(&ids)
-                );
-                crate::dynamic(sql).bind(now).execute(self.conn()).await?;
-            }
+            let ids: Vec<i64> = out.iter().map(|e| e.id).collect();
+            self.set_by_id("events", "processed_at", now, &ids).await?;
             return Ok(out);
         }
         // PostgreSQL: SKIP LOCKED lets several workers take disjoint batches. SQLite: the

@@ -233,6 +233,25 @@ impl Tx {
         out
     }
 
+    /// `UPDATE table SET column = value WHERE id IN (ids)` (the claims of SQLite, which read
+    /// packed rows and then mark them). `table` and `column` are this crate's own names.
+    pub(crate) async fn set_by_id(
+        &mut self,
+        table: &str,
+        column: &str,
+        value: i64,
+        ids: &[i64],
+    ) -> Result<()> {
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "UPDATE {table} SET {column} = $1 WHERE id IN ({})",
+                id_list(chunk)
+            );
+            dynamic(sql).bind(value).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
     /// The placeholder that follows `n` others (`?`, or `$n+1` on PostgreSQL).
     pub(crate) fn placeholders_after(&self, n: usize) -> String {
         let mut p = self.placeholders();

@@ -156,21 +156,10 @@ impl Tx {
     pub async fn queue_messages(&mut self, messages: &[NewMessage], now: i64) -> Result<u64> {
         let mut n = 0;
         for chunk in messages.chunks(crate::CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO messages (enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, next_attempt_at, created_at, updated_at) VALUES ",
+            let mut sql = format!(
+                "INSERT INTO messages (enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, next_attempt_at, created_at, updated_at) VALUES {}",
+                self.value_rows(chunk.len(), 10)
             );
-            let mut p = self.placeholders();
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                // Each value its own placeholder (SQLite's `?` are positional).
-                let v: Vec<String> = (0..9).map(|_| p.next()).collect();
-                sql.push_str(&format!(
-                    "({}, {}, {}, {}, {}, {}, 'queued', {}, {}, {})",
-                    v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
-                ));
-            }
             sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
             let mut q = crate::batched(sql);
             for m in chunk {
@@ -181,6 +170,7 @@ impl Tx {
                     .bind(m.campaign_id.as_str())
                     .bind(m.version_id)
                     .bind(m.step_id.as_str())
+                    .bind("queued")
                     .bind(m.due)
                     .bind(now)
                     .bind(now);
@@ -248,17 +238,9 @@ impl Tx {
                 })
                 .collect();
             out.sort_by_key(|m| m.id);
-            if !out.is_empty() {
-                let ids: Vec<i64> = out.iter().map(|m| m.id).collect();
-                let sql = format!(
-                    "UPDATE messages SET lease_until = $1 WHERE id IN ({})",
-                    crate::id_list(&ids)
-                );
-                crate::dynamic(sql)
-                    .bind(lease_until)
-                    .execute(self.conn())
-                    .await?;
-            }
+            let ids: Vec<i64> = out.iter().map(|m| m.id).collect();
+            self.set_by_id("messages", "lease_until", lease_until, &ids)
+                .await?;
             return Ok(out);
         }
         let sql = self.pick(
@@ -318,13 +300,9 @@ impl Tx {
         let mut out = Vec::with_capacity(messages.len());
         for chunk in messages.chunks(crate::CHUNK) {
             // Joined on a table of values, not `CASE id WHEN …` (searched linearly per row).
-            let mut p = self.placeholders();
-            let mut values = String::new();
-            for i in 0..chunk.len() {
-                let sep = if i > 0 { "," } else { "" };
-                values.push_str(&format!("{sep}({}, {})", p.next(), p.next()));
-            }
-            let (lease, at) = (p.next(), p.next());
+            let values = self.value_rows(chunk.len(), 2);
+            let lease = self.placeholders_after(chunk.len() * 2);
+            let at = self.placeholders_after(chunk.len() * 2 + 1);
             let sql = format!(
                 "WITH v(id, message_id) AS (VALUES {values})
                  UPDATE messages SET message_id = v.message_id, state = 'sending', attempts = attempts + 1, lease_until = {lease}, updated_at = {at}
@@ -370,22 +348,10 @@ impl Tx {
         at: i64,
     ) -> Result<()> {
         for chunk in attempts.chunks(crate::CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO message_attempts (message_id, at, outcome, reply) VALUES ",
+            let sql = format!(
+                "INSERT INTO message_attempts (message_id, at, outcome, reply) VALUES {}",
+                self.value_rows(chunk.len(), 4)
             );
-            let mut p = self.placeholders();
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "({}, {}, {}, {})",
-                    p.next(),
-                    p.next(),
-                    p.next(),
-                    p.next()
-                ));
-            }
             let mut q = crate::batched(sql);
             for (id, outcome, reply) in chunk {
                 q = q.bind(*id).bind(at).bind(*outcome).bind(*reply);
