@@ -413,16 +413,27 @@ impl Courier for Mailer {
         })
     }
 
+    fn size(&self, prepared: &BuiltMessage) -> usize {
+        std::mem::size_of::<BuiltMessage>()
+            + prepared.bytes.capacity()
+            + prepared.from.capacity()
+            + prepared.to.capacity()
+            + prepared.message_id.capacity()
+    }
+
     async fn send(&self, prepared: BuiltMessage) -> Result<String, Failure> {
         self.transmit(&prepared).await
     }
 }
 
-/// Delivers everything due with `mailer`.
-pub async fn deliver(
+/// One round of the engine, then delivery of everything due (see
+/// [`Engine::run_and_deliver`]).
+pub async fn run_and_deliver(
     mailer: &Arc<Mailer>,
     engine: &Engine,
     now: DateTime<Utc>,
-) -> anyhow::Result<Delivered> {
-    Ok(engine.deliver(mailer, now, mailer.concurrency).await?)
+) -> anyhow::Result<(nurture_scheduler::Outcome, Delivered)> {
+    Ok(engine
+        .run_and_deliver(mailer, now, mailer.concurrency)
+        .await?)
 }

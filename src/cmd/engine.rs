@@ -36,17 +36,11 @@ pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode
     let now = now_or(now)?;
     let engine = open_engine(config).await?;
     sync_campaigns(&engine, config, now).await?;
-    let started = std::time::Instant::now();
-    let out = engine.run_once(now).await?;
-    let engine_time = started.elapsed();
     let mailer = std::sync::Arc::new(crate::delivery::Mailer::new(config, &engine).await?);
-    let delivered = crate::delivery::deliver(&mailer, &engine, now).await?;
+    let started = std::time::Instant::now();
+    let (out, delivered) = crate::delivery::run_and_deliver(&mailer, &engine, now).await?;
     mailer.close().await;
-    tracing::info!(
-        engine_ms = engine_time.as_millis() as u64,
-        delivery_ms = (started.elapsed() - engine_time).as_millis() as u64,
-        "tick done"
-    );
+    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "tick done");
     outln!(
         "tick at {}: {}",
         now.to_rfc3339(),
@@ -101,8 +95,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             }
             tracing::info!(changed = ?report.changed, removed = ?report.removed, "campaign files re-read");
         }
-        let out = engine.run_once(now).await?;
-        let delivered = crate::delivery::deliver(&mailer, &engine, now).await?;
+        let (out, delivered) = crate::delivery::run_and_deliver(&mailer, &engine, now).await?;
         if out != Outcome::default() || delivered != nurture_scheduler::Delivered::default() {
             tracing::info!("{}", summary(&out, &delivered));
         }

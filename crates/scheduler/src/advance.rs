@@ -27,7 +27,11 @@ use crate::{Engine, Outcome, Result, to_ms};
 /// wait; this is a second fence).
 const MAX_STEPS_AT_ONCE: usize = 100;
 
-pub(crate) async fn advance_due(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
+pub(crate) async fn advance_due(
+    engine: &Engine,
+    now: DateTime<Utc>,
+    after: &mut dyn crate::AfterBatch,
+) -> Result<Outcome> {
     let mut out = Outcome::default();
     loop {
         let mut tx = engine.store.begin().await?;
@@ -38,8 +42,10 @@ pub(crate) async fn advance_due(engine: &Engine, now: DateTime<Utc>) -> Result<O
             tx.commit().await?;
             return Ok(out);
         }
-        out += advance_batch(engine, &mut tx, due, None, now).await?;
+        let done = advance_batch(engine, &mut tx, due, None, now).await?;
         tx.commit().await?;
+        after.committed(engine, done.queued).await?;
+        out += done;
     }
 }
 

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::{Either, select};
@@ -63,6 +64,10 @@ pub trait Courier: Send + Sync {
         jobs: &[Job<'_>],
     ) -> Vec<std::result::Result<(String, Self::Prepared), Failure>> {
         jobs.iter().map(|j| self.prepare(j)).collect()
+    }
+    /// The memory a prepared message holds (bounds how much is rendered ahead).
+    fn size(&self, _prepared: &Self::Prepared) -> usize {
+        std::mem::size_of::<Self::Prepared>()
     }
     /// Sends a prepared message; returns the server's reply.
     fn send(
@@ -146,11 +151,13 @@ struct Claimed {
 }
 
 /// A rendered batch: messages ready for SMTP and messages settled without it, by index.
-struct Rendered<P> {
+pub(crate) struct Rendered<P> {
     batch: Vec<MessageRow>,
     settled: Vec<(usize, Settle)>,
     ready: Vec<(usize, String, P)>,
     took: std::time::Duration,
+    /// The memory the ready messages hold ([`Courier::size`]).
+    bytes: usize,
 }
 
 impl Engine {
@@ -172,6 +179,17 @@ impl Engine {
         now: DateTime<Utc>,
         concurrency: usize,
     ) -> Result<Delivered> {
+        self.deliver_ahead(Ahead::new(courier.clone(), now), concurrency)
+            .await
+    }
+
+    /// [`Engine::deliver`], starting with the batches `ahead` already claimed.
+    pub(crate) async fn deliver_ahead<C: Courier + 'static>(
+        &self,
+        mut ahead: Ahead<C>,
+        concurrency: usize,
+    ) -> Result<Delivered> {
+        let now = ahead.now;
         let mut out = Delivered::default();
         {
             let mut tx = self.store.begin().await?;
@@ -182,62 +200,94 @@ impl Engine {
         // Once the server has refused a window of messages in a row, the rest of the round
         // is deferred untried (and no longer rendered).
         let mut unavailable: Option<String> = None;
-        let Some(first) = self.claim_and_render(courier, now, None).await? else {
-            return Ok(out);
-        };
-        let mut ready = first;
+        let mut more = true;
         loop {
+            if ahead.queue.is_empty() {
+                match self
+                    .claim_and_render(&ahead, unavailable.clone(), true)
+                    .await?
+                {
+                    Some(r) => ahead.queue.push_back(r),
+                    None => return Ok(out),
+                }
+            }
+            let Some(next) = ahead.queue.pop_front() else {
+                return Ok(out);
+            };
+            let ready = rendered(next).await?;
+            ahead.bytes.fetch_sub(ready.bytes, Ordering::Relaxed);
+            // While the oldest batch is sent, the next one is claimed and rendered (on every
+            // core, after those rendered ahead).
+            let top_up = more && (ahead.queue.is_empty() || ahead.has_room());
             let down = unavailable.clone();
-            let (sent, next) = futures_util::future::join(
+            let claim = async {
+                if top_up {
+                    self.claim_and_render(&ahead, down, true).await
+                } else {
+                    Ok(None)
+                }
+            };
+            let (sent, claimed) = futures_util::future::join(
                 self.send_batch(
-                    &**courier,
+                    &*ahead.courier,
                     ready,
                     now,
                     concurrency,
                     &mut out,
                     &mut unavailable,
                 ),
-                self.claim_and_render(courier, now, down),
+                claim,
             )
             .await;
             sent?;
-            match next? {
-                Some(next) => ready = next,
-                None => return Ok(out),
+            match claimed? {
+                Some(r) => ahead.queue.push_back(r),
+                None => more &= !top_up,
             }
         }
     }
 
-    /// Claims the next batch and has it rendered on a blocking thread (rendering is CPU
-    /// work: it must not hold up the connections polled on this one).
+    /// Claims the next batch and starts rendering it on a blocking thread (rendering is CPU
+    /// work: it must not hold up the connections polled on this one), after the batches
+    /// already rendering (`ahead.lane`). With `spread`, on every core.
     /// With `unavailable` (the server's refusal), the batch is not rendered: every message is
     /// deferred untried.
     async fn claim_and_render<C: Courier + 'static>(
         &self,
-        courier: &Arc<C>,
-        now: DateTime<Utc>,
+        ahead: &Ahead<C>,
         unavailable: Option<String>,
-    ) -> Result<Option<Rendered<C::Prepared>>> {
+        spread: bool,
+    ) -> Result<Option<Rendering<C::Prepared>>> {
+        let now = ahead.now;
         let Some(claimed) = self.claim_batch(now).await? else {
             return Ok(None);
         };
-        if let Some(reply) = unavailable {
-            let settled = (0..claimed.batch.len())
-                .map(|i| (i, deferred_untried(&claimed.batch[i], &reply, now)))
-                .collect();
-            return Ok(Some(Rendered {
-                batch: claimed.batch,
-                settled,
-                ready: Vec::new(),
-                took: std::time::Duration::ZERO,
-            }));
-        }
-        let courier = courier.clone();
-        match tokio::task::spawn_blocking(move || render_batch(&*courier, claimed)).await {
-            Ok(rendered) => Ok(Some(rendered)),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(crate::EngineError::Interrupted(e.to_string())),
-        }
+        let (courier, lane) = (ahead.courier.clone(), ahead.lane.clone());
+        let (bytes, rendering) = (ahead.bytes.clone(), ahead.rendering.clone());
+        rendering.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(tokio::task::spawn_blocking(move || {
+            let r = match unavailable {
+                Some(reply) => {
+                    let settled = (0..claimed.batch.len())
+                        .map(|i| (i, deferred_untried(&claimed.batch[i], &reply, now)))
+                        .collect();
+                    Rendered {
+                        batch: claimed.batch,
+                        settled,
+                        ready: Vec::new(),
+                        took: std::time::Duration::ZERO,
+                        bytes: 0,
+                    }
+                }
+                None => {
+                    let _lane = lane.lock().unwrap_or_else(|e| e.into_inner());
+                    render_batch(&*courier, claimed, spread)
+                }
+            };
+            bytes.fetch_add(r.bytes, Ordering::Relaxed);
+            rendering.fetch_sub(1, Ordering::Relaxed);
+            r
+        })))
     }
 
     /// Leases the next batch of due messages and reads what rendering them needs.
@@ -611,8 +661,92 @@ fn deferred_untried(m: &MessageRow, reply: &str, now: DateTime<Utc>) -> Settle {
     }
 }
 
-/// Renders a claimed batch (blocking; the courier may use several threads).
-fn render_batch<C: Courier>(courier: &C, c: Claimed) -> Rendered<C::Prepared> {
+/// At most this many batches wait claimed and rendered (or rendering) ahead of delivery...
+const AHEAD_BATCHES: usize = 8;
+/// ...holding at most about this much memory (a batch may finish rendering past it).
+const AHEAD_BYTES: usize = 32 << 20;
+
+/// Batches claimed ahead of delivery and rendering (or rendered) on blocking threads, one
+/// batch at a time.
+///
+/// The engine alternates between this thread and the database's, which leaves a core idle:
+/// [`Engine::run_and_deliver`] claims the emails the engine queues as each of its batches
+/// commits and renders them on that core, so delivery starts with them ready.
+pub(crate) struct Ahead<C: Courier> {
+    courier: Arc<C>,
+    now: DateTime<Utc>,
+    /// Held while a batch renders: one batch at a time.
+    lane: Arc<std::sync::Mutex<()>>,
+    queue: VecDeque<Rendering<C::Prepared>>,
+    /// The memory held by the batches rendered and not yet being sent.
+    bytes: Arc<AtomicUsize>,
+    /// Batches claimed, not rendered yet.
+    rendering: Arc<AtomicUsize>,
+    /// Emails the engine queued that are not claimed yet.
+    waiting: u64,
+}
+
+impl<C: Courier> Ahead<C> {
+    pub(crate) fn new(courier: Arc<C>, now: DateTime<Utc>) -> Self {
+        Self {
+            courier,
+            now,
+            lane: Arc::default(),
+            queue: VecDeque::new(),
+            bytes: Arc::default(),
+            rendering: Arc::default(),
+            waiting: 0,
+        }
+    }
+
+    /// Whether another batch may be claimed ahead: within the budget, and not while two
+    /// batches already wait for the renderer (claiming more would gain nothing yet).
+    fn has_room(&self) -> bool {
+        self.queue.len() < AHEAD_BATCHES
+            && self.bytes.load(Ordering::Relaxed) < AHEAD_BYTES
+            && self.rendering.load(Ordering::Relaxed) < 2
+    }
+}
+
+impl<C: Courier + 'static> crate::AfterBatch for Ahead<C> {
+    fn committed<'a>(
+        &'a mut self,
+        engine: &'a Engine,
+        queued: u64,
+    ) -> futures_util::future::BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.waiting += queued;
+            let full = engine.config.batch.max(1) as u64;
+            // Only full batches: the rest is claimed by delivery as usual.
+            while self.waiting >= full && self.has_room() {
+                // On one thread: the engine needs the other core.
+                match engine.claim_and_render(self, None, false).await? {
+                    Some(r) => {
+                        self.waiting -= full;
+                        self.queue.push_back(r);
+                    }
+                    None => self.waiting = 0,
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A batch being rendered on a blocking thread.
+pub(crate) type Rendering<P> = tokio::task::JoinHandle<Rendered<P>>;
+
+/// Waits for a batch being rendered.
+async fn rendered<P>(r: Rendering<P>) -> Result<Rendered<P>> {
+    match r.await {
+        Ok(rendered) => Ok(rendered),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(crate::EngineError::Interrupted(e.to_string())),
+    }
+}
+
+/// Renders a claimed batch (blocking); with `spread`, the courier may use several threads.
+fn render_batch<C: Courier>(courier: &C, c: Claimed, spread: bool) -> Rendered<C::Prepared> {
     let started = std::time::Instant::now();
     let mut settled = Vec::new();
     let (mut at, mut jobs) = (Vec::new(), Vec::with_capacity(c.batch.len()));
@@ -628,7 +762,11 @@ fn render_batch<C: Courier>(courier: &C, c: Claimed) -> Rendered<C::Prepared> {
             Err(s) => settled.push((i, s)),
         }
     }
-    let results = courier.prepare_all(&jobs);
+    let results = if spread {
+        courier.prepare_all(&jobs)
+    } else {
+        jobs.iter().map(|j| courier.prepare(j)).collect()
+    };
     let mut ready = Vec::with_capacity(jobs.len());
     for ((i, job), result) in at.into_iter().zip(&jobs).zip(results) {
         match result {
@@ -637,11 +775,13 @@ fn render_batch<C: Courier>(courier: &C, c: Claimed) -> Rendered<C::Prepared> {
         }
     }
     drop(jobs);
+    let bytes = ready.iter().map(|(_, _, p)| courier.size(p)).sum();
     Rendered {
         batch: c.batch,
         settled,
         ready,
         took: started.elapsed(),
+        bytes,
     }
 }
 

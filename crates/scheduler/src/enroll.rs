@@ -107,7 +107,11 @@ async fn active_campaigns(engine: &Engine) -> Vec<LiveCampaign> {
 }
 
 /// Runs event triggers for events not seen yet, a batch per transaction.
-pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
+pub(crate) async fn process_events(
+    engine: &Engine,
+    now: DateTime<Utc>,
+    after: &mut dyn crate::AfterBatch,
+) -> Result<Outcome> {
     let mut out = Outcome::default();
     let campaigns = active_campaigns(engine).await;
     let conditions: Vec<&Condition> = campaigns
@@ -163,6 +167,7 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
             }
         }
         let enrolled = tx.insert_enrollments_returning(&enroll, to_ms(now)).await?;
+        let mut queued = 0;
         out.enrolled += enrolled.len() as u64;
         // A first step due at once runs in this transaction, with the contacts already read,
         // instead of being claimed again by `advance_due`.
@@ -176,9 +181,13 @@ pub(crate) async fn process_events(engine: &Engine, now: DateTime<Utc>) -> Resul
                 .filter_map(|e| batch.contacts.get(&e.contact_id))
                 .map(|c| (c.id, c.clone()))
                 .collect();
-            out += crate::advance::advance_batch(engine, &mut tx, due, Some(contacts), now).await?;
+            let done =
+                crate::advance::advance_batch(engine, &mut tx, due, Some(contacts), now).await?;
+            queued = done.queued;
+            out += done;
         }
         tx.commit().await?;
+        after.committed(engine, queued).await?;
     }
 }
 

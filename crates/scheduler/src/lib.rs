@@ -78,6 +78,26 @@ impl std::ops::AddAssign for Outcome {
     }
 }
 
+/// Told by the engine's phases about each batch they commit.
+pub(crate) trait AfterBatch: Send {
+    /// A batch that queued `queued` emails has been committed.
+    fn committed<'a>(
+        &'a mut self,
+        engine: &'a Engine,
+        queued: u64,
+    ) -> futures_util::future::BoxFuture<'a, Result<()>>;
+}
+
+impl AfterBatch for () {
+    fn committed<'a>(
+        &'a mut self,
+        _: &'a Engine,
+        _: u64,
+    ) -> futures_util::future::BoxFuture<'a, Result<()>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 /// Settings the engine needs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -134,11 +154,31 @@ impl Engine {
 
     /// One round of work as of `now`: triggers, schedules and every due step.
     pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Outcome> {
+        self.run_phases(now, &mut ()).await
+    }
+
+    /// [`Engine::run_once`], then [`Engine::deliver`] — except that the emails the engine
+    /// queues are claimed as its batches commit and rendered on the core it leaves idle (it
+    /// alternates between this thread and the database's), so delivery starts with several
+    /// batches ready to send (at most 8 batches or ~32 MB of messages).
+    pub async fn run_and_deliver<C: Courier + 'static>(
+        &self,
+        courier: &Arc<C>,
+        now: DateTime<Utc>,
+        concurrency: usize,
+    ) -> Result<(Outcome, Delivered)> {
+        let mut ahead = deliver::Ahead::new(courier.clone(), now);
+        let out = self.run_phases(now, &mut ahead).await?;
+        let delivered = self.deliver_ahead(ahead, concurrency).await?;
+        Ok((out, delivered))
+    }
+
+    async fn run_phases(&self, now: DateTime<Utc>, after: &mut dyn AfterBatch) -> Result<Outcome> {
         self.refresh().await?;
         let mut out = Outcome::default();
-        out += enroll::process_events(self, now).await?;
+        out += enroll::process_events(self, now, after).await?;
         out += enroll::fire_schedules(self, now).await?;
-        out += advance::advance_due(self, now).await?;
+        out += advance::advance_due(self, now, after).await?;
         Ok(out)
     }
 

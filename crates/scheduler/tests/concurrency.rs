@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{SourceFile, parse_campaign};
 use nurture_scheduler::{Courier, Engine, EngineConfig, Failure, Job};
-use nurture_store::{NewEvent, Upsert};
+use nurture_store::{NewEvent, Store, Upsert};
 use serde_json::{Map, Value, json};
 
 mod support;
@@ -33,16 +34,28 @@ steps:
     subject: Later
 "#;
 
-/// Records every delivery, per (contact, step).
+/// Records every delivery, per (contact, step), and how messages were rendered.
 #[derive(Default)]
 struct Counting {
     seen: Mutex<HashMap<(i64, String), u32>>,
+    /// Messages rendered...
+    prepared: AtomicUsize,
+    /// ...and of those, rendered by delivery (the rest were rendered ahead, one by one,
+    /// while the engine ran).
+    by_delivery: AtomicUsize,
 }
 
 impl Courier for Counting {
     type Prepared = (i64, String);
 
+    #[allow(clippy::type_complexity)]
+    fn prepare_all(&self, jobs: &[Job<'_>]) -> Vec<Result<(String, Self::Prepared), Failure>> {
+        self.by_delivery.fetch_add(jobs.len(), Ordering::Relaxed);
+        jobs.iter().map(|j| self.prepare(j)).collect()
+    }
+
     fn prepare(&self, job: &Job<'_>) -> Result<(String, Self::Prepared), Failure> {
+        self.prepared.fetch_add(1, Ordering::Relaxed);
         Ok((
             format!("<{}@test>", job.message.id),
             (job.contact.id, job.step.id.to_string()),
@@ -57,8 +70,13 @@ impl Courier for Counting {
 }
 
 async fn leads(engine: &Engine, n: usize, t: DateTime<Utc>) {
+    leads_from(engine, 0, n, t).await;
+}
+
+/// Leads `lead{from}` to `lead{from + n - 1}`, each with a `lead.captured` event.
+async fn leads_from(engine: &Engine, from: usize, n: usize, t: DateTime<Utc>) {
     let mut tx = engine.store().begin().await.unwrap();
-    for i in 0..n {
+    for i in from..from + n {
         let (c, _) = tx
             .upsert_contact(
                 &Upsert {
@@ -514,6 +532,68 @@ async fn a_refusing_server_is_tried_once_per_round_across_batches(backend: Backe
     assert_eq!(later.sent, 100);
 }
 
+/// `run_and_deliver` claims the engine's emails batch by batch as it queues them and renders
+/// them while it goes on; with three such workers on one database every email still goes out
+/// exactly once, and so does a round with the SMTP server down.
+async fn emails_rendered_ahead_go_out_once(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    leads(&w.engine, 300, t0).await;
+    let small = EngineConfig {
+        batch: 20,
+        ..Default::default()
+    };
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let e = Engine::new(Store::open(&w.url).await.unwrap(), small.clone());
+        e.refresh().await.unwrap();
+        workers.push(e);
+    }
+    let courier = std::sync::Arc::new(Counting::default());
+    for now in [t0, t0 + Duration::days(2)] {
+        let runs = workers.iter().map(|e| {
+            let (e, courier) = (e.clone(), courier.clone());
+            tokio::spawn(async move { e.run_and_deliver(&courier, now, 4).await.unwrap() })
+        });
+        let done: Vec<_> = futures_util::future::try_join_all(runs).await.unwrap();
+        let queued: u64 = done.iter().map(|(o, _)| o.queued).sum();
+        let sent: u64 = done.iter().map(|(_, d)| d.sent).sum();
+        assert_eq!((queued, sent), (300, 300), "at {now}");
+    }
+    {
+        let seen = courier.seen.lock().unwrap();
+        assert_eq!(seen.len(), 600, "300 contacts × 2 steps");
+        assert!(seen.values().all(|n| *n == 1), "an email went out twice");
+    }
+    let prepared = courier.prepared.load(Ordering::Relaxed);
+    let ahead = prepared - courier.by_delivery.load(Ordering::Relaxed);
+    assert_eq!(prepared, 600, "each email rendered once");
+    assert!(
+        ahead >= 100,
+        "only {ahead} of 600 rendered while the engine ran"
+    );
+
+    // The server down: everything rendered ahead is deferred like the rest, none lost.
+    leads_from(&w.engine, 300, 100, t0 + Duration::days(3)).await;
+    let down = std::sync::Arc::new(Refusing::default());
+    let (out, d) = workers[0]
+        .run_and_deliver(&down, t0 + Duration::days(3), 2)
+        .await
+        .unwrap();
+    assert_eq!(out.queued, 100);
+    assert_eq!((d.sent, d.deferred, d.failed), (0, 100, 0));
+    let tried = *down.tried.lock().unwrap();
+    assert!(tried <= 9, "tried {tried}");
+    let up = std::sync::Arc::new(Counting::default());
+    let later = workers[1]
+        .deliver(&up, t0 + Duration::days(3) + Duration::minutes(1), 2)
+        .await
+        .unwrap();
+    assert_eq!(later.sent, 100);
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -541,4 +621,5 @@ both!(
     a_refusing_server_is_tried_once_per_round_across_batches,
     batched_import_upserts_merge_and_enroll_once,
     rows_read_in_bulk_are_the_rows_written,
+    emails_rendered_ahead_go_out_once,
 );
