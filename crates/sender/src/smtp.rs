@@ -328,7 +328,8 @@ impl SendError {
 /// [`SmtpConnection::with_timeout`] says otherwise).
 pub struct SmtpConnection {
     url: SmtpUrl,
-    conn: Option<AsyncSmtpConnection>,
+    /// Boxed: every send's future holds it (lettre's connection is ~1.2 KB).
+    conn: Option<Box<AsyncSmtpConnection>>,
     /// The open connection's server advertised PIPELINING (RFC 2920).
     pipelining: bool,
     timeout: Duration,
@@ -525,7 +526,7 @@ impl SmtpConnection {
         match first {
             Err(e) if reused && e.stale_connection() => {
                 tracing::debug!(server = %self.url, reply = %e, "idle connection was closed; reconnecting");
-                self.attempt(m).await
+                Box::pin(self.attempt(m)).await
             }
             other => other,
         }
@@ -534,23 +535,25 @@ impl SmtpConnection {
     async fn attempt(&mut self, m: &BuiltMessage) -> Result<String, SendError> {
         let mut conn = match self.conn.take() {
             Some(c) if !c.has_broken() => c,
-            _ => self.open().await?,
+            // Boxed, like the other rare paths below: the future of every send would
+            // otherwise be as large as connecting (TLS included), ~13 KB copied per message.
+            _ => Box::new(Box::pin(self.open()).await?),
         };
         let result = self.transaction(&mut conn, m).await;
         match &result {
             Ok(_) => self.conn = Some(conn),
             // The server refused politely: the connection is still good once reset.
             Err(e) if e.code.is_some_and(|c| c != 421) && !conn.has_broken() => {
-                if within(self.timeout, e.phase, conn.command(Rset))
+                if Box::pin(within(self.timeout, e.phase, conn.command(Rset)))
                     .await
                     .is_ok()
                 {
                     self.conn = Some(conn);
                 } else {
-                    self.drop_connection(conn).await;
+                    Box::pin(self.drop_connection(conn)).await;
                 }
             }
-            Err(_) => self.drop_connection(conn).await,
+            Err(_) => Box::pin(self.drop_connection(conn)).await,
         }
         if let Err(e) = &result {
             tracing::debug!(server = %self.url, phase = %e.phase, code = ?e.code, reply = %e.reply, "send failed");
@@ -559,7 +562,7 @@ impl SmtpConnection {
     }
 
     /// Closes a connection without waiting on a server that may not answer.
-    async fn drop_connection(&self, mut conn: AsyncSmtpConnection) {
+    async fn drop_connection(&self, mut conn: Box<AsyncSmtpConnection>) {
         // `abort` says QUIT and reads the reply unless lettre already saw the connection
         // break; a hung server would keep it waiting forever.
         let _ = tokio::time::timeout(Duration::from_secs(1).min(self.timeout), conn.abort()).await;
