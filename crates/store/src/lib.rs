@@ -87,7 +87,10 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
         if backend == Backend::Sqlite {
-            pool = pool.after_connect(|conn, _| {
+            // A SQLite connection is a file handle on a thread of our own: nothing to check
+            // before each transaction (sqlx would otherwise ping it, one more hand-off to
+            // that thread per transaction).
+            pool = pool.test_before_acquire(false).after_connect(|conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
