@@ -168,9 +168,11 @@ impl Engine {
         concurrency: usize,
     ) -> Result<(Outcome, Delivered)> {
         let mut ahead = deliver::Ahead::new(courier.clone(), now);
-        let out = self.run_phases(now, &mut ahead).await?;
-        let delivered = self.deliver_ahead(ahead, concurrency).await?;
-        Ok((out, delivered))
+        let phases = self.run_phases(now, &mut ahead).await;
+        // Even if a phase failed: what it queued before is committed, and the batches
+        // claimed ahead would otherwise wait out their lease.
+        let delivered = self.deliver_ahead(ahead, concurrency).await;
+        Ok((phases?, delivered?))
     }
 
     async fn run_phases(&self, now: DateTime<Utc>, after: &mut dyn AfterBatch) -> Result<Outcome> {

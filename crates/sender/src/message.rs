@@ -305,11 +305,15 @@ pub fn build_message(
     if let Some(signer) = dkim {
         message.sign(&signer.config);
     }
+    let mut bytes = message.formatted();
+    // lettre grows the buffer by doubling; a message may wait in memory a while (rendered
+    // ahead of delivery), so give back the slack (in place).
+    bytes.shrink_to_fit();
     Ok(BuiltMessage {
         from: from.email.to_string(),
         to: to.email.to_string(),
         message_id: id,
-        bytes: message.formatted(),
+        bytes,
     })
 }
 
