@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::{Either, select};
@@ -203,10 +203,7 @@ impl Engine {
         let mut more = true;
         loop {
             if ahead.queue.is_empty() {
-                match self
-                    .claim_and_render(&ahead, unavailable.clone(), true)
-                    .await?
-                {
+                match self.claim_and_render(&ahead, unavailable.clone()).await? {
                     Some(r) => ahead.queue.push_back(r),
                     None => return Ok(out),
                 }
@@ -222,7 +219,7 @@ impl Engine {
             let down = unavailable.clone();
             let claim = async {
                 if top_up {
-                    self.claim_and_render(&ahead, down, true).await
+                    self.claim_and_render(&ahead, down).await
                 } else {
                     Ok(None)
                 }
@@ -249,14 +246,14 @@ impl Engine {
 
     /// Claims the next batch and starts rendering it on a blocking thread (rendering is CPU
     /// work: it must not hold up the connections polled on this one), after the batches
-    /// already rendering (`ahead.lane`). With `spread`, on every core.
+    /// already rendering (`ahead.lane`): on one thread while the engine runs (it needs the
+    /// other core), on every core once it is done.
     /// With `unavailable` (the server's refusal), the batch is not rendered: every message is
     /// deferred untried.
     async fn claim_and_render<C: Courier + 'static>(
         &self,
         ahead: &Ahead<C>,
         unavailable: Option<String>,
-        spread: bool,
     ) -> Result<Option<Rendering<C::Prepared>>> {
         let now = ahead.now;
         let Some(claimed) = self.claim_batch(now).await? else {
@@ -264,6 +261,7 @@ impl Engine {
         };
         let (courier, lane) = (ahead.courier.clone(), ahead.lane.clone());
         let (bytes, rendering) = (ahead.bytes.clone(), ahead.rendering.clone());
+        let engine_running = ahead.engine_running.clone();
         rendering.fetch_add(1, Ordering::Relaxed);
         Ok(Some(tokio::task::spawn_blocking(move || {
             let r = match unavailable {
@@ -281,7 +279,9 @@ impl Engine {
                 }
                 None => {
                     let _lane = lane.lock().unwrap_or_else(|e| e.into_inner());
-                    render_batch(&*courier, claimed, spread)
+                    render_batch(&*courier, claimed, || {
+                        engine_running.load(Ordering::Relaxed)
+                    })
                 }
             };
             bytes.fetch_add(r.bytes, Ordering::Relaxed);
@@ -682,6 +682,8 @@ pub(crate) struct Ahead<C: Courier> {
     bytes: Arc<AtomicUsize>,
     /// Batches claimed, not rendered yet.
     rendering: Arc<AtomicUsize>,
+    /// While set, batches render on one thread.
+    engine_running: Arc<AtomicBool>,
     /// Emails the engine queued that are not claimed yet.
     waiting: u64,
 }
@@ -695,8 +697,14 @@ impl<C: Courier> Ahead<C> {
             queue: VecDeque::new(),
             bytes: Arc::default(),
             rendering: Arc::default(),
+            engine_running: Arc::default(),
             waiting: 0,
         }
+    }
+
+    /// Says whether the engine is running (batches then render on one thread).
+    pub(crate) fn engine_running(&self, running: bool) {
+        self.engine_running.store(running, Ordering::Relaxed);
     }
 
     /// Whether another batch may be claimed ahead: within the budget, and not while two
@@ -719,8 +727,7 @@ impl<C: Courier + 'static> crate::AfterBatch for Ahead<C> {
             let full = engine.config.batch.max(1) as u64;
             // Only full batches: the rest is claimed by delivery as usual.
             while self.waiting >= full && self.has_room() {
-                // On one thread: the engine needs the other core.
-                match engine.claim_and_render(self, None, false).await? {
+                match engine.claim_and_render(self, None).await? {
                     Some(r) => {
                         self.waiting -= full;
                         self.queue.push_back(r);
@@ -745,8 +752,13 @@ async fn rendered<P>(r: Rendering<P>) -> Result<Rendered<P>> {
     }
 }
 
-/// Renders a claimed batch (blocking); with `spread`, the courier may use several threads.
-fn render_batch<C: Courier>(courier: &C, c: Claimed, spread: bool) -> Rendered<C::Prepared> {
+/// Renders a claimed batch (blocking): one message at a time while `one_thread()` holds,
+/// the rest through [`Courier::prepare_all`] (which may use several threads) once it does not.
+fn render_batch<C: Courier>(
+    courier: &C,
+    c: Claimed,
+    one_thread: impl Fn() -> bool,
+) -> Rendered<C::Prepared> {
     let started = std::time::Instant::now();
     let mut settled = Vec::new();
     let (mut at, mut jobs) = (Vec::new(), Vec::with_capacity(c.batch.len()));
@@ -762,11 +774,14 @@ fn render_batch<C: Courier>(courier: &C, c: Claimed, spread: bool) -> Rendered<C
             Err(s) => settled.push((i, s)),
         }
     }
-    let results = if spread {
-        courier.prepare_all(&jobs)
-    } else {
-        jobs.iter().map(|j| courier.prepare(j)).collect()
-    };
+    let mut results = Vec::with_capacity(jobs.len());
+    while let Some(job) = jobs.get(results.len()) {
+        if !one_thread() {
+            results.extend(courier.prepare_all(&jobs[results.len()..]));
+            break;
+        }
+        results.push(courier.prepare(job));
+    }
     let mut ready = Vec::with_capacity(jobs.len());
     for ((i, job), result) in at.into_iter().zip(&jobs).zip(results) {
         match result {

@@ -168,7 +168,9 @@ impl Engine {
         concurrency: usize,
     ) -> Result<(Outcome, Delivered)> {
         let mut ahead = deliver::Ahead::new(courier.clone(), now);
+        ahead.engine_running(true);
         let phases = self.run_phases(now, &mut ahead).await;
+        ahead.engine_running(false);
         // Even if a phase failed: what it queued before is committed, and the batches
         // claimed ahead would otherwise wait out their lease.
         let delivered = self.deliver_ahead(ahead, concurrency).await;
