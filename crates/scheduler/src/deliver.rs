@@ -213,9 +213,9 @@ impl Engine {
             };
             let ready = rendered(next).await?;
             ahead.bytes.fetch_sub(ready.bytes, Ordering::Relaxed);
-            // While the oldest batch is sent, the next one is claimed and rendered (on every
-            // core, after those rendered ahead).
-            let top_up = more && (ahead.queue.is_empty() || ahead.has_room());
+            // While the oldest batch is sent, the next one is claimed and rendered — once
+            // those rendered ahead are used up: holding more would only cost memory.
+            let top_up = more && ahead.queue.is_empty();
             let down = unavailable.clone();
             let claim = async {
                 if top_up {
