@@ -131,11 +131,14 @@ impl Tx {
         let mut out = Vec::with_capacity(ids.len());
         if self.backend() == crate::Backend::Sqlite {
             for chunk in ids.chunks(crate::CHUNK) {
-                let sql = format!(
+                let (list, binds) = self.placeholders().ids(chunk);
+                let mut q = crate::batched(format!(
                     "SELECT json_group_array(json_array(id, email, status, status_reason, status_changed_at, json(attributes), json(tags), created_at))
-                     FROM contacts WHERE id IN ({})",
-                    crate::id_list(chunk)
-                );
+                     FROM contacts WHERE id IN ({list})"
+                ));
+                for id in binds {
+                    q = q.bind(id);
+                }
                 type Packed = (
                     i64,
                     String,
@@ -147,7 +150,7 @@ impl Tx {
                     i64,
                 );
                 for (id, email, status, reason, changed, attributes, tags, created) in
-                    self.fetch_packed::<Packed>(crate::dynamic(sql)).await?
+                    self.fetch_packed::<Packed>(q).await?
                 {
                     out.push(Contact {
                         id,
@@ -164,11 +167,14 @@ impl Tx {
             return Ok(out);
         }
         for chunk in ids.chunks(crate::CHUNK) {
-            let sql = format!(
-                "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id IN ({})",
-                crate::id_list(chunk)
-            );
-            let rows = crate::dynamic(sql).fetch_all(self.conn()).await?;
+            let (list, binds) = self.placeholders().ids(chunk);
+            let mut q = crate::batched(format!(
+                "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id IN ({list})"
+            ));
+            for id in binds {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(self.conn()).await?;
             for row in &rows {
                 out.push(decode(row)?);
             }

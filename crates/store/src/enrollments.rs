@@ -119,11 +119,14 @@ impl Tx {
     ) -> Result<Vec<((String, i64), EnrollmentSummary)>> {
         let mut out = Vec::new();
         for chunk in contact_ids.chunks(crate::CHUNK) {
-            let sql = format!(
-                "SELECT campaign_id, contact_id, state, ended_at FROM enrollments WHERE contact_id IN ({}) ORDER BY id",
-                crate::id_list(chunk)
-            );
-            for r in crate::dynamic(sql).fetch_all(self.conn()).await? {
+            let (list, binds) = self.placeholders().ids(chunk);
+            let mut q = crate::batched(format!(
+                "SELECT campaign_id, contact_id, state, ended_at FROM enrollments WHERE contact_id IN ({list}) ORDER BY id"
+            ));
+            for id in binds {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(self.conn()).await? {
                 out.push((
                     (r.try_get("campaign_id")?, r.try_get("contact_id")?),
                     EnrollmentSummary {
@@ -496,23 +499,26 @@ impl Tx {
         let mut out = std::collections::HashMap::with_capacity(ids.len());
         if self.backend() == crate::Backend::Sqlite {
             for chunk in ids.chunks(crate::CHUNK) {
-                let sql = format!(
-                    "SELECT json_group_array(json_array(id, json(trigger_properties))) FROM enrollments WHERE id IN ({})",
-                    crate::id_list(chunk)
-                );
-                out.extend(
-                    self.fetch_packed::<(i64, Map<String, Value>)>(crate::dynamic(sql))
-                        .await?,
-                );
+                let (list, binds) = self.placeholders().ids(chunk);
+                let mut q = crate::batched(format!(
+                    "SELECT json_group_array(json_array(id, json(trigger_properties))) FROM enrollments WHERE id IN ({list})"
+                ));
+                for id in binds {
+                    q = q.bind(id);
+                }
+                out.extend(self.fetch_packed::<(i64, Map<String, Value>)>(q).await?);
             }
             return Ok(out);
         }
         for chunk in ids.chunks(crate::CHUNK) {
-            let sql = format!(
-                "SELECT id, trigger_properties FROM enrollments WHERE id IN ({})",
-                crate::id_list(chunk)
-            );
-            let rows = crate::dynamic(sql).fetch_all(self.conn()).await?;
+            let (list, binds) = self.placeholders().ids(chunk);
+            let mut q = crate::batched(format!(
+                "SELECT id, trigger_properties FROM enrollments WHERE id IN ({list})"
+            ));
+            for id in binds {
+                q = q.bind(id);
+            }
+            let rows = q.fetch_all(self.conn()).await?;
             for row in &rows {
                 let props: String = row.try_get("trigger_properties")?;
                 out.insert(

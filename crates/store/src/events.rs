@@ -173,20 +173,25 @@ impl Tx {
             return Ok(out);
         }
         for chunk in contact_ids.chunks(crate::CHUNK) {
+            // Placeholders and values in the order of the text (SQLite's `?` are positional).
             let mut p = self.placeholders();
+            let (list, binds) = p.ids(chunk);
             let params: Vec<String> = names.iter().map(|_| p.next()).collect();
+            let at = p.next();
             let sql = format!(
                 "SELECT contact_id, name, MAX(occurred_at) AS at FROM events
-                 WHERE contact_id IN ({}) AND name IN ({}) AND occurred_at <= {until}
+                 WHERE contact_id IN ({list}) AND name IN ({}) AND occurred_at <= {at}
                  GROUP BY contact_id, name",
-                crate::id_list(chunk),
                 params.join(",")
             );
-            let mut q = crate::dynamic(sql);
+            let mut q = crate::batched(sql);
+            for id in binds {
+                q = q.bind(id);
+            }
             for n in names {
                 q = q.bind(*n);
             }
-            for row in q.fetch_all(self.conn()).await? {
+            for row in q.bind(until).fetch_all(self.conn()).await? {
                 out.push((
                     row.try_get("contact_id")?,
                     row.try_get("name")?,
@@ -204,12 +209,15 @@ impl Tx {
     ) -> Result<Vec<(i64, String, String)>> {
         let mut out = Vec::new();
         for chunk in enrollment_ids.chunks(crate::CHUNK) {
-            let sql = format!(
+            let (list, binds) = self.placeholders().ids(chunk);
+            let mut q = crate::batched(format!(
                 "SELECT DISTINCT enrollment_id, name, step_id FROM events
-                 WHERE enrollment_id IN ({}) AND name IN ('email.opened', 'email.clicked') AND step_id IS NOT NULL",
-                crate::id_list(chunk)
-            );
-            for row in crate::dynamic(sql).fetch_all(self.conn()).await? {
+                 WHERE enrollment_id IN ({list}) AND name IN ('email.opened', 'email.clicked') AND step_id IS NOT NULL"
+            ));
+            for id in binds {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(self.conn()).await? {
                 out.push((
                     row.try_get("enrollment_id")?,
                     row.try_get("name")?,

@@ -246,11 +246,17 @@ impl Tx {
         ids: &[i64],
     ) -> Result<()> {
         for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE {table} SET {column} = $1 WHERE id IN ({})",
-                id_list(chunk)
-            );
-            dynamic(sql).bind(value).execute(self.conn()).await?;
+            let mut p = self.placeholders();
+            let set = p.next();
+            let (list, binds) = p.ids(chunk);
+            let mut q = batched(format!(
+                "UPDATE {table} SET {column} = {set} WHERE id IN ({list})"
+            ))
+            .bind(value);
+            for id in binds {
+                q = q.bind(id);
+            }
+            q.execute(self.conn()).await?;
         }
         Ok(())
     }
@@ -302,6 +308,24 @@ pub(crate) struct Placeholders {
 }
 
 impl Placeholders {
+    /// Placeholders for an `IN (…)` list of `ids` (at most [`CHUNK`]) and the values to bind
+    /// to them in order: the list is padded with repeats of its first id (`IN` ignores
+    /// repeats) to one of a few lengths, so that the statement's text — and the statement
+    /// prepared from it, kept in the cache — comes back batch after batch. Parsing a list of
+    /// 500 literals anew each time cost more than running the statement.
+    pub(crate) fn ids(&mut self, ids: &[i64]) -> (String, Vec<i64>) {
+        let len = ID_LIST_LENGTHS
+            .into_iter()
+            .find(|&n| n >= ids.len())
+            .unwrap_or(ids.len());
+        let mut binds = ids.to_vec();
+        if let Some(&first) = ids.first() {
+            binds.resize(len, first);
+        }
+        let list: Vec<String> = binds.iter().map(|_| self.next()).collect();
+        (list.join(","), binds)
+    }
+
     /// The next placeholder.
     pub(crate) fn next(&mut self) -> String {
         self.n += 1;
@@ -312,6 +336,9 @@ impl Placeholders {
         }
     }
 }
+
+/// The lengths [`Placeholders::ids`] pads an id list to.
+const ID_LIST_LENGTHS: [usize; 4] = [8, 32, 128, CHUNK];
 
 /// A statement built at run time (batched `IN` lists, multi-row inserts): kept out of the
 /// prepared-statement cache, where each distinct text would only evict the fixed statements.
@@ -336,4 +363,46 @@ pub(crate) const CHUNK: usize = 500;
 
 pub(crate) fn json_text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_lists_are_padded_to_a_few_lengths_with_the_first_id() {
+        let mut p = Placeholders {
+            postgres: false,
+            n: 0,
+        };
+        let (list, binds) = p.ids(&[5, 6, 7]);
+        assert_eq!(list, "?,?,?,?,?,?,?,?");
+        assert_eq!(binds, [5, 6, 7, 5, 5, 5, 5, 5]);
+        for (n, len) in [
+            (1, 8),
+            (8, 8),
+            (9, 32),
+            (128, 128),
+            (129, CHUNK),
+            (CHUNK, CHUNK),
+        ] {
+            let ids: Vec<i64> = (1..=n as i64).collect();
+            let (list, binds) = p.ids(&ids);
+            assert_eq!(
+                (list.split(',').count(), binds.len()),
+                (len, len),
+                "{n} ids"
+            );
+            assert_eq!(&binds[..n], &ids[..], "the ids come first, in order");
+        }
+        // PostgreSQL numbers them after the placeholders before.
+        let mut p = Placeholders {
+            postgres: true,
+            n: 1,
+        };
+        let (list, binds) = p.ids(&[9, 10]);
+        assert_eq!(list, "$2,$3,$4,$5,$6,$7,$8,$9");
+        assert_eq!(binds, [9, 10, 9, 9, 9, 9, 9, 9]);
+        assert_eq!(p.next(), "$10");
+    }
 }
