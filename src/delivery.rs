@@ -46,6 +46,8 @@ pub struct Mailer {
 
 /// Spaces sends evenly under `rate_per_second` across all concurrent senders.
 struct Pacer {
+    /// Messages per second.
+    rate: u32,
     interval: Duration,
     next: Mutex<tokio::time::Instant>,
 }
@@ -53,6 +55,7 @@ struct Pacer {
 impl Pacer {
     fn new(rate: u32) -> Self {
         Self {
+            rate: rate.max(1),
             interval: Duration::from_secs(1) / rate.max(1),
             next: Mutex::new(tokio::time::Instant::now()),
         }
@@ -411,6 +414,10 @@ impl Courier for Mailer {
                 })
                 .collect()
         })
+    }
+
+    fn rate(&self) -> Option<u32> {
+        Some(self.pacer.rate)
     }
 
     fn size(&self, prepared: &BuiltMessage) -> usize {

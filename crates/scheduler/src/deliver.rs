@@ -65,6 +65,11 @@ pub trait Courier: Send + Sync {
     ) -> Vec<std::result::Result<(String, Self::Prepared), Failure>> {
         jobs.iter().map(|j| self.prepare(j)).collect()
     }
+    /// The most messages per second it sends, if it is paced (bounds how much is rendered
+    /// ahead: no more than it sends in 30 seconds).
+    fn rate(&self) -> Option<u32> {
+        None
+    }
     /// The memory a prepared message holds (bounds how much is rendered ahead).
     fn size(&self, _prepared: &Self::Prepared) -> usize {
         std::mem::size_of::<Self::Prepared>()
@@ -179,8 +184,11 @@ impl Engine {
         now: DateTime<Utc>,
         concurrency: usize,
     ) -> Result<Delivered> {
-        self.deliver_ahead(Ahead::new(courier.clone(), now), concurrency)
-            .await
+        self.deliver_ahead(
+            Ahead::new(courier.clone(), now, self.config.batch),
+            concurrency,
+        )
+        .await
     }
 
     /// [`Engine::deliver`], starting with the batches `ahead` already claimed.
@@ -663,8 +671,11 @@ fn deferred_untried(m: &MessageRow, reply: &str, now: DateTime<Utc>) -> Settle {
 
 /// At most this many batches wait claimed and rendered (or rendering) ahead of delivery...
 const AHEAD_BATCHES: usize = 8;
-/// ...holding at most about this much memory (a batch may finish rendering past it).
+/// ...holding at most about this much memory (a batch may finish rendering past it)...
 const AHEAD_BYTES: usize = 32 << 20;
+/// ...and no more than a paced courier sends in this many seconds (one batch at least): a
+/// message waits rendered, its `Date` set and its lease running, until its turn.
+const AHEAD_SECONDS: u64 = 30;
 
 /// Batches claimed ahead of delivery and rendering (or rendered) on blocking threads, one
 /// batch at a time.
@@ -686,11 +697,21 @@ pub(crate) struct Ahead<C: Courier> {
     engine_running: Arc<AtomicBool>,
     /// Emails the engine queued that are not claimed yet.
     waiting: u64,
+    /// At most this many batches ahead.
+    batches: usize,
 }
 
 impl<C: Courier> Ahead<C> {
-    pub(crate) fn new(courier: Arc<C>, now: DateTime<Utc>) -> Self {
+    pub(crate) fn new(courier: Arc<C>, now: DateTime<Utc>, batch: i64) -> Self {
+        let batches = match courier.rate() {
+            Some(rate) => {
+                let per_batch = batch.max(1) as u64;
+                ((u64::from(rate) * AHEAD_SECONDS / per_batch).max(1) as usize).min(AHEAD_BATCHES)
+            }
+            None => AHEAD_BATCHES,
+        };
         Self {
+            batches,
             courier,
             now,
             lane: Arc::default(),
@@ -710,7 +731,7 @@ impl<C: Courier> Ahead<C> {
     /// Whether another batch may be claimed ahead: within the budget, and not while two
     /// batches already wait for the renderer (claiming more would gain nothing yet).
     fn has_room(&self) -> bool {
-        self.queue.len() < AHEAD_BATCHES
+        self.queue.len() < self.batches
             && self.bytes.load(Ordering::Relaxed) < AHEAD_BYTES
             && self.rendering.load(Ordering::Relaxed) < 2
     }

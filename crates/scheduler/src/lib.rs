@@ -167,7 +167,7 @@ impl Engine {
         now: DateTime<Utc>,
         concurrency: usize,
     ) -> Result<(Outcome, Delivered)> {
-        let mut ahead = deliver::Ahead::new(courier.clone(), now);
+        let mut ahead = deliver::Ahead::new(courier.clone(), now, self.config.batch);
         ahead.engine_running(true);
         let phases = self.run_phases(now, &mut ahead).await;
         ahead.engine_running(false);

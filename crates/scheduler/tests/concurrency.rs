@@ -43,6 +43,8 @@ struct Counting {
     /// ...and of those, rendered by delivery (the rest were rendered ahead, one by one,
     /// while the engine ran).
     by_delivery: AtomicUsize,
+    /// Messages per second, if paced.
+    rate: Option<u32>,
 }
 
 impl Courier for Counting {
@@ -52,6 +54,10 @@ impl Courier for Counting {
     fn prepare_all(&self, jobs: &[Job<'_>]) -> Vec<Result<(String, Self::Prepared), Failure>> {
         self.by_delivery.fetch_add(jobs.len(), Ordering::Relaxed);
         jobs.iter().map(|j| self.prepare(j)).collect()
+    }
+
+    fn rate(&self) -> Option<u32> {
+        self.rate
     }
 
     fn prepare(&self, job: &Job<'_>) -> Result<(String, Self::Prepared), Failure> {
@@ -592,6 +598,19 @@ async fn emails_rendered_ahead_go_out_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(later.sent, 100);
+
+    // A courier paced at 1 message/s gets no more rendered ahead than it sends in 30 s: one
+    // batch (of 20), however many the engine queues.
+    let t4 = t0 + Duration::days(4);
+    leads_from(&w.engine, 400, 200, t4).await;
+    let paced = std::sync::Arc::new(Counting {
+        rate: Some(1),
+        ..Counting::default()
+    });
+    let (out, d) = workers[2].run_and_deliver(&paced, t4, 4).await.unwrap();
+    assert_eq!((out.queued, d.sent), (200, 200));
+    let ahead = paced.prepared.load(Ordering::Relaxed) - paced.by_delivery.load(Ordering::Relaxed);
+    assert_eq!(ahead, 20, "one batch rendered ahead");
 }
 
 macro_rules! both {
