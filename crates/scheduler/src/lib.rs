@@ -160,7 +160,8 @@ impl Engine {
     /// [`Engine::run_once`], then [`Engine::deliver`] — except that the emails the engine
     /// queues are claimed as its batches commit and rendered on the core it leaves idle (it
     /// alternates between this thread and the database's), so delivery starts with several
-    /// batches ready to send (at most 8 batches or ~32 MB of messages).
+    /// batches ready to send (at most 8 batches, ~32 MB of messages, or what the courier's
+    /// [`Courier::rate`] sends in 30 seconds).
     pub async fn run_and_deliver<C: Courier + 'static>(
         &self,
         courier: &Arc<C>,
