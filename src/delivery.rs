@@ -417,7 +417,8 @@ impl Courier for Mailer {
     }
 
     fn rate(&self) -> Option<u32> {
-        Some(self.pacer.rate)
+        // Only SMTP sends are paced.
+        matches!(self.transport, Transport::Smtp { .. }).then_some(self.pacer.rate)
     }
 
     fn size(&self, prepared: &BuiltMessage) -> usize {

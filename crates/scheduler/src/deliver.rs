@@ -208,16 +208,16 @@ impl Engine {
         // Once the server has refused a window of messages in a row, the rest of the round
         // is deferred untried (and no longer rendered).
         let mut unavailable: Option<String> = None;
+        // Whether a claim may still find messages (the last one found some).
         let mut more = true;
         loop {
-            if ahead.queue.is_empty() {
-                match self.claim_and_render(&ahead, unavailable.clone()).await? {
-                    Some(r) => ahead.queue.push_back(r),
+            let next = match ahead.queue.pop_front() {
+                Some(next) => next,
+                None if more => match self.claim_and_render(&ahead, unavailable.clone()).await? {
+                    Some(next) => next,
                     None => return Ok(out),
-                }
-            }
-            let Some(next) = ahead.queue.pop_front() else {
-                return Ok(out);
+                },
+                None => return Ok(out),
             };
             let ready = rendered(next).await?;
             ahead.bytes.fetch_sub(ready.bytes, Ordering::Relaxed);

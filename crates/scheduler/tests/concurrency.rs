@@ -75,6 +75,15 @@ impl Courier for Counting {
     }
 }
 
+/// A fresh database running the `DRIP` campaign, and the time it starts at.
+async fn drip_world(backend: Backend) -> (World, DateTime<Utc>) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    (w, t0)
+}
+
 async fn leads(engine: &Engine, n: usize, t: DateTime<Utc>) {
     leads_from(engine, 0, n, t).await;
 }
@@ -110,10 +119,7 @@ async fn leads_from(engine: &Engine, from: usize, n: usize, t: DateTime<Utc>) {
 }
 
 async fn three_workers(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     leads(&w.engine, 300, t0).await;
     let workers = [w.engine.clone(), w.another().await, w.another().await];
     for e in &workers[1..] {
@@ -140,10 +146,7 @@ async fn three_workers(backend: Backend) {
 }
 
 async fn dead_workers_claims_are_taken_over(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     leads(&w.engine, 20, t0).await;
     w.engine.run_once(t0).await.unwrap();
 
@@ -177,10 +180,7 @@ async fn dead_workers_claims_are_taken_over(backend: Backend) {
 }
 
 async fn crash_during_smtp_leaves_unknown_never_resent(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     leads(&w.engine, 1, t0).await;
     w.engine.run_once(t0).await.unwrap();
     // The worker marked the message `sending` (committed before SMTP) and was killed.
@@ -239,10 +239,7 @@ impl Courier for Refusing {
 }
 
 async fn a_refusing_server_is_tried_once_per_round_not_once_per_message(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     leads(&w.engine, 100, t0).await;
     w.engine.run_once(t0).await.unwrap();
     let down = std::sync::Arc::new(Refusing::default());
@@ -303,10 +300,7 @@ impl Courier for Watching {
 }
 
 async fn never_more_than_eight_per_connection_are_sending(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     leads(&w.engine, 300, t0).await;
     w.engine.run_once(t0).await.unwrap();
     let courier = std::sync::Arc::new(Watching {
@@ -328,10 +322,7 @@ async fn never_more_than_eight_per_connection_are_sending(backend: Backend) {
 /// The import path: a batch of upserts (one address twice, in two cases) and its events in
 /// multi-row statements, then one round enrolls each contact once.
 async fn batched_import_upserts_merge_and_enroll_once(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     let attrs = |v: serde_json::Value| -> Map<String, serde_json::Value> {
         serde_json::from_value(v).unwrap()
     };
@@ -385,10 +376,7 @@ async fn batched_import_upserts_merge_and_enroll_once(backend: Backend) {
 }
 
 async fn abandoned_transaction_loses_no_step(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     leads(&w.engine, 5, t0).await;
     // A worker claims the new events and dies before committing.
     {
@@ -410,11 +398,8 @@ async fn abandoned_transaction_loses_no_step(backend: Backend) {
 /// database) come back exactly as written, and as the same row read on its own: quotes,
 /// backslashes, control characters, non-ASCII text, nested values, large integers, nulls.
 async fn rows_read_in_bulk_are_the_rows_written(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
+    let (w, t0) = drip_world(backend).await;
     let ms = t0.timestamp_millis();
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
     let attributes: Map<String, Value> = serde_json::from_value(json!({
         "first_name": "Zoë \"Z\" O'Neil\\ \n\t</script>",
         "nested": {"list": [1, 2.5, null, true, "ü"], "empty": {}},
@@ -508,10 +493,7 @@ async fn rows_read_in_bulk_are_the_rows_written(backend: Backend) {
 /// Batches after the one where the server turned out to be down are deferred untried and not
 /// even rendered: one window of attempts per round, however many batches it has.
 async fn a_refusing_server_is_tried_once_per_round_across_batches(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     leads(&w.engine, 100, t0).await;
     w.engine.run_once(t0).await.unwrap();
     let small = Engine::new(
@@ -542,10 +524,7 @@ async fn a_refusing_server_is_tried_once_per_round_across_batches(backend: Backe
 /// them while it goes on; with three such workers on one database every email still goes out
 /// exactly once, and so does a round with the SMTP server down.
 async fn emails_rendered_ahead_go_out_once(backend: Backend) {
-    let t0 = at("2026-11-02T10:00:00Z");
-    let w = World::new(backend).await;
-    let file = parse_campaign(SourceFile::new("drip.yaml", DRIP), "drip").unwrap();
-    w.engine.sync(&[file], true, t0).await.unwrap();
+    let (w, t0) = drip_world(backend).await;
     leads(&w.engine, 300, t0).await;
     let small = EngineConfig {
         batch: 20,

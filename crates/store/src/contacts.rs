@@ -131,14 +131,11 @@ impl Tx {
         let mut out = Vec::with_capacity(ids.len());
         if self.backend() == crate::Backend::Sqlite {
             for chunk in ids.chunks(crate::CHUNK) {
-                let (list, binds) = self.placeholders().ids(chunk);
-                let mut q = crate::batched(format!(
+                let q = self.by_ids(
                     "SELECT json_group_array(json_array(id, email, status, status_reason, status_changed_at, json(attributes), json(tags), created_at))
-                     FROM contacts WHERE id IN ({list})"
-                ));
-                for id in binds {
-                    q = q.bind(id);
-                }
+                     FROM contacts WHERE id IN ({ids})",
+                    chunk,
+                );
                 type Packed = (
                     i64,
                     String,
@@ -167,13 +164,10 @@ impl Tx {
             return Ok(out);
         }
         for chunk in ids.chunks(crate::CHUNK) {
-            let (list, binds) = self.placeholders().ids(chunk);
-            let mut q = crate::batched(format!(
-                "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id IN ({list})"
-            ));
-            for id in binds {
-                q = q.bind(id);
-            }
+            let q = self.by_ids(
+                "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id IN ({ids})",
+                chunk,
+            );
             let rows = q.fetch_all(self.conn()).await?;
             for row in &rows {
                 out.push(decode(row)?);

@@ -119,13 +119,10 @@ impl Tx {
     ) -> Result<Vec<((String, i64), EnrollmentSummary)>> {
         let mut out = Vec::new();
         for chunk in contact_ids.chunks(crate::CHUNK) {
-            let (list, binds) = self.placeholders().ids(chunk);
-            let mut q = crate::batched(format!(
-                "SELECT campaign_id, contact_id, state, ended_at FROM enrollments WHERE contact_id IN ({list}) ORDER BY id"
-            ));
-            for id in binds {
-                q = q.bind(id);
-            }
+            let q = self.by_ids(
+                "SELECT campaign_id, contact_id, state, ended_at FROM enrollments WHERE contact_id IN ({ids}) ORDER BY id",
+                chunk,
+            );
             for r in q.fetch_all(self.conn()).await? {
                 out.push((
                     (r.try_get("campaign_id")?, r.try_get("contact_id")?),
@@ -499,25 +496,19 @@ impl Tx {
         let mut out = std::collections::HashMap::with_capacity(ids.len());
         if self.backend() == crate::Backend::Sqlite {
             for chunk in ids.chunks(crate::CHUNK) {
-                let (list, binds) = self.placeholders().ids(chunk);
-                let mut q = crate::batched(format!(
-                    "SELECT json_group_array(json_array(id, json(trigger_properties))) FROM enrollments WHERE id IN ({list})"
-                ));
-                for id in binds {
-                    q = q.bind(id);
-                }
+                let q = self.by_ids(
+                    "SELECT json_group_array(json_array(id, json(trigger_properties))) FROM enrollments WHERE id IN ({ids})",
+                    chunk,
+                );
                 out.extend(self.fetch_packed::<(i64, Map<String, Value>)>(q).await?);
             }
             return Ok(out);
         }
         for chunk in ids.chunks(crate::CHUNK) {
-            let (list, binds) = self.placeholders().ids(chunk);
-            let mut q = crate::batched(format!(
-                "SELECT id, trigger_properties FROM enrollments WHERE id IN ({list})"
-            ));
-            for id in binds {
-                q = q.bind(id);
-            }
+            let q = self.by_ids(
+                "SELECT id, trigger_properties FROM enrollments WHERE id IN ({ids})",
+                chunk,
+            );
             let rows = q.fetch_all(self.conn()).await?;
             for row in &rows {
                 let props: String = row.try_get("trigger_properties")?;

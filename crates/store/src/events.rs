@@ -209,14 +209,11 @@ impl Tx {
     ) -> Result<Vec<(i64, String, String)>> {
         let mut out = Vec::new();
         for chunk in enrollment_ids.chunks(crate::CHUNK) {
-            let (list, binds) = self.placeholders().ids(chunk);
-            let mut q = crate::batched(format!(
+            let q = self.by_ids(
                 "SELECT DISTINCT enrollment_id, name, step_id FROM events
-                 WHERE enrollment_id IN ({list}) AND name IN ('email.opened', 'email.clicked') AND step_id IS NOT NULL"
-            ));
-            for id in binds {
-                q = q.bind(id);
-            }
+                 WHERE enrollment_id IN ({ids}) AND name IN ('email.opened', 'email.clicked') AND step_id IS NOT NULL",
+                chunk,
+            );
             for row in q.fetch_all(self.conn()).await? {
                 out.push((
                     row.try_get("enrollment_id")?,

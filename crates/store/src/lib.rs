@@ -261,6 +261,21 @@ impl Tx {
         Ok(())
     }
 
+    /// A cached statement over one `IN` list of ids: `sql` has `{ids}` where the list goes
+    /// and no other placeholder; the ids are bound, padded as [`Placeholders::ids`] says.
+    pub(crate) fn by_ids(
+        &self,
+        sql: &str,
+        ids: &[i64],
+    ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let (list, binds) = self.placeholders().ids(ids);
+        let mut q = batched(sql.replace("{ids}", &list));
+        for id in binds {
+            q = q.bind(id);
+        }
+        q
+    }
+
     /// The placeholder that follows `n` others (`?`, or `$n+1` on PostgreSQL).
     pub(crate) fn placeholders_after(&self, n: usize) -> String {
         let mut p = self.placeholders();
