@@ -18,6 +18,10 @@ pub async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 fn summary(out: &Outcome, delivered: &nurture_scheduler::Delivered) -> String {
+    let lost = match delivered.lost {
+        0 => String::new(),
+        n => format!(", {n} outcomes lost to another worker (lease ran out)"),
+    };
     format!(
         "{} events, {} enrolled, {} steps run, {} emails queued, {} sent, {} deferred, {} failed, {} bounced, {} suppressed",
         out.events,
@@ -28,13 +32,18 @@ fn summary(out: &Outcome, delivered: &nurture_scheduler::Delivered) -> String {
         delivered.deferred,
         delivered.failed,
         delivered.bounced,
-        delivered.suppressed
-    )
+        delivered.suppressed,
+    ) + &lost
 }
 
 pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode> {
+    let given = now.is_some();
     let now = now_or(now)?;
-    let engine = open_engine(config).await?;
+    let mut engine = open_engine(config).await?;
+    if given {
+        // `--now T` is the current time everywhere, retry times included.
+        engine = engine.with_time_standing_still();
+    }
     sync_campaigns(&engine, config, now).await?;
     let mailer = std::sync::Arc::new(crate::delivery::Mailer::new(config, &engine).await?);
     let started = std::time::Instant::now();
@@ -57,6 +66,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let mut mailer = crate::delivery::Mailer::new(config, &engine).await?;
     let metrics = std::sync::Arc::new(nurture_server::Metrics::new());
     mailer.metrics = Some(metrics.clone());
+    let lost = metrics.clone();
     let mut mailer = std::sync::Arc::new(mailer);
     // The HTTP server (ingest, unsubscribe, tracking, health, metrics) beside the loop; a
     // posted event wakes the loop at once.
@@ -96,6 +106,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             tracing::info!(changed = ?report.changed, removed = ?report.removed, "campaign files re-read");
         }
         let (out, delivered) = crate::delivery::run_and_deliver(&mailer, &engine, now).await?;
+        lost.observe_lost(delivered.lost);
         if out != Outcome::default() || delivered != nurture_scheduler::Delivered::default() {
             tracing::info!("{}", summary(&out, &delivered));
         }

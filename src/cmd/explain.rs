@@ -302,6 +302,11 @@ async fn message_lines(
             m.next_attempt_at.map_or_else(|| "-".to_string(), utc),
             m.error.as_deref().unwrap_or("-")
         ),
+        // Suppressed for another reason than the contact's status (its enrollment reached
+        // its goal, its campaign was removed): the message says which.
+        "suppressed" if contact.status == nurture_store::ContactStatus::Subscribed => {
+            m.error.clone().unwrap_or_else(|| "not sent".to_string())
+        }
         "suppressed" => format!(
             "not sent: the contact was no longer mailable ({} since {}{})",
             contact.status.as_str(),

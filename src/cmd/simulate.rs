@@ -99,7 +99,8 @@ pub async fn simulate(config: &Config, args: &Args<'_>) -> anyhow::Result<ExitCo
             default_timezone: config.default_timezone,
             ..EngineConfig::default()
         },
-    );
+    )
+    .with_time_standing_still();
     let result = run(config, &engine, &file, &mut lead, &script, start, end).await;
     engine.store().close().await;
     drop(scratch);

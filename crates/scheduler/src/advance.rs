@@ -91,7 +91,7 @@ pub(crate) async fn advance_batch(
         };
         out += advance_one(engine, tx, &mut batch, &mut writes, live, e, now).await?;
     }
-    out.queued += writes.flush(tx, &batch, to_ms(now)).await?;
+    out.queued += writes.flush(tx, to_ms(now)).await?;
     Ok(out)
 }
 
@@ -103,8 +103,10 @@ struct Writes {
     step_runs: Vec<NewStepRun>,
     messages: Vec<NewMessage>,
     advances: Vec<Advance>,
-    /// Contacts whose tags or attributes a step changed (written from the batch's copy).
-    profiles: std::collections::BTreeSet<i64>,
+    /// What steps changed in contacts' tags and attributes (applied to the stored rows as
+    /// they are at the end of the batch, not written from the batch's copy, which another
+    /// writer may have changed since it was read).
+    profiles: std::collections::BTreeMap<i64, nurture_store::ProfileChange>,
 }
 
 impl Writes {
@@ -126,14 +128,36 @@ impl Writes {
     }
 
     /// Writes everything; returns how many emails were queued.
-    async fn flush(self, tx: &mut Tx, batch: &Batch, now_ms: i64) -> Result<u64> {
-        let profiles: Vec<&nurture_store::Contact> = self
-            .profiles
-            .iter()
-            .filter_map(|id| batch.contacts.get(id))
-            .collect();
-        tx.write_profiles(&profiles, now_ms).await?;
+    async fn flush(self, tx: &mut Tx, now_ms: i64) -> Result<u64> {
+        let profiles: Vec<(i64, &nurture_store::ProfileChange)> =
+            self.profiles.iter().map(|(id, c)| (*id, c)).collect();
+        tx.apply_profile_changes(&profiles, now_ms).await?;
         tx.insert_step_runs(&self.step_runs, now_ms).await?;
+        // An enrollment that leaves by its goal (or because its contact can no longer be
+        // mailed) takes its mail still waiting for a retry with it; one that ends at an
+        // `exit` step keeps it, as a completed one does. Mail queued by this batch comes
+        // after, and stays.
+        for (reason, why) in [
+            ("goal", "not sent: the enrollment reached its goal"),
+            ("unsubscribed", "not sent: the contact is unsubscribed"),
+            ("bounced", "not sent: the contact is bounced"),
+            ("complained", "not sent: the contact is complained"),
+        ] {
+            let ids: Vec<i64> = self
+                .advances
+                .iter()
+                .filter(|a| a.state == "exited" && a.exit_reason.as_deref() == Some(reason))
+                .map(|a| a.id)
+                .collect();
+            if !ids.is_empty() {
+                tx.suppress_waiting_messages(
+                    nurture_store::Waiting::Enrollments(&ids),
+                    why,
+                    now_ms,
+                )
+                .await?;
+            }
+        }
         let queued = tx.queue_messages(&self.messages, now_ms).await?;
         let moved = tx.advance_enrollments(&self.advances, now_ms).await?;
         if moved != self.advances.len() as u64 {
@@ -268,25 +292,30 @@ async fn advance_one(
                         "queued"
                     }
                     Action::Tag(tags) => {
+                        let change = w.profiles.entry(known.contact.id).or_default();
                         for t in tags {
                             if !known.has_tag(t) {
                                 known.contact.tags.push(t.clone());
                             }
+                            change.tag(t);
                         }
                         known.contact.tags.sort();
-                        w.profiles.insert(known.contact.id);
                         "tagged"
                     }
                     Action::Untag(tags) => {
                         known.contact.tags.retain(|t| !tags.contains(t));
-                        w.profiles.insert(known.contact.id);
+                        let change = w.profiles.entry(known.contact.id).or_default();
+                        for t in tags {
+                            change.untag(t);
+                        }
                         "untagged"
                     }
                     Action::Set(values) => {
+                        let change = w.profiles.entry(known.contact.id).or_default();
                         for (k, v) in values {
                             known.contact.attributes.insert(k.clone(), v.clone());
+                            change.set(k, v.clone());
                         }
-                        w.profiles.insert(known.contact.id);
                         "set"
                     }
                     Action::Goto(target) => {

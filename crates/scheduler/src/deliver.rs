@@ -96,6 +96,9 @@ pub struct Delivered {
     pub suppressed: u64,
     /// Left `sending` by a dead process, now `unknown`.
     pub unknown: u64,
+    /// Outcomes this worker could not record because the message was no longer its own: its
+    /// lease ran out and another worker took the message over (logged as a warning).
+    pub lost: u64,
 }
 
 impl Delivered {
@@ -107,13 +110,17 @@ impl Delivered {
         self.bounced += o.bounced;
         self.suppressed += o.suppressed;
         self.unknown += o.unknown;
+        self.lost += o.lost;
     }
 }
 
 /// Retries stop this long after the first attempt.
 pub const GIVE_UP_AFTER: Duration = Duration::days(3);
-/// How long a claim holds a message.
+/// How long a claim holds a message without being renewed.
 pub const LEASE: Duration = Duration::minutes(5);
+/// A worker renews the leases it holds this often while it works (so a lease runs out only
+/// when its worker has stopped for at least two thirds of [`LEASE`]).
+const RENEW_EVERY: Duration = Duration::seconds(100);
 
 /// The wait before retry number `attempts` (1-based): 1m, 5m, 15m, 1h, 4h, then every 4h.
 pub fn backoff(attempts: i64) -> Duration {
@@ -184,11 +191,8 @@ impl Engine {
         now: DateTime<Utc>,
         concurrency: usize,
     ) -> Result<Delivered> {
-        self.deliver_ahead(
-            Ahead::new(courier.clone(), now, self.config.batch),
-            concurrency,
-        )
-        .await
+        self.deliver_ahead(Ahead::new(self, courier.clone(), now), concurrency)
+            .await
     }
 
     /// [`Engine::deliver`], starting with the batches `ahead` already claimed.
@@ -197,11 +201,10 @@ impl Engine {
         mut ahead: Ahead<C>,
         concurrency: usize,
     ) -> Result<Delivered> {
-        let now = ahead.now;
         let mut out = Delivered::default();
         {
             let mut tx = self.store.begin().await?;
-            out.unknown += tx.expire_sending(to_ms(now)).await?;
+            out.unknown += tx.expire_sending(to_ms(ahead.leases.now())).await?;
             tx.commit().await?;
         }
         let concurrency = concurrency.max(1);
@@ -236,7 +239,7 @@ impl Engine {
                 self.send_batch(
                     &*ahead.courier,
                     ready,
-                    now,
+                    &ahead.leases,
                     concurrency,
                     &mut out,
                     &mut unavailable,
@@ -263,10 +266,10 @@ impl Engine {
         ahead: &Ahead<C>,
         unavailable: Option<String>,
     ) -> Result<Option<Rendering<C::Prepared>>> {
-        let now = ahead.now;
-        let Some(claimed) = self.claim_batch(now).await? else {
+        let Some(claimed) = self.claim_batch(ahead.now, &ahead.leases).await? else {
             return Ok(None);
         };
+        let now = ahead.leases.now();
         let (courier, lane) = (ahead.courier.clone(), ahead.lane.clone());
         let (bytes, rendering) = (ahead.bytes.clone(), ahead.rendering.clone());
         let engine_running = ahead.engine_running.clone();
@@ -298,16 +301,23 @@ impl Engine {
         })))
     }
 
-    /// Leases the next batch of due messages and reads what rendering them needs.
-    async fn claim_batch(&self, now: DateTime<Utc>) -> Result<Option<Claimed>> {
+    /// Leases the next batch of messages due at `due` and reads what rendering them needs.
+    /// The lease runs from the clock's time now, not from the round's start.
+    async fn claim_batch(&self, due: DateTime<Utc>, leases: &Leases) -> Result<Option<Claimed>> {
         let mut tx = self.store.begin().await?;
         let batch = tx
-            .claim_messages(to_ms(now), to_ms(now + LEASE), self.config.batch)
+            .claim_messages(
+                to_ms(due),
+                to_ms(leases.now() + LEASE),
+                self.config.batch,
+                self.owner,
+            )
             .await?;
         if batch.is_empty() {
             tx.commit().await?;
             return Ok(None);
         }
+        leases.hold(batch.iter().map(|m| m.id));
         let mut ids: Vec<i64> = batch.iter().map(|m| m.contact_id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -346,7 +356,7 @@ impl Engine {
         &self,
         courier: &C,
         r: Rendered<C::Prepared>,
-        now: DateTime<Utc>,
+        leases: &Leases,
         concurrency: usize,
         out: &mut Delivered,
         unavailable: &mut Option<String>,
@@ -370,6 +380,8 @@ impl Engine {
         // Sent (or refused), not recorded yet.
         let mut finished: Vec<(&MessageRow, std::result::Result<String, Failure>)> = Vec::new();
         let mut round = None;
+        // A round is due to renew the leases although nothing else is to be recorded.
+        let mut renew = false;
         // The server refused this many messages in a row: it is down or throttling us.
         let mut refused_in_a_row = 0;
         loop {
@@ -383,6 +395,7 @@ impl Engine {
                         .drain(..)
                         .map(|(m, _)| (m, Err(Failure::Transient(why.clone())))),
                 );
+                let now = leases.now();
                 settled.extend(
                     todo.drain(..)
                         .map(|(m, _, _)| (m, deferred_untried(m, reply, now))),
@@ -398,7 +411,7 @@ impl Engine {
                 let mark = !todo.is_empty() && pending + chunk <= limit;
                 let record = finished.len() >= chunk
                     || (pending == 0 && !(finished.is_empty() && settled.is_empty()));
-                if mark || record {
+                if mark || record || std::mem::take(&mut renew) || leases.renewal_due() {
                     let marks: Vec<_> = if mark {
                         let n = chunk.min(todo.len());
                         todo.drain(..n).collect()
@@ -409,14 +422,29 @@ impl Engine {
                         std::mem::take(&mut settled),
                         std::mem::take(&mut finished),
                         marks,
-                        now,
+                        leases,
                     )));
                 }
             }
             let outcome = match (round.as_mut(), inflight.is_empty()) {
                 (None, true) => break,
                 (Some(db), true) => Either::Left(db.await),
-                (None, false) => Either::Right(inflight.next().await),
+                // A send that takes long (a slow server, a timeout) does not let the leases
+                // run out meanwhile.
+                (None, false) => {
+                    let wait = tokio::time::sleep(
+                        RENEW_EVERY
+                            .to_std()
+                            .unwrap_or(std::time::Duration::from_secs(100)),
+                    );
+                    match select(inflight.next(), Box::pin(wait)).await {
+                        Either::Left((sent, _)) => Either::Right(sent),
+                        Either::Right(((), _)) => {
+                            renew = true;
+                            continue;
+                        }
+                    }
+                }
                 (Some(db), false) => match select(db, inflight.next()).await {
                     Either::Left((done, _)) => Either::Left(done),
                     Either::Right((sent, _)) => Either::Right(sent),
@@ -460,42 +488,75 @@ impl Engine {
         Ok(())
     }
 
-    /// One transaction of a batch's delivery: records what was settled and sent so far and
-    /// marks the next messages `sending`. Returns those marked (a message another process
-    /// finished meanwhile is left out), what was recorded, and the time it took.
+    /// One transaction of a batch's delivery: records what was settled and sent so far,
+    /// renews the worker's leases when due, and marks the next messages `sending`. Returns
+    /// those marked, what was recorded, and the time it took.
+    ///
+    /// Marking is the send-time check: a message whose contact left, whose campaign was
+    /// paused or removed, or that another worker took over since the claim is not marked;
+    /// it is suppressed, held, or counted as lost here, and never reaches SMTP.
     #[allow(clippy::type_complexity)]
     async fn round<'a, P>(
         &self,
         settled: Vec<(&'a MessageRow, Settle)>,
         finished: Vec<(&'a MessageRow, std::result::Result<String, Failure>)>,
         marks: Vec<(&'a MessageRow, String, P)>,
-        now: DateTime<Utc>,
+        leases: &Leases,
     ) -> Result<(Vec<(&'a MessageRow, P)>, Delivered, std::time::Duration)> {
         let started = std::time::Instant::now();
+        let now = leases.now();
         let now_ms = to_ms(now);
         let mut out = Delivered::default();
         let mut tx = self.store.begin().await?;
+        let done: Vec<i64> = settled
+            .iter()
+            .map(|(m, _)| m.id)
+            .chain(finished.iter().map(|(m, _)| m.id))
+            .collect();
         self.settle(&mut tx, settled, now_ms, &mut out).await?;
         self.record(&mut tx, finished, now, &mut out).await?;
+        if leases.renewal_due() {
+            leases.renew(&mut tx, &done).await?;
+        }
         let mut marked = Vec::with_capacity(marks.len());
+        let mut dropped = Vec::new();
         if !marks.is_empty() {
             let ids: Vec<(i64, &str)> = marks
                 .iter()
                 .map(|(m, message_id, _)| (m.id, message_id.as_str()))
                 .collect();
             let ok: HashSet<i64> = tx
-                .mark_sending_many(&ids, to_ms(now + LEASE), now_ms)
+                .mark_sending_many(&ids, to_ms(now + LEASE), now_ms, self.owner)
                 .await?
                 .into_iter()
                 .collect();
-            marked.extend(
-                marks
-                    .into_iter()
-                    .filter(|(m, _, _)| ok.contains(&m.id))
-                    .map(|(m, _, p)| (m, p)),
-            );
+            for (m, _, p) in marks {
+                if ok.contains(&m.id) {
+                    marked.push((m, p));
+                } else {
+                    dropped.push(m.id);
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            for (id, state) in tx.settle_unmarked(&dropped, self.owner, now_ms).await? {
+                match state.as_str() {
+                    "suppressed" => out.suppressed += 1,
+                    // Held: its campaign is paused.
+                    "queued" | "deferred" => {}
+                    other => {
+                        tracing::warn!(
+                            message = id,
+                            state = other,
+                            "a message claimed by this worker was taken over by another before it was sent (its lease ran out); not sent here"
+                        );
+                        out.lost += 1;
+                    }
+                }
+            }
         }
         tx.commit().await?;
+        leases.release(done.into_iter().chain(dropped));
         Ok((marked, out, started.elapsed()))
     }
 
@@ -524,18 +585,107 @@ impl Engine {
             if let Some(outcome) = s.attempt {
                 attempts.push((m.id, outcome, Some(&s.reason)));
             }
-            match s.to {
-                MessageState::Suppressed => out.suppressed += 1,
-                MessageState::Deferred => out.deferred += 1,
-                _ => out.failed += 1,
-            }
         }
         for (from, s, ids) in groups {
-            tx.finish_messages(&ids, from, s.to, Some(&s.reason), s.retry_at, now_ms)
+            let n = tx
+                .finish_messages(
+                    &ids,
+                    from,
+                    s.to,
+                    Some(&s.reason),
+                    s.retry_at,
+                    now_ms,
+                    self.owner,
+                )
                 .await?;
+            match s.to {
+                MessageState::Suppressed => out.suppressed += n,
+                MessageState::Deferred => out.deferred += n,
+                _ => out.failed += n,
+            }
+            if n < ids.len() as u64 {
+                self.missed(tx, &ids, s.to, out).await?;
+            }
         }
         tx.insert_attempts(&attempts, now_ms).await?;
         Ok(())
+    }
+
+    /// Accounts for outcomes among `ids` whose update missed its guard: a message suppressed
+    /// meanwhile (its contact left) is counted as suppressed; any other was taken over by
+    /// another worker after this one's lease ran out, and is counted as lost and logged.
+    async fn missed(
+        &self,
+        tx: &mut Tx,
+        ids: &[i64],
+        outcome: MessageState,
+        out: &mut Delivered,
+    ) -> Result<()> {
+        for (id, state, owner) in tx.message_states(ids).await? {
+            if owner == Some(self.owner) && state == outcome.as_str() {
+                continue;
+            }
+            if state == "suppressed" {
+                out.suppressed += 1;
+                continue;
+            }
+            tracing::warn!(
+                message = id,
+                state = %state,
+                outcome = outcome.as_str(),
+                "outcome not recorded: another worker took the message over after this one's lease ran out"
+            );
+            out.lost += 1;
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of one message this worker had `sending`; when its lease ran out
+    /// meanwhile and another worker marked it `unknown`, the outcome is recorded after all
+    /// (it is the truth) and the miss is counted; anything else is counted and left alone.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        tx: &mut Tx,
+        m: &MessageRow,
+        to: MessageState,
+        error: Option<&str>,
+        retry_at: Option<i64>,
+        now_ms: i64,
+        out: &mut Delivered,
+    ) -> Result<bool> {
+        if tx
+            .finish_message(
+                m.id,
+                MessageState::Sending,
+                to,
+                error,
+                retry_at,
+                now_ms,
+                self.owner,
+            )
+            .await?
+        {
+            return Ok(true);
+        }
+        // A late outcome for a message given up as `unknown`: deferred mail is not retried
+        // (it may be delivered twice otherwise), so only final outcomes replace `unknown`.
+        if to != MessageState::Deferred
+            && tx
+                .finish_unknown(m.id, self.owner, to, error, now_ms)
+                .await?
+        {
+            tracing::warn!(
+                message = m.id,
+                outcome = to.as_str(),
+                "outcome recorded late: the message had been marked unknown after this worker's lease ran out"
+            );
+            out.lost += 1;
+            return Ok(true);
+        }
+        self.missed(tx, std::slice::from_ref(&m.id), to, out)
+            .await?;
+        Ok(false)
     }
 
     /// Records the outcomes of a window: the accepted ones in two statements, the rest (rare)
@@ -548,7 +698,6 @@ impl Engine {
         out: &mut Delivered,
     ) -> Result<()> {
         let now_ms = to_ms(now);
-        let sending = MessageState::Sending;
         let mut sent = Vec::new();
         let mut attempts: Vec<(i64, &str, Option<&str>)> = Vec::with_capacity(results.len());
         // How many were deferred in this window, and the first reply.
@@ -556,37 +705,24 @@ impl Engine {
         for (m, result) in &results {
             match result {
                 Ok(reply) => {
-                    sent.push(m.id);
+                    sent.push(*m);
                     attempts.push((m.id, "sent", Some(reply)));
                 }
                 Err(Failure::Transient(reply)) => {
                     let attempts_so_far = m.attempts + 1;
-                    match next_attempt(crate::from_ms(m.created_at), attempts_so_far, now) {
-                        Some(at) => {
-                            tx.finish_message(
-                                m.id,
-                                sending,
-                                MessageState::Deferred,
-                                Some(reply),
-                                Some(to_ms(at)),
-                                now_ms,
-                            )
-                            .await?;
-                            out.deferred += 1;
-                        }
-                        None => {
-                            let why =
-                                format!("gave up after 3 days of retries; last reply: {reply}");
-                            tx.finish_message(
-                                m.id,
-                                sending,
+                    let (to, why, at) =
+                        match next_attempt(crate::from_ms(m.created_at), attempts_so_far, now) {
+                            Some(at) => (MessageState::Deferred, reply.clone(), Some(to_ms(at))),
+                            None => (
                                 MessageState::Failed,
-                                Some(&why),
+                                format!("gave up after 3 days of retries; last reply: {reply}"),
                                 None,
-                                now_ms,
-                            )
-                            .await?;
-                            out.failed += 1;
+                            ),
+                        };
+                    if self.finish(tx, m, to, Some(&why), at, now_ms, out).await? {
+                        match to {
+                            MessageState::Deferred => out.deferred += 1,
+                            _ => out.failed += 1,
                         }
                     }
                     attempts.push((m.id, "deferred", Some(reply)));
@@ -594,52 +730,61 @@ impl Engine {
                     deferred.get_or_insert((0, reply.as_str())).0 += 1;
                 }
                 Err(Failure::Permanent(reply)) => {
-                    tx.finish_message(
-                        m.id,
-                        sending,
-                        MessageState::Bounced,
-                        Some(reply),
-                        None,
-                        now_ms,
-                    )
-                    .await?;
+                    if self
+                        .finish(tx, m, MessageState::Bounced, Some(reply), None, now_ms, out)
+                        .await?
+                    {
+                        out.bounced += 1;
+                    }
                     attempts.push((m.id, "bounced", Some(reply)));
+                    // The server's answer stands whoever holds the message now.
                     tx.set_contact_status(m.contact_id, ContactStatus::Bounced, reply, now_ms)
                         .await?;
                     tx.exit_contact_enrollments(m.contact_id, "bounced", now_ms)
                         .await?;
                     tracing::warn!(message = m.id, reply = %reply, "hard bounce; the contact leaves every campaign");
-                    out.bounced += 1;
                 }
                 Err(Failure::Unknown(reply)) => {
-                    tx.finish_message(
-                        m.id,
-                        sending,
-                        MessageState::Unknown,
-                        Some(reply),
-                        None,
-                        now_ms,
-                    )
-                    .await?;
+                    if self
+                        .finish(tx, m, MessageState::Unknown, Some(reply), None, now_ms, out)
+                        .await?
+                    {
+                        out.unknown += 1;
+                    }
                     attempts.push((m.id, "unknown", Some(reply)));
                     tracing::warn!(message = m.id, reply = %reply, "outcome unknown; not re-sent");
-                    out.unknown += 1;
                 }
                 Err(Failure::Render(reason)) => {
-                    tx.finish_message(
-                        m.id,
-                        sending,
-                        MessageState::Failed,
-                        Some(reason),
-                        None,
-                        now_ms,
-                    )
-                    .await?;
-                    out.failed += 1;
+                    if self
+                        .finish(tx, m, MessageState::Failed, Some(reason), None, now_ms, out)
+                        .await?
+                    {
+                        out.failed += 1;
+                    }
                 }
             }
         }
-        out.sent += tx.finish_sent(&sent, now_ms).await?;
+        let ids: Vec<i64> = sent.iter().map(|m| m.id).collect();
+        let moved = tx.finish_sent(&ids, now_ms, self.owner).await?;
+        out.sent += moved.len() as u64;
+        if moved.len() < sent.len() {
+            let moved: HashSet<i64> = moved.into_iter().collect();
+            for m in sent.into_iter().filter(|m| !moved.contains(&m.id)) {
+                if tx
+                    .finish_unknown(m.id, self.owner, MessageState::Sent, None, now_ms)
+                    .await?
+                {
+                    tracing::warn!(
+                        message = m.id,
+                        "outcome recorded late: the message had been marked unknown after this worker's lease ran out"
+                    );
+                    out.sent += 1;
+                    out.lost += 1;
+                } else {
+                    self.missed(tx, &[m.id], MessageState::Sent, out).await?;
+                }
+            }
+        }
         tx.insert_attempts(&attempts, now_ms).await?;
         if let Some((n, reply)) = deferred {
             // One line per window, not per message: a server that is down refuses them all.
@@ -685,7 +830,10 @@ const AHEAD_SECONDS: u64 = 30;
 /// commits and renders them on that core, so delivery starts with them ready.
 pub(crate) struct Ahead<C: Courier> {
     courier: Arc<C>,
+    /// What is due as of this time is delivered.
     now: DateTime<Utc>,
+    /// The messages claimed and not finished yet, and the clock their leases run on.
+    pub(crate) leases: Arc<Leases>,
     /// Held while a batch renders: one batch at a time.
     lane: Arc<std::sync::Mutex<()>>,
     queue: VecDeque<Rendering<C::Prepared>>,
@@ -702,7 +850,8 @@ pub(crate) struct Ahead<C: Courier> {
 }
 
 impl<C: Courier> Ahead<C> {
-    pub(crate) fn new(courier: Arc<C>, now: DateTime<Utc>, batch: i64) -> Self {
+    pub(crate) fn new(engine: &Engine, courier: Arc<C>, now: DateTime<Utc>) -> Self {
+        let batch = engine.config.batch;
         let batches = match courier.rate() {
             Some(rate) => {
                 let per_batch = batch.max(1) as u64;
@@ -714,6 +863,7 @@ impl<C: Courier> Ahead<C> {
             batches,
             courier,
             now,
+            leases: Arc::new(Leases::new(engine.round_clock(now), engine.owner)),
             lane: Arc::default(),
             queue: VecDeque::new(),
             bytes: Arc::default(),
@@ -744,6 +894,12 @@ impl<C: Courier + 'static> crate::AfterBatch for Ahead<C> {
         queued: u64,
     ) -> futures_util::future::BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            // The batches waiting ahead keep their leases while the engine runs on.
+            if self.leases.renewal_due() {
+                let mut tx = engine.store.begin().await?;
+                self.leases.renew(&mut tx, &[]).await?;
+                tx.commit().await?;
+            }
             self.waiting += queued;
             let full = engine.config.batch.max(1) as u64;
             // Only full batches: the rest is claimed by delivery as usual.
@@ -758,6 +914,71 @@ impl<C: Courier + 'static> crate::AfterBatch for Ahead<C> {
             }
             Ok(())
         })
+    }
+}
+
+/// The messages one worker holds during a round (claimed and not finished), and the clock
+/// their leases run on. Every transaction of the round renews them when [`RENEW_EVERY`] has
+/// passed, so a long round (a slow server, a paced daemon, a long engine phase while batches
+/// wait rendered ahead) keeps what it claimed.
+pub(crate) struct Leases {
+    clock: crate::time::RoundClock,
+    owner: i64,
+    held: std::sync::Mutex<HashSet<i64>>,
+    renew_at: std::sync::Mutex<DateTime<Utc>>,
+}
+
+impl Leases {
+    fn new(clock: crate::time::RoundClock, owner: i64) -> Self {
+        let renew_at = clock.now() + RENEW_EVERY;
+        Self {
+            clock,
+            owner,
+            held: Default::default(),
+            renew_at: std::sync::Mutex::new(renew_at),
+        }
+    }
+
+    /// The current time.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn hold(&self, ids: impl IntoIterator<Item = i64>) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
+    }
+
+    fn release(&self, ids: impl IntoIterator<Item = i64>) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            held.remove(&id);
+        }
+    }
+
+    fn renewal_due(&self) -> bool {
+        self.now() >= *self.renew_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renews the lease on every message still held (but those in `finished`, recorded in
+    /// this same transaction).
+    async fn renew(&self, tx: &mut Tx, finished: &[i64]) -> Result<()> {
+        let now = self.now();
+        let ids: Vec<i64> = {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.iter()
+                .copied()
+                .filter(|id| !finished.contains(id))
+                .collect()
+        };
+        let n = tx
+            .renew_leases(&ids, to_ms(now + LEASE), self.owner)
+            .await?;
+        tracing::debug!(held = ids.len(), renewed = n, "leases renewed");
+        *self.renew_at.lock().unwrap_or_else(|e| e.into_inner()) = now + RENEW_EVERY;
+        Ok(())
     }
 }
 
@@ -835,10 +1056,11 @@ fn job<'a>(
         retry_at: None,
     };
     let Some(contact) = contact.filter(|c| c.status == ContactStatus::Subscribed) else {
-        return Err(settled(
-            MessageState::Suppressed,
-            "the contact is no longer mailable",
-        ));
+        let why = match contact {
+            Some(c) => format!("not sent: the contact is {}", c.status.as_str()),
+            None => "not sent: the contact no longer exists".to_string(),
+        };
+        return Err(settled(MessageState::Suppressed, &why));
     };
     let step = campaign.steps.iter().find(|s| s.id.as_str() == m.step_id);
     let Some((step, send)) = step.and_then(|s| match &s.action {

@@ -25,7 +25,7 @@ use tokio::sync::RwLock;
 pub use deliver::{Courier, Delivered, Failure, Job, backoff, next_attempt};
 pub use enroll::EnrollOutcome;
 pub use live::{LiveCampaign, SyncReport, remap_target};
-pub use time::{from_ms, to_ms};
+pub use time::{Clock, ManualClock, from_ms, to_ms};
 
 /// Engine failures.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,15 @@ impl AfterBatch for () {
     }
 }
 
+/// A random id for one engine's leases: unique across processes (the hasher's keys are
+/// drawn from the operating system's random source once per thread and moved on for every
+/// new one), positive, and never zero.
+fn new_owner() -> i64 {
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    ((h >> 1) | 1) as i64
+}
+
 /// Settings the engine needs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -122,6 +131,10 @@ pub struct Engine {
     store: Store,
     config: EngineConfig,
     live: Arc<RwLock<live::Live>>,
+    /// How a round's time moves on from its `now` (see [`Clock`]).
+    clock: time::Timing,
+    /// Names this engine's leases on messages (random, one per engine).
+    owner: i64,
 }
 
 impl Engine {
@@ -131,7 +144,29 @@ impl Engine {
             store,
             config,
             live: Arc::new(RwLock::new(live::Live::default())),
+            clock: time::Timing::Elapsed,
+            owner: new_owner(),
         }
+    }
+
+    /// The same engine reading the time from `clock` while its rounds run (leases, retry
+    /// and outcome times), instead of from each round's `now` plus the time elapsed.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = time::Timing::Clock(clock);
+        self
+    }
+
+    /// The same engine with each round's time standing still at its `now`: `tick --now T`
+    /// and `simulate` treat T as the current time everywhere (retry and outcome times
+    /// included), as SPEC §7 says.
+    pub fn with_time_standing_still(mut self) -> Self {
+        self.clock = time::Timing::Still;
+        self
+    }
+
+    /// The clock of a round that does what is due as of `now`.
+    pub(crate) fn round_clock(&self, now: DateTime<Utc>) -> time::RoundClock {
+        time::RoundClock::new(now, self.clock.clone())
     }
 
     /// The store.
@@ -168,7 +203,7 @@ impl Engine {
         now: DateTime<Utc>,
         concurrency: usize,
     ) -> Result<(Outcome, Delivered)> {
-        let mut ahead = deliver::Ahead::new(courier.clone(), now, self.config.batch);
+        let mut ahead = deliver::Ahead::new(self, courier.clone(), now);
         ahead.engine_running(true);
         let phases = self.run_phases(now, &mut ahead).await;
         ahead.engine_running(false);

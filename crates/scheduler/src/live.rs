@@ -108,6 +108,23 @@ pub(crate) async fn sync(
         if !changed {
             continue;
         }
+        // A paused (or draft) campaign holds its waiting mail; resuming releases it. Mail
+        // queued by a worker that had not seen the pause yet is held when it is about to go
+        // (the send-time check in delivery).
+        let was_active = existing.get(id).is_none_or(|old| old.status == "active");
+        let is_active = c.status == Status::Active;
+        if was_active != is_active {
+            let n = tx.hold_campaign_messages(id, !is_active, now_ms).await?;
+            if n > 0 {
+                tracing::info!(
+                    campaign = id,
+                    messages = n,
+                    held = !is_active,
+                    "campaign status changed; its waiting mail is {}",
+                    if is_active { "released" } else { "held" }
+                );
+            }
+        }
         report.changed.push(id.to_string());
         let Some(old) = existing.get(id) else {
             continue;

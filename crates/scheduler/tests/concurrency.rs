@@ -17,6 +17,13 @@ mod support;
 
 use support::{Backend, World};
 
+/// When mail refused at `t0` is due again: the first backoff (a minute) counts from when
+/// the refusal was recorded, which is `t0` plus however long the round took.
+const RETRY: Duration = Duration::seconds(90);
+
+/// The lease holder of claims a test makes by hand, as a worker that then dies.
+const DEAD_WORKER: i64 = 7;
+
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
@@ -157,6 +164,7 @@ async fn dead_workers_claims_are_taken_over(backend: Backend) {
             t0.timestamp_millis(),
             (t0 + Duration::minutes(5)).timestamp_millis(),
             100,
+            DEAD_WORKER,
         )
         .await
         .unwrap();
@@ -190,6 +198,7 @@ async fn crash_during_smtp_leaves_unknown_never_resent(backend: Backend) {
             t0.timestamp_millis(),
             (t0 + Duration::minutes(5)).timestamp_millis(),
             10,
+            DEAD_WORKER,
         )
         .await
         .unwrap();
@@ -198,7 +207,8 @@ async fn crash_during_smtp_leaves_unknown_never_resent(backend: Backend) {
             m[0].id,
             "<x@test>",
             (t0 + Duration::minutes(5)).timestamp_millis(),
-            t0.timestamp_millis()
+            t0.timestamp_millis(),
+            DEAD_WORKER,
         )
         .await
         .unwrap()
@@ -258,11 +268,7 @@ async fn a_refusing_server_is_tried_once_per_round_not_once_per_message(backend:
         .unwrap();
     assert_eq!(early.sent, 0);
     // ...and then every message goes out once.
-    let later = w
-        .engine
-        .deliver(&up, t0 + Duration::minutes(1), 2)
-        .await
-        .unwrap();
+    let later = w.engine.deliver(&up, t0 + RETRY, 2).await.unwrap();
     assert_eq!(later.sent, 100);
     assert_eq!(up.seen.lock().unwrap().len(), 100);
 }
@@ -455,7 +461,10 @@ async fn rows_read_in_bulk_are_the_rows_written(backend: Backend) {
     let out = w.engine.run_once(t0).await.unwrap();
     assert_eq!((out.events, out.enrolled, out.queued), (1, 1, 1));
     let mut tx = w.engine.store().begin().await.unwrap();
-    let claimed = tx.claim_messages(ms, ms + 60_000, 10).await.unwrap();
+    let claimed = tx
+        .claim_messages(ms, ms + 60_000, 10, DEAD_WORKER)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let m = &claimed[0];
     assert_eq!(
@@ -475,13 +484,13 @@ async fn rows_read_in_bulk_are_the_rows_written(backend: Backend) {
     assert_eq!(back.get(&m.enrollment_id), Some(&props));
     // The lease holds until it runs out.
     assert!(
-        tx.claim_messages(ms, ms + 60_000, 10)
+        tx.claim_messages(ms, ms + 60_000, 10, DEAD_WORKER)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        tx.claim_messages(ms + 60_001, ms + 120_000, 10)
+        tx.claim_messages(ms + 60_001, ms + 120_000, 10, DEAD_WORKER)
             .await
             .unwrap()
             .len(),
@@ -513,10 +522,7 @@ async fn a_refusing_server_is_tried_once_per_round_across_batches(backend: Backe
     assert!(prepared <= 40, "rendered {prepared}");
     // Every one of them is due again after the backoff, none lost.
     let up = std::sync::Arc::new(Counting::default());
-    let later = small
-        .deliver(&up, t0 + Duration::minutes(1), 2)
-        .await
-        .unwrap();
+    let later = small.deliver(&up, t0 + RETRY, 2).await.unwrap();
     assert_eq!(later.sent, 100);
 }
 
@@ -573,7 +579,7 @@ async fn emails_rendered_ahead_go_out_once(backend: Backend) {
     assert!(tried <= 9, "tried {tried}");
     let up = std::sync::Arc::new(Counting::default());
     let later = workers[1]
-        .deliver(&up, t0 + Duration::days(3) + Duration::minutes(1), 2)
+        .deliver(&up, t0 + Duration::days(3) + RETRY, 2)
         .await
         .unwrap();
     assert_eq!(later.sent, 100);

@@ -26,6 +26,9 @@ pub struct Metrics {
     sum_nanos: AtomicU64,
     /// SMTP replies by class, in the order of [`REPLY_CLASSES`].
     replies: [AtomicU64; REPLY_CLASSES.len()],
+    /// Outcomes the daemon could not record as its own: the message's lease had run out
+    /// and another worker had taken it over.
+    lost: AtomicU64,
 }
 
 impl Metrics {
@@ -64,6 +67,13 @@ impl Metrics {
         }
     }
 
+    /// Counts outcomes that missed their guard (the scheduler's `Delivered::lost`):
+    /// each means a lease ran out while its worker still worked, which an operator should
+    /// look into (a stalled process, a clock far off).
+    pub fn observe_lost(&self, n: u64) {
+        self.lost.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Appends the latency histogram and the reply counters in Prometheus text format.
     pub(crate) fn render(&self, out: &mut String) {
         out.push_str(
@@ -97,6 +107,13 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP nurture_delivery_lost_leases_total Delivery outcomes not recorded as this daemon's: the message's lease had run out and another worker had taken it over.\n\
+             # TYPE nurture_delivery_lost_leases_total counter\n\
+             nurture_delivery_lost_leases_total {}",
+            self.lost.load(Ordering::Relaxed)
+        );
     }
 }
 

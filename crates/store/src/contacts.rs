@@ -99,19 +99,63 @@ fn decode(row: &AnyRow) -> Result<Contact> {
 /// Applies an upsert to a stored contact: attributes set, tags added and removed. True when
 /// anything changed.
 fn merge(contact: &mut Contact, u: &Upsert) -> bool {
+    apply(contact, &u.attributes, &u.tags, &u.untag)
+}
+
+fn apply(
+    contact: &mut Contact,
+    attributes: &Map<String, Value>,
+    tags: &[String],
+    untag: &[String],
+) -> bool {
     let before_attrs = contact.attributes.clone();
     let before_tags = contact.tags.clone();
-    for (k, v) in &u.attributes {
+    for (k, v) in attributes {
         contact.attributes.insert(k.clone(), v.clone());
     }
-    for t in &u.tags {
+    for t in tags {
         if !contact.tags.contains(t) {
             contact.tags.push(t.clone());
         }
     }
-    contact.tags.retain(|t| !u.untag.contains(t));
+    contact.tags.retain(|t| !untag.contains(t));
     contact.tags.sort();
     contact.attributes != before_attrs || contact.tags != before_tags
+}
+
+/// What steps did to one contact's profile, in order, kept as a change (not a copy of the
+/// profile) so that it is applied to the stored row as it is when written.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    /// Attributes set.
+    pub set: Map<String, Value>,
+    /// Tags added (none of them in `untag`).
+    pub tag: Vec<String>,
+    /// Tags removed (none of them in `tag`).
+    pub untag: Vec<String>,
+}
+
+impl ProfileChange {
+    /// Adds a tag (after whatever came before).
+    pub fn tag(&mut self, t: &str) {
+        self.untag.retain(|u| u != t);
+        if !self.tag.iter().any(|x| x == t) {
+            self.tag.push(t.to_string());
+        }
+    }
+
+    /// Removes a tag (after whatever came before).
+    pub fn untag(&mut self, t: &str) {
+        self.tag.retain(|x| x != t);
+        if !self.untag.iter().any(|u| u == t) {
+            self.untag.push(t.to_string());
+        }
+    }
+
+    /// Sets an attribute.
+    pub fn set(&mut self, k: &str, v: Value) {
+        self.set.insert(k.to_string(), v);
+    }
 }
 
 impl Tx {
@@ -187,6 +231,61 @@ impl Tx {
         row.as_ref().map(decode).transpose()
     }
 
+    /// A contact by email, its row locked until the transaction ends (PostgreSQL; on SQLite
+    /// the transaction already holds the only write lock): what a read-merge-write needs so
+    /// that two writers do not lose each other's changes.
+    async fn contact_by_email_locked(&mut self, key: &str) -> Result<Option<Contact>> {
+        let sql = self.pick(
+            "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE email_key = $1 FOR UPDATE",
+            "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE email_key = $1",
+        );
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Applies profile changes to the stored contacts, each on the row as it is now (locked
+    /// while it is merged), so a change another writer made since the engine read the
+    /// contact is kept.
+    pub async fn apply_profile_changes(
+        &mut self,
+        changes: &[(i64, &ProfileChange)],
+        now: i64,
+    ) -> Result<()> {
+        for chunk in changes.chunks(crate::CHUNK) {
+            let mut ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            // In id order, so two writers locking overlapping sets cannot deadlock.
+            let lock = if self.backend() == crate::Backend::Postgres {
+                " ORDER BY id FOR UPDATE"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT id, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE id IN ({}){lock}",
+                crate::id_list(&ids)
+            );
+            let mut stored: HashMap<i64, Contact> = HashMap::new();
+            for row in crate::dynamic(sql).fetch_all(self.conn()).await? {
+                let c = decode(&row)?;
+                stored.insert(c.id, c);
+            }
+            let mut changed = Vec::new();
+            for (id, change) in chunk {
+                if let Some(c) = stored.get_mut(id)
+                    && apply(c, &change.set, &change.tag, &change.untag)
+                {
+                    changed.push(*id);
+                }
+            }
+            let profiles: Vec<&Contact> = changed.iter().filter_map(|id| stored.get(id)).collect();
+            self.write_profiles(&profiles, now).await?;
+        }
+        Ok(())
+    }
+
     /// Creates or updates a contact; returns it and whether it was created.
     pub async fn upsert_contact(&mut self, u: &Upsert, now: i64) -> Result<(Contact, bool)> {
         let key = u.email.to_lowercase();
@@ -204,7 +303,7 @@ impl Tx {
         .rows_affected()
             == 1;
         let mut contact = self
-            .contact_by_email(&key)
+            .contact_by_email_locked(&key)
             .await?
             .ok_or_else(|| StoreError::Corrupt("contact vanished during upsert".into()))?;
         if merge(&mut contact, u) {
@@ -251,8 +350,14 @@ impl Tx {
             }
             let mut p = self.placeholders();
             let params: Vec<String> = keys.iter().map(|_| p.next()).collect();
+            // Locked (PostgreSQL) in id order until the merged profiles are written.
+            let lock = if self.backend() == crate::Backend::Postgres {
+                " ORDER BY id FOR UPDATE"
+            } else {
+                ""
+            };
             let sql = format!(
-                "SELECT id, email_key, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE email_key IN ({})",
+                "SELECT id, email_key, email, status, status_reason, status_changed_at, attributes, tags, created_at FROM contacts WHERE email_key IN ({}){lock}",
                 params.join(",")
             );
             let mut q = crate::dynamic(sql);

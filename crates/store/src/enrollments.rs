@@ -436,7 +436,8 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Ends every active enrollment of a contact (bounce, unsubscribe).
+    /// Ends every active enrollment of a contact (bounce, unsubscribe), and suppresses the
+    /// mail still waiting for it (queued, or deferred for a retry) in any campaign.
     pub async fn exit_contact_enrollments(
         &mut self,
         contact_id: i64,
@@ -453,10 +454,17 @@ impl Tx {
         .execute(self.conn())
         .await?
         .rows_affected();
+        self.suppress_waiting_messages(
+            crate::Waiting::Contact(contact_id),
+            &format!("not sent: the contact {reason}"),
+            now,
+        )
+        .await?;
         Ok(n)
     }
 
-    /// Ends every active enrollment of a campaign (file removed).
+    /// Ends every active enrollment of a campaign (file removed), and suppresses the
+    /// campaign's mail still waiting (queued, or deferred for a retry).
     pub async fn exit_campaign_enrollments(
         &mut self,
         campaign_id: &str,
@@ -473,6 +481,12 @@ impl Tx {
         .execute(self.conn())
         .await?
         .rows_affected();
+        let why = match reason {
+            "campaign_removed" => "not sent: the campaign was removed".to_string(),
+            other => format!("not sent: the campaign's enrollments ended ({other})"),
+        };
+        self.suppress_waiting_messages(crate::Waiting::Campaign(campaign_id), &why, now)
+            .await?;
         Ok(n)
     }
 

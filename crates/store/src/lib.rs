@@ -23,11 +23,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 pub use campaigns::{CampaignRow, VersionRow};
-pub use contacts::{Contact, ContactStatus, Upsert};
+pub use contacts::{Contact, ContactStatus, ProfileChange, Upsert};
 pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, NewStepRun};
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
-pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage};
+pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
 pub use stats::{CampaignStats, StepStats};
 
 /// Result type of this crate.

@@ -96,6 +96,17 @@ pub struct NewMessage {
     pub due: i64,
 }
 
+/// Whose waiting mail [`Tx::suppress_waiting_messages`] settles.
+#[derive(Debug, Clone, Copy)]
+pub enum Waiting<'a> {
+    /// Every message of a contact (unsubscribed, bounced).
+    Contact(i64),
+    /// Every message of a campaign (removed).
+    Campaign(&'a str),
+    /// The messages of these enrollments (exited by their goal).
+    Enrollments(&'a [i64]),
+}
+
 /// A message as `contacts show` lists it.
 pub type MessageSummary = MessageRow;
 
@@ -180,13 +191,15 @@ impl Tx {
         Ok(n)
     }
 
-    /// Leases up to `limit` messages due at `now` until `lease_until`. A lease left by a
-    /// killed process expires and the message is taken again (it never reached `sending`).
+    /// Leases up to `limit` messages due at `now` to `owner` until `lease_until`. A lease left
+    /// by a killed process expires and the message is taken again (it never reached
+    /// `sending`). Held messages (of a paused campaign) are not due.
     pub async fn claim_messages(
         &mut self,
         now: i64,
         lease_until: i64,
         limit: i64,
+        owner: i64,
     ) -> Result<Vec<MessageRow>> {
         if self.backend() == crate::Backend::Sqlite {
             // The transaction began IMMEDIATE: nobody else is writing between the read and
@@ -212,7 +225,7 @@ impl Tx {
                     sqlx::query(
                         "SELECT json_group_array(json_array(id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at))
                          FROM (SELECT * FROM messages
-                               WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                               WHERE state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
                                ORDER BY next_attempt_at LIMIT $2)",
                     )
                     .bind(now)
@@ -241,17 +254,19 @@ impl Tx {
             let ids: Vec<i64> = out.iter().map(|m| m.id).collect();
             self.set_by_id("messages", "lease_until", lease_until, &ids)
                 .await?;
+            self.set_by_id("messages", "lease_owner", owner, &ids)
+                .await?;
             return Ok(out);
         }
         let sql = self.pick(
-            "UPDATE messages SET lease_until = $2 WHERE id IN (
+            "UPDATE messages SET lease_until = $2, lease_owner = $4 WHERE id IN (
                  SELECT id FROM messages
-                 WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                 WHERE state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
                  ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
              RETURNING id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at",
-            "UPDATE messages SET lease_until = $2 WHERE id IN (
+            "UPDATE messages SET lease_until = $2, lease_owner = $4 WHERE id IN (
                  SELECT id FROM messages
-                 WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
+                 WHERE state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
                  ORDER BY next_attempt_at LIMIT $3)
              RETURNING id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at",
         );
@@ -259,6 +274,7 @@ impl Tx {
             .bind(now)
             .bind(lease_until)
             .bind(limit)
+            .bind(owner)
             .fetch_all(self.conn())
             .await?;
         let mut out: Vec<MessageRow> = rows.iter().map(decode).collect::<Result<_>>()?;
@@ -266,22 +282,27 @@ impl Tx {
         Ok(out)
     }
 
-    /// `queued|deferred → sending`, recorded (and committed by the caller) before SMTP.
+    /// `queued|deferred → sending`, recorded (and committed by the caller) before SMTP; see
+    /// [`Tx::mark_sending_many`] for the guards.
     pub async fn mark_sending(
         &mut self,
         id: i64,
         message_id: &str,
         lease_until: i64,
         now: i64,
+        owner: i64,
     ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE messages SET state = 'sending', attempts = attempts + 1, message_id = $1, lease_until = $2, updated_at = $3
-             WHERE id = $4 AND state IN ('queued', 'deferred')",
+             WHERE id = $4 AND state IN ('queued', 'deferred') AND lease_owner = $5
+               AND EXISTS (SELECT 1 FROM contacts c WHERE c.id = messages.contact_id AND c.status = 'subscribed')
+               AND EXISTS (SELECT 1 FROM campaigns k WHERE k.id = messages.campaign_id AND k.status = 'active')",
         )
         .bind(message_id)
         .bind(lease_until)
         .bind(now)
         .bind(id)
+        .bind(owner)
         .execute(self.conn())
         .await?
         .rows_affected();
@@ -289,13 +310,18 @@ impl Tx {
     }
 
     /// `queued|deferred → sending` for many messages in one statement, each with its
-    /// Message-ID; returns the ids that made the transition (a message another process
-    /// finished meanwhile is left out).
+    /// Message-ID; returns the ids that made the transition.
+    ///
+    /// This is the send-time check of SPEC §6: a message moves only while `owner` still
+    /// holds its lease, its contact is still `subscribed` and its campaign still `active`,
+    /// all in the statement that commits it to SMTP. The rest are left as they are for
+    /// [`Tx::settle_unmarked`].
     pub async fn mark_sending_many(
         &mut self,
         messages: &[(i64, &str)],
         lease_until: i64,
         now: i64,
+        owner: i64,
     ) -> Result<Vec<i64>> {
         let mut out = Vec::with_capacity(messages.len());
         for chunk in messages.chunks(crate::CHUNK) {
@@ -303,41 +329,240 @@ impl Tx {
             let values = self.value_rows(chunk.len(), 2);
             let lease = self.placeholders_after(chunk.len() * 2);
             let at = self.placeholders_after(chunk.len() * 2 + 1);
+            let by = self.placeholders_after(chunk.len() * 2 + 2);
             let sql = format!(
                 "WITH v(id, message_id) AS (VALUES {values})
                  UPDATE messages SET message_id = v.message_id, state = 'sending', attempts = attempts + 1, lease_until = {lease}, updated_at = {at}
-                 FROM v WHERE messages.id = v.id AND messages.state IN ('queued', 'deferred') RETURNING messages.id"
+                 FROM v WHERE messages.id = v.id AND messages.state IN ('queued', 'deferred') AND messages.lease_owner = {by}
+                   AND EXISTS (SELECT 1 FROM contacts c WHERE c.id = messages.contact_id AND c.status = 'subscribed')
+                   AND EXISTS (SELECT 1 FROM campaigns k WHERE k.id = messages.campaign_id AND k.status = 'active')
+                 RETURNING messages.id"
             );
             let mut q = crate::batched(sql);
             for (id, message_id) in chunk {
                 q = q.bind(*id).bind(*message_id);
             }
-            for row in q.bind(lease_until).bind(now).fetch_all(self.conn()).await? {
+            for row in q
+                .bind(lease_until)
+                .bind(now)
+                .bind(owner)
+                .fetch_all(self.conn())
+                .await?
+            {
                 out.push(row.try_get(0)?);
             }
         }
         Ok(out)
     }
 
-    /// `sending → sent` for many messages in one statement; returns how many moved.
-    pub async fn finish_sent(&mut self, ids: &[i64], now: i64) -> Result<u64> {
-        let mut n = 0;
+    /// `sending → sent` for many messages of `owner` in one statement; returns the ids that
+    /// moved (the others are no longer `sending` under this owner's lease).
+    pub async fn finish_sent(&mut self, ids: &[i64], now: i64, owner: i64) -> Result<Vec<i64>> {
+        let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(crate::CHUNK) {
             // Placeholders and values in the order of the text (SQLite's `?` are positional).
             let mut p = self.placeholders();
             let (sent_at, at) = (p.next(), p.next());
             let list: Vec<String> = chunk.iter().map(|_| p.next()).collect();
+            let by = p.next();
             let sql = format!(
                 "UPDATE messages SET state = 'sent', error = NULL, next_attempt_at = NULL, sent_at = {sent_at}, lease_until = NULL, updated_at = {at}
-                 WHERE id IN ({}) AND state = 'sending'",
+                 WHERE id IN ({}) AND state = 'sending' AND lease_owner = {by} RETURNING id",
                 list.join(",")
             );
             let mut q = crate::batched(sql).bind(now).bind(now);
             for id in chunk {
                 q = q.bind(*id);
             }
-            n += q.execute(self.conn()).await?.rows_affected();
+            for row in q.bind(owner).fetch_all(self.conn()).await? {
+                out.push(row.try_get(0)?);
+            }
         }
+        Ok(out)
+    }
+
+    /// Extends `owner`'s lease on messages it still holds (claimed or `sending`) to
+    /// `lease_until`; returns how many it still holds.
+    pub async fn renew_leases(&mut self, ids: &[i64], lease_until: i64, owner: i64) -> Result<u64> {
+        let mut n = 0;
+        for chunk in ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "UPDATE messages SET lease_until = {lease_until}
+                 WHERE id IN ({}) AND lease_owner = {owner} AND state IN ('queued', 'deferred', 'sending')",
+                crate::id_list(chunk)
+            );
+            n += crate::dynamic(sql)
+                .execute(self.conn())
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// Gives back `owner`'s leases on messages it claimed and will not send now (they are due
+    /// again at once for any worker).
+    pub async fn release_leases(&mut self, ids: &[i64], owner: i64) -> Result<u64> {
+        let mut n = 0;
+        for chunk in ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "UPDATE messages SET lease_until = NULL
+                 WHERE id IN ({}) AND lease_owner = {owner} AND state IN ('queued', 'deferred')",
+                crate::id_list(chunk)
+            );
+            n += crate::dynamic(sql)
+                .execute(self.conn())
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+
+    /// Settles messages of `owner` that [`Tx::mark_sending_many`] left out because the send-
+    /// time check failed: a contact no longer mailable or a removed campaign suppress the
+    /// message (with the reason), a paused one holds it. Returns the state of every message
+    /// in `ids` afterwards: `suppressed`, `queued`/`deferred` (held), or whatever another
+    /// worker made of it.
+    pub async fn settle_unmarked(
+        &mut self,
+        ids: &[i64],
+        owner: i64,
+        now: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::CHUNK) {
+            let list = crate::id_list(chunk);
+            let mine = format!(
+                "id IN ({list}) AND lease_owner = {owner} AND state IN ('queued', 'deferred')"
+            );
+            crate::dynamic(format!(
+                "UPDATE messages SET state = 'suppressed', next_attempt_at = NULL, lease_until = NULL, updated_at = {now},
+                     error = 'not sent: the contact is ' || (SELECT c.status FROM contacts c WHERE c.id = messages.contact_id)
+                 WHERE {mine} AND contact_id IN (SELECT id FROM contacts WHERE status <> 'subscribed')"
+            ))
+            .execute(self.conn())
+            .await?;
+            crate::dynamic(format!(
+                "UPDATE messages SET state = 'suppressed', next_attempt_at = NULL, lease_until = NULL, updated_at = {now},
+                     error = 'not sent: the campaign was removed'
+                 WHERE {mine} AND campaign_id IN (SELECT id FROM campaigns WHERE status = 'removed')"
+            ))
+            .execute(self.conn())
+            .await?;
+            crate::dynamic(format!(
+                "UPDATE messages SET held = 1, lease_until = NULL, updated_at = {now}
+                 WHERE {mine} AND campaign_id IN (SELECT id FROM campaigns WHERE status IN ('paused', 'draft'))"
+            ))
+            .execute(self.conn())
+            .await?;
+            let rows = crate::dynamic(format!(
+                "SELECT id, state FROM messages WHERE id IN ({list})"
+            ))
+            .fetch_all(self.conn())
+            .await?;
+            for row in rows {
+                out.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records an outcome that arrived after the message was given up as `unknown` (its
+    /// lease had run out while `owner` waited for the server): the outcome is known after
+    /// all. Returns whether it was recorded.
+    pub async fn finish_unknown(
+        &mut self,
+        id: i64,
+        owner: i64,
+        to: MessageState,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let sent_at = (to == MessageState::Sent).then_some(now);
+        let n = sqlx::query(
+            "UPDATE messages SET state = $1, error = $2, sent_at = COALESCE($3, sent_at), updated_at = $4
+             WHERE id = $5 AND state = 'unknown' AND lease_owner = $6",
+        )
+        .bind(to.as_str())
+        .bind(error)
+        .bind(sent_at)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Holds (`hold`) or releases the queued and deferred mail of a campaign that was paused
+    /// or resumed; returns how many messages changed.
+    pub async fn hold_campaign_messages(
+        &mut self,
+        campaign_id: &str,
+        hold: bool,
+        now: i64,
+    ) -> Result<u64> {
+        let (to, from) = if hold { (1, 0) } else { (0, 1) };
+        let n = sqlx::query(
+            "UPDATE messages SET held = $1, updated_at = $2
+             WHERE campaign_id = $3 AND held = $4 AND state IN ('queued', 'deferred')",
+        )
+        .bind(to)
+        .bind(now)
+        .bind(campaign_id)
+        .bind(from)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// Suppresses the queued and deferred mail of a contact, of a campaign or of some
+    /// enrollments (whichever `scope` names), with `reason`; returns how many.
+    pub async fn suppress_waiting_messages(
+        &mut self,
+        scope: Waiting<'_>,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let set = "UPDATE messages SET state = 'suppressed', next_attempt_at = NULL, lease_until = NULL, held = 0, error = $1, updated_at = $2";
+        let waiting = "state IN ('queued', 'deferred')";
+        let n = match scope {
+            Waiting::Contact(id) => {
+                crate::dynamic(format!("{set} WHERE contact_id = $3 AND {waiting}"))
+                    .bind(reason)
+                    .bind(now)
+                    .bind(id)
+                    .execute(self.conn())
+                    .await?
+                    .rows_affected()
+            }
+            Waiting::Campaign(id) => {
+                crate::dynamic(format!("{set} WHERE campaign_id = $3 AND {waiting}"))
+                    .bind(reason)
+                    .bind(now)
+                    .bind(id)
+                    .execute(self.conn())
+                    .await?
+                    .rows_affected()
+            }
+            Waiting::Enrollments(ids) => {
+                let mut n = 0;
+                for chunk in ids.chunks(crate::CHUNK) {
+                    let sql = format!(
+                        "{set} WHERE enrollment_id IN ({}) AND {waiting}",
+                        crate::id_list(chunk)
+                    );
+                    n += crate::dynamic(sql)
+                        .bind(reason)
+                        .bind(now)
+                        .execute(self.conn())
+                        .await?
+                        .rows_affected();
+                }
+                n
+            }
+        };
         Ok(n)
     }
 
@@ -361,8 +586,9 @@ impl Tx {
         Ok(())
     }
 
-    /// Records the same outcome for many messages: `from → to`, guarded on `from`; returns
-    /// how many moved.
+    /// Records the same outcome for many messages: `from → to`, guarded on `from` and on
+    /// `owner`'s lease; returns how many moved.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_messages(
         &mut self,
         ids: &[i64],
@@ -371,6 +597,7 @@ impl Tx {
         error: Option<&str>,
         next_attempt_at: Option<i64>,
         now: i64,
+        owner: i64,
     ) -> Result<u64> {
         let mut n = 0;
         let sent_at = if to == MessageState::Sent {
@@ -383,7 +610,7 @@ impl Tx {
             let mut p = self.placeholders();
             let sql = format!(
                 "UPDATE messages SET error = {}, state = '{}', next_attempt_at = {next}, sent_at = {sent_at}, lease_until = NULL, updated_at = {now}
-                 WHERE id IN ({}) AND state = '{}'",
+                 WHERE id IN ({}) AND state = '{}' AND lease_owner = {owner}",
                 p.next(),
                 to.as_str(),
                 crate::id_list(chunk),
@@ -398,7 +625,8 @@ impl Tx {
         Ok(n)
     }
 
-    /// Records the outcome of a delivery: `from → to`, guarded on `from`.
+    /// Records the outcome of a delivery: `from → to`, guarded on `from` and on `owner`'s
+    /// lease.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_message(
         &mut self,
@@ -408,11 +636,12 @@ impl Tx {
         error: Option<&str>,
         next_attempt_at: Option<i64>,
         now: i64,
+        owner: i64,
     ) -> Result<bool> {
         let sent_at = (to == MessageState::Sent).then_some(now);
         let n = sqlx::query(
             "UPDATE messages SET state = $1, error = $2, next_attempt_at = $3, sent_at = COALESCE($4, sent_at), lease_until = NULL, updated_at = $5
-             WHERE id = $6 AND state = $7",
+             WHERE id = $6 AND state = $7 AND lease_owner = $8",
         )
         .bind(to.as_str())
         .bind(error)
@@ -421,6 +650,7 @@ impl Tx {
         .bind(now)
         .bind(id)
         .bind(from.as_str())
+        .bind(owner)
         .execute(self.conn())
         .await?
         .rows_affected();
@@ -464,7 +694,7 @@ impl Tx {
     /// The earliest due time of a queued or deferred message (ms).
     pub async fn next_message_due(&mut self) -> Result<Option<i64>> {
         let row = sqlx::query(
-            "SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'deferred')",
+            "SELECT MIN(next_attempt_at) FROM messages WHERE state IN ('queued', 'deferred') AND held = 0",
         )
         .fetch_one(self.conn())
         .await?;
@@ -481,6 +711,21 @@ impl Tx {
         .fetch_all(self.conn())
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// The state and lease holder of messages, by id.
+    pub async fn message_states(&mut self, ids: &[i64]) -> Result<Vec<(i64, String, Option<i64>)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(crate::CHUNK) {
+            let sql = format!(
+                "SELECT id, state, lease_owner FROM messages WHERE id IN ({})",
+                crate::id_list(chunk)
+            );
+            for row in crate::dynamic(sql).fetch_all(self.conn()).await? {
+                out.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+            }
+        }
+        Ok(out)
     }
 
     /// A message by id.

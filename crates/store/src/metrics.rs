@@ -33,7 +33,7 @@ impl Tx {
     /// worker and the scheduler would claim, leases aside).
     pub async fn due_now(&mut self, now_ms: i64) -> Result<i64> {
         let messages: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1",
+            "SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= $1",
         )
         .bind(now_ms)
         .fetch_one(self.conn())

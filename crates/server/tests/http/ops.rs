@@ -35,7 +35,7 @@ async fn metrics_report_the_queue_the_enrollments_and_the_sends() {
     // Due in 2100: counted by state, not in the queue depth.
     app.seed("later@example.com", ms("2100-01-01T00:00:00Z"))
         .await;
-    // A third contact unsubscribes: its enrollment exits.
+    // A third contact unsubscribes: its enrollment exits, its waiting mail is suppressed.
     let gone = app
         .seed("gone@example.com", ms("2100-01-01T00:00:00Z"))
         .await;
@@ -64,7 +64,8 @@ async fn metrics_report_the_queue_the_enrollments_and_the_sends() {
     let body = r.text();
     for expected in [
         "# TYPE nurture_messages gauge",
-        "nurture_messages{state=\"queued\"} 3",
+        "nurture_messages{state=\"queued\"} 2",
+        "nurture_messages{state=\"suppressed\"} 1",
         "nurture_messages{state=\"sent\"} 0",
         "nurture_messages{state=\"deferred\"} 0",
         "nurture_messages{state=\"failed\"} 0",
