@@ -275,25 +275,28 @@ fn daemon_sends_a_new_leads_email_promptly_and_stops_cleanly_on_sigterm() {
         .nurture(&["run"])
         .env("NURTURE_LISTEN", &format!("127.0.0.1:{port}"))
         .spawn();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    crate::support::wait_until(20, "nurture run answers /healthz", || {
+        crate::support::healthy(&port)
+    });
     p.nurture(&["event", "live@x.example", "lead.captured"])
         .output()
         .success();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while outbox(&p).is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert_eq!(
-        outbox(&p).len(),
-        1,
-        "the welcome email within seconds of the event"
-    );
-    // An edit to a campaign file is picked up without a restart.
+    crate::support::wait_until(20, "the welcome email after the event", || {
+        !outbox(&p).is_empty()
+    });
+    assert_eq!(outbox(&p).len(), 1, "one welcome email");
+    // An edit to a campaign file is picked up without a restart: `plan` (which compares the
+    // files with the versions in use) sees it as changed until the daemon has synced it.
     p.file(
         "campaigns/drip.yaml",
         &DRIP.replace("name: Drip", "name: Drip v2"),
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    crate::support::wait_until(20, "the daemon syncs the edited campaign", || {
+        p.nurture(&["plan"])
+            .output()
+            .stdout
+            .contains("drip: unchanged")
+    });
     let status = std::process::Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()

@@ -558,12 +558,12 @@ async fn emails_rendered_ahead_go_out_once(backend: Backend) {
         assert_eq!(seen.len(), 600, "300 contacts × 2 steps");
         assert!(seen.values().all(|n| *n == 1), "an email went out twice");
     }
-    let prepared = courier.prepared.load(Ordering::Relaxed);
-    let ahead = prepared - courier.by_delivery.load(Ordering::Relaxed);
-    assert_eq!(prepared, 600, "each email rendered once");
-    assert!(
-        ahead >= 100,
-        "only {ahead} of 600 rendered while the engine ran"
+    // How many of them were rendered while the engine ran depends on the threads' timing;
+    // that render-ahead happens, and is bounded, is checked below with one paced worker.
+    assert_eq!(
+        courier.prepared.load(Ordering::Relaxed),
+        600,
+        "each email rendered once"
     );
 
     // The server down: everything rendered ahead is deferred like the rest, none lost.
