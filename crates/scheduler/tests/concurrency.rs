@@ -662,6 +662,39 @@ steps:
     }
 }
 
+/// The signing secret is generated once: four processes starting together on a fresh database
+/// (each with its own pool and its own generated candidate) both return the one stored, and
+/// so does every later call.
+async fn first_starts_agree_on_one_signing_secret(backend: Backend) {
+    for round in 0..6 {
+        let w = World::new(backend).await;
+        let mut stores = vec![w.engine.store().clone()];
+        for _ in 0..3 {
+            stores.push(Store::open(&w.url).await.unwrap());
+        }
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(stores.len()));
+        let calls = stores.iter().enumerate().map(|(i, store)| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .secret(move || format!("candidate-{i}"))
+                    .await
+                    .unwrap()
+            })
+        });
+        let got: Vec<String> = futures_util::future::try_join_all(calls).await.unwrap();
+        assert!(got.iter().all(|g| *g == got[0]), "round {round}: {got:?}");
+        for store in &stores {
+            assert_eq!(
+                store.secret(|| "another".into()).await.unwrap(),
+                got[0],
+                "round {round}"
+            );
+        }
+    }
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -691,4 +724,5 @@ both!(
     rows_read_in_bulk_are_the_rows_written,
     emails_rendered_ahead_go_out_once,
     two_workers_resuming_one_firing_enroll_each_contact_once,
+    first_starts_agree_on_one_signing_secret,
 );
