@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "String", into = "String")]
 pub struct Cron {
     text: String,
-    schedule: croner::Cron,
+    /// Boxed: croner's parsed pattern is some 300 bytes, and `Trigger` holds one inline.
+    schedule: Box<croner::Cron>,
 }
 
 impl PartialEq for Cron {
@@ -80,7 +81,7 @@ impl FromStr for Cron {
         }
         Ok(Self {
             text: s.trim().to_string(),
-            schedule,
+            schedule: Box::new(schedule),
         })
     }
 }
