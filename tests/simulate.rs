@@ -483,3 +483,91 @@ fn invalid_campaigns_and_events_files_are_refused_with_exit_2() {
     );
     assert!(!p.path().join("nurture.db").exists());
 }
+
+#[test]
+fn a_stored_contact_enters_with_its_latest_matching_event_and_a_made_up_one_only_without() {
+    let p = examples();
+    let event = |email: &str, props: &[&str], at: &str| {
+        let mut args = vec!["event", email, "lead.captured"];
+        for prop in props {
+            args.extend(["--prop", prop]);
+        }
+        args.extend(["--at", at]);
+        p.nurture(&args).output().success();
+    };
+    // Kim's ebook download; then a webinar sign-up (the same event name, but the trigger's
+    // `when` wants `source: ebook`); then a download after the simulation's start.
+    event(
+        "kim@acme.example",
+        &["source=ebook", "title=The Pipeline Book"],
+        "2026-11-01T09:00:00Z",
+    );
+    event(
+        "kim@acme.example",
+        &["source=webinar", "title=Webinar Recording"],
+        "2026-11-02T09:00:00Z",
+    );
+    event(
+        "kim@acme.example",
+        &["source=ebook", "title=Too Late"],
+        "2026-11-05T09:00:00Z",
+    );
+    // Lee only signed up for the webinar.
+    event(
+        "lee@acme.example",
+        &["source=webinar", "title=Webinar Recording"],
+        "2026-11-01T09:00:00Z",
+    );
+    let args = |email: &'static str| {
+        [
+            "ebook-nurture",
+            "--contact",
+            email,
+            "--start",
+            "2026-11-03T10:00:00Z",
+        ]
+    };
+
+    let kim = simulate(&p, &args("kim@acme.example"));
+    assert_eq!(
+        line(&kim, "welcome", "sent")["subject"],
+        "Your copy of The Pipeline Book is here"
+    );
+    assert_eq!(kim["trigger_event"]["source"], "stored");
+    assert_eq!(kim["trigger_event"]["recorded_at"], "2026-11-01T09:00:00Z");
+    assert_eq!(
+        kim["trigger_event"]["properties"],
+        serde_json::json!({"source": "ebook", "title": "The Pipeline Book"})
+    );
+    let mut text = vec!["simulate"];
+    text.extend(args("kim@acme.example"));
+    let out = p.nurture(&text).output().success();
+    assert!(
+        out.stdout.contains(
+            "enrolled by the contact's latest `lead.captured` event, recorded 2026-11-01 09:00 UTC (source: ebook, title: The Pipeline Book), replayed at the start"
+        ),
+        "{}",
+        out.stdout
+    );
+
+    let lee = simulate(&p, &args("lee@acme.example"));
+    assert_eq!(
+        line(&lee, "welcome", "sent")["subject"],
+        "Your copy of the B2B Lead Generation Playbook is here"
+    );
+    assert_eq!(lee["trigger_event"]["source"], "made_up");
+    assert_eq!(
+        lee["trigger_event"]["properties"],
+        serde_json::json!({"source": "ebook"})
+    );
+    let mut text = vec!["simulate"];
+    text.extend(args("lee@acme.example"));
+    let out = p.nurture(&text).output().success();
+    assert!(
+        out.stdout.contains(
+            "enrolled by a made-up `lead.captured` event at the start (source: ebook, made up to pass the trigger's `when`): the contact has no stored `lead.captured` event that passes the trigger's `when`"
+        ),
+        "{}",
+        out.stdout
+    );
+}

@@ -26,7 +26,7 @@ mod lead;
 mod report;
 mod script;
 
-use lead::{Lead, refusal, satisfy, stored_lead, why_not_enrolled};
+use lead::{EventSource, Lead, refusal, satisfy, stored_lead, why_not_enrolled};
 use report::Report;
 use script::{Act, Scripted, pairs, parse_script, text};
 
@@ -62,7 +62,7 @@ pub async fn simulate(config: &Config, args: &Args<'_>) -> anyhow::Result<ExitCo
         None => Vec::new(),
     };
     let mut lead = match (args.contact, args.data) {
-        (Some(email), _) => stored_lead(config, email, file.campaign.id.as_str(), start).await?,
+        (Some(email), _) => stored_lead(config, email, &file.campaign, start).await?,
         (None, Some(path)) => Lead {
             origin: format!("from {}", path.display()),
             ..Lead::new(sample_from_file(path)?)
@@ -311,11 +311,15 @@ async fn run(
     let mut entry = Ok(String::new());
     match &campaign.trigger {
         Trigger::Event { name, when } => {
+            let mut made_up = false;
             if lead.sample.event.is_empty()
                 && let Some(when) = when
             {
                 satisfy(when, &mut lead.sample.event);
-                lead.made_up_event = !lead.sample.event.is_empty();
+                made_up = !lead.sample.event.is_empty();
+                if made_up && lead.event_source == EventSource::Given {
+                    lead.event_source = EventSource::MadeUp;
+                }
             }
             tx.insert_event(
                 &NewEvent {
@@ -334,14 +338,30 @@ async fn run(
                 format!(
                     " ({}{})",
                     pairs(&lead.sample.event),
-                    if lead.made_up_event {
+                    if made_up {
                         ", made up to pass the trigger's `when`"
                     } else {
                         ""
                     }
                 )
             };
-            entry = Ok(format!("enrolled by a `{name}` event at the start{props}"));
+            entry = Ok(match lead.event_source {
+                EventSource::Stored(at) => format!(
+                    "enrolled by the contact's latest `{name}` event, recorded {} UTC{props}, replayed at the start",
+                    at.format("%Y-%m-%d %H:%M")
+                ),
+                EventSource::NoneStored => format!(
+                    "enrolled by a made-up `{name}` event at the start{props}: the contact has no stored `{name}` event{}",
+                    if when.is_some() {
+                        " that passes the trigger's `when`"
+                    } else {
+                        ""
+                    }
+                ),
+                EventSource::Given | EventSource::MadeUp => {
+                    format!("enrolled by a `{name}` event at the start{props}")
+                }
+            });
         }
         Trigger::Schedule { .. } => {}
     }

@@ -342,3 +342,48 @@ fn never_panics_on_odd_input() {
         let _ = problems(odd);
     }
 }
+
+#[test]
+fn cron_that_never_fires_points_at_the_schedule() {
+    let yaml = with(
+        "  event: lead.captured\n  when: { property: source, equals: ebook }",
+        "  schedule: \"0 9 30 2 *\"",
+    );
+    let (line, col, msg, hint) = one(&yaml);
+    assert_eq!((line, col), (4, 13));
+    assert_eq!(
+        msg,
+        "invalid cron schedule `0 9 30 2 *`: this cron schedule never fires"
+    );
+    assert!(hint.contains("day-of-month"), "{hint}");
+}
+
+#[test]
+fn cron_with_day_of_month_and_weekday_validates() {
+    let yaml = with(
+        "  event: lead.captured\n  when: { property: source, equals: ebook }",
+        "  schedule: \"0 9 1 * mon\"\n  timezone: Europe/Berlin",
+    );
+    assert!(problems(&yaml).is_empty(), "{:#?}", problems(&yaml));
+}
+
+#[test]
+fn cron_out_of_range_says_which_value() {
+    for (expr, why) in [
+        ("0 25 * * mon", "`25` is not a valid hour (0-23)"),
+        ("0 9 * * 8", "`8` is not a valid day of week"),
+        ("0 9 1 feb-x *", "`feb-x` is not a valid month"),
+        ("0 9 * *", "a cron schedule has 5 fields"),
+    ] {
+        let yaml = with(
+            "  event: lead.captured\n  when: { property: source, equals: ebook }",
+            &format!("  schedule: \"{expr}\""),
+        );
+        let (line, col, msg, _) = one(&yaml);
+        assert_eq!((line, col), (4, 13), "{expr}");
+        assert!(
+            msg.starts_with(&format!("invalid cron schedule `{expr}`: {why}")),
+            "{msg}"
+        );
+    }
+}

@@ -192,7 +192,8 @@ pub(crate) async fn process_events(
 }
 
 /// Fires schedule triggers: the latest firing time at or before `now` that has not fired,
-/// once across every process (a missed week fires once, not once per missed slot).
+/// once across every process (a missed week fires once, not once per missed slot). A firing
+/// left unfinished (a process stopped midway through its audience) is resumed first.
 pub(crate) async fn fire_schedules(engine: &Engine, now: DateTime<Utc>) -> Result<Outcome> {
     let mut out = Outcome::default();
     let campaigns = active_campaigns(engine).await;
@@ -201,6 +202,13 @@ pub(crate) async fn fire_schedules(engine: &Engine, now: DateTime<Utc>) -> Resul
             continue;
         };
         let id = live.campaign.id.as_str();
+        let mut tx = engine.store.begin().await?;
+        let open = tx.open_firings(id).await?;
+        tx.commit().await?;
+        for fire_at in open {
+            tracing::info!(campaign = id, at = %crate::from_ms(fire_at), "resuming schedule firing");
+            out.enrolled += run_firing(engine, &live, fire_at, now).await?;
+        }
         let mut tx = engine.store.begin().await?;
         let since = match tx.last_firing(id).await? {
             Some(last) => crate::from_ms(last),
@@ -232,32 +240,67 @@ pub(crate) async fn fire_schedules(engine: &Engine, now: DateTime<Utc>) -> Resul
         tx.commit().await?;
         out.firings += 1;
         tracing::info!(campaign = id, at = %fire_at, "schedule fired");
-        // Enroll in batches; each batch commits on its own so a huge audience never holds one
-        // long transaction. A crash midway leaves the rest unenrolled for this firing.
-        let mut after_id = 0;
-        loop {
-            let mut tx = engine.store.begin().await?;
-            let contacts = tx.contacts_after(after_id, engine.config.batch).await?;
-            let Some(last) = contacts.last() else {
-                tx.commit().await?;
-                break;
-            };
-            after_id = last.id;
+        out.enrolled += run_firing(engine, &live, to_ms(fire_at), now).await?;
+    }
+    Ok(out)
+}
+
+/// Enrolls a claimed firing's audience from where its cursor stands to the end; returns how
+/// many were enrolled.
+///
+/// Each batch is one transaction that locks the firing, reads the contacts after its
+/// cursor, enrolls them and moves the cursor past them: a crash at any point leaves the
+/// cursor at the last batch committed, so the next tick enrolls every contact exactly once.
+/// A huge audience never holds one long transaction. The firing covers the contacts that
+/// exist when each batch runs, so contacts added since the firing time are in it too.
+async fn run_firing(
+    engine: &Engine,
+    live: &LiveCampaign,
+    fire_at: i64,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let id = live.campaign.id.as_str();
+    let audience: Vec<&Condition> = live.campaign.audience.iter().collect();
+    let mut enrolled = 0;
+    loop {
+        let mut tx = engine.store.begin().await?;
+        let Some(from) = tx.lock_open_firing(id, fire_at).await? else {
+            // Completed, by this loop's last batch or by another process.
+            tx.commit().await?;
+            return Ok(enrolled);
+        };
+        let contacts = tx.contacts_after(from, engine.config.batch).await?;
+        let through = contacts.last().map_or(from, |c| c.id);
+        let done = (contacts.len() as i64) < engine.config.batch;
+        let n = if contacts.is_empty() {
+            0
+        } else {
             let ids: Vec<i64> = contacts.iter().map(|c| c.id).collect();
-            let audience: Vec<&Condition> = live.campaign.audience.iter().collect();
             let mut batch = Batch::load(&mut tx, &ids, &[], &audience, now)
                 .await?
                 .with_enrollments(&mut tx)
                 .await?;
             let enroll: Vec<NewEnrollment> = contacts
                 .iter()
-                .filter_map(|contact| decide(&mut batch, &live, contact, &Map::new(), now).ok())
+                .filter_map(|contact| decide(&mut batch, live, contact, &Map::new(), now).ok())
                 .collect();
-            out.enrolled += tx.insert_enrollments(&enroll, to_ms(now)).await?;
-            tx.commit().await?;
+            tx.insert_enrollments(&enroll, to_ms(now)).await?
+        };
+        if !tx
+            .advance_firing(id, fire_at, from, through, done, to_ms(now))
+            .await?
+        {
+            // Not expected under the lock; if the cursor moved anyway, this batch was
+            // someone else's: undo it and read the cursor again.
+            tx.rollback().await?;
+            continue;
+        }
+        tx.commit().await?;
+        enrolled += n;
+        if done {
+            return Ok(enrolled);
         }
     }
-    Ok(out)
 }
 
 pub(crate) async fn enroll_by_hand(

@@ -598,6 +598,109 @@ async fn emails_rendered_ahead_go_out_once(backend: Backend) {
     assert_eq!(ahead, 20, "one batch rendered ahead");
 }
 
+/// Two processes resume the same unfinished firing at once, three contacts a batch, on a
+/// campaign whose one step ends the enrollment at once and that may be entered again: were
+/// a batch enrolled by both, or the cursor lost, someone would be enrolled twice.
+async fn two_workers_resuming_one_firing_enroll_each_contact_once(backend: Backend) {
+    let yaml = r#"
+from: ana@leadcraft.example
+trigger: { schedule: "0 9 * * *", timezone: UTC }
+reentry: after_exit
+steps:
+  - id: digest
+    tag: [digested]
+"#;
+    let t0 = at("2026-11-02T06:00:00Z");
+    let w = World::new(backend).await;
+    let file = parse_campaign(SourceFile::new("daily.yaml", yaml), "daily").unwrap();
+    w.engine.sync(&[file], true, t0).await.unwrap();
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let (c, _) = tx
+            .upsert_contact(
+                &Upsert {
+                    email: format!("c{i}@x.example"),
+                    ..Default::default()
+                },
+                t0.timestamp_millis(),
+            )
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    tx.commit().await.unwrap();
+    let small = || async {
+        Engine::new(
+            Store::open(&w.url).await.unwrap(),
+            EngineConfig {
+                batch: 3,
+                ..EngineConfig::default()
+            },
+        )
+    };
+    let workers = [small().await, small().await];
+    for day in 0..3 {
+        // The firing of 09:00 that day, claimed by a process that then stopped.
+        let fire_at = at("2026-11-02T09:00:00Z") + Duration::days(day);
+        let mut tx = w.engine.store().begin().await.unwrap();
+        let ms = fire_at.timestamp_millis();
+        assert!(tx.claim_firing("daily", ms, ms).await.unwrap());
+        tx.commit().await.unwrap();
+        let now = fire_at + Duration::minutes(5);
+        let runs = workers.iter().map(|e| {
+            let e = e.clone();
+            tokio::spawn(async move { e.run_once(now).await.unwrap() })
+        });
+        let outs: Vec<_> = futures_util::future::try_join_all(runs).await.unwrap();
+        assert_eq!(outs.iter().map(|o| o.firings).sum::<u64>(), 0, "day {day}");
+        assert_eq!(
+            outs.iter().map(|o| o.enrolled).sum::<u64>(),
+            40,
+            "day {day}"
+        );
+        let mut tx = w.engine.store().begin().await.unwrap();
+        for id in &ids {
+            let n = tx.contact_enrollments(*id).await.unwrap().len();
+            assert_eq!(n as i64, day + 1, "contact {id} on day {day}");
+        }
+        tx.commit().await.unwrap();
+    }
+}
+
+/// The signing secret is generated once: four processes starting together on a fresh database
+/// (each with its own pool and its own generated candidate) both return the one stored, and
+/// so does every later call.
+async fn first_starts_agree_on_one_signing_secret(backend: Backend) {
+    for round in 0..6 {
+        let w = World::new(backend).await;
+        let mut stores = vec![w.engine.store().clone()];
+        for _ in 0..3 {
+            stores.push(Store::open(&w.url).await.unwrap());
+        }
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(stores.len()));
+        let calls = stores.iter().enumerate().map(|(i, store)| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .secret(move || format!("candidate-{i}"))
+                    .await
+                    .unwrap()
+            })
+        });
+        let got: Vec<String> = futures_util::future::try_join_all(calls).await.unwrap();
+        assert!(got.iter().all(|g| *g == got[0]), "round {round}: {got:?}");
+        for store in &stores {
+            assert_eq!(
+                store.secret(|| "another".into()).await.unwrap(),
+                got[0],
+                "round {round}"
+            );
+        }
+    }
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -626,4 +729,6 @@ both!(
     batched_import_upserts_merge_and_enroll_once,
     rows_read_in_bulk_are_the_rows_written,
     emails_rendered_ahead_go_out_once,
+    two_workers_resuming_one_firing_enroll_each_contact_once,
+    first_starts_agree_on_one_signing_secret,
 );

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{CampaignFile, SourceFile, parse_campaign};
-use nurture_scheduler::Engine;
-use nurture_store::{NewEvent, Upsert};
+use nurture_scheduler::{Engine, EngineConfig};
+use nurture_store::{NewEnrollment, NewEvent, Upsert};
 use serde_json::{Map, Value, json};
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -411,6 +411,186 @@ steps:
     );
 }
 
+const DAILY_TAG: &str = r#"
+from: ana@leadcraft.example
+trigger: { schedule: "0 9 * * *", timezone: Europe/Berlin }
+audience: { not: { tag: customer } }
+reentry: after_exit
+steps:
+  - id: digest
+    tag: [digested]
+"#;
+
+/// Contacts `c0@x.example` .. `c{n-1}`, then one customer (outside the audience); their ids.
+async fn audience(engine: &Engine, n: usize, t: DateTime<Utc>) -> Vec<i64> {
+    let mut tx = engine.store().begin().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..=n {
+        let (c, _) = tx
+            .upsert_contact(
+                &Upsert {
+                    email: format!("c{i}@x.example"),
+                    tags: if i == n {
+                        vec!["customer".into()]
+                    } else {
+                        vec![]
+                    },
+                    ..Default::default()
+                },
+                t.timestamp_millis(),
+            )
+            .await
+            .unwrap();
+        ids.push(c.id);
+    }
+    tx.commit().await.unwrap();
+    ids
+}
+
+/// How many times each contact was enrolled, in the order of `ids`.
+async fn enrollments_per_contact(engine: &Engine, ids: &[i64]) -> Vec<usize> {
+    let mut tx = engine.store().begin().await.unwrap();
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(tx.contact_enrollments(*id).await.unwrap().len());
+    }
+    tx.commit().await.unwrap();
+    out
+}
+
+/// An engine that enrolls 3 contacts per transaction, so a firing spans several batches.
+async fn small_batches(w: &World) -> Engine {
+    Engine::new(
+        nurture_store::Store::open(&w.url).await.unwrap(),
+        EngineConfig {
+            batch: 3,
+            ..EngineConfig::default()
+        },
+    )
+}
+
+/// What a process that stopped right after claiming a firing leaves behind: the firing
+/// recorded, nobody enrolled. The next tick enrolls the whole audience, once.
+async fn firing_interrupted_before_any_batch_is_resumed(backend: Backend) {
+    let t0 = at("2026-11-02T06:00:00Z");
+    let w = world(backend, &[campaign("daily", DAILY_TAG)], t0).await;
+    let ids = audience(&w.engine, 10, t0).await;
+    let fire_at = at("2026-11-02T08:00:00Z").timestamp_millis();
+    let mut tx = w.engine.store().begin().await.unwrap();
+    assert!(tx.claim_firing("daily", fire_at, fire_at).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let engine = small_batches(&w).await;
+    let out = engine.run_once(at("2026-11-02T08:05:00Z")).await.unwrap();
+    assert_eq!(
+        (out.firings, out.enrolled),
+        (0, 10),
+        "resumed, not fired anew"
+    );
+    let mut want = vec![1; 10];
+    want.push(0);
+    assert_eq!(enrollments_per_contact(&engine, &ids).await, want);
+
+    // Finished: a later tick the same day enrolls nobody, the next day's firing everybody.
+    let again = engine.run_once(at("2026-11-02T08:30:00Z")).await.unwrap();
+    assert_eq!((again.firings, again.enrolled), (0, 0));
+    let next = engine.run_once(at("2026-11-03T08:00:00Z")).await.unwrap();
+    assert_eq!((next.firings, next.enrolled), (1, 10));
+    let mut want = vec![2; 10];
+    want.push(0);
+    assert_eq!(enrollments_per_contact(&engine, &ids).await, want);
+}
+
+/// What a process that stopped after its first batch leaves behind: the firing, the first
+/// three contacts enrolled (and since finished: they may enter again) and the cursor past
+/// them. The next tick enrolls the other seven and leaves the first three alone.
+async fn firing_interrupted_after_a_batch_resumes_at_its_cursor(backend: Backend) {
+    let t0 = at("2026-11-02T06:00:00Z");
+    let w = world(backend, &[campaign("daily", DAILY_TAG)], t0).await;
+    let ids = audience(&w.engine, 10, t0).await;
+    let fire_at = at("2026-11-02T08:00:00Z").timestamp_millis();
+    let mut tx = w.engine.store().begin().await.unwrap();
+    assert!(tx.claim_firing("daily", fire_at, fire_at).await.unwrap());
+    let first: Vec<NewEnrollment> = ids[..3]
+        .iter()
+        .map(|&contact_id| NewEnrollment {
+            campaign_id: "daily".into(),
+            contact_id,
+            step_id: "digest".into(),
+            next_run_at: fire_at,
+            trigger_properties: Map::new(),
+        })
+        .collect();
+    assert_eq!(tx.insert_enrollments(&first, fire_at).await.unwrap(), 3);
+    assert!(
+        tx.advance_firing("daily", fire_at, 0, ids[2], false, fire_at)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let mut tx = w.engine.store().begin().await.unwrap();
+    for &id in &ids[..3] {
+        tx.exit_contact_enrollments(id, "goal", fire_at + 1000)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let engine = small_batches(&w).await;
+    let out = engine.run_once(at("2026-11-02T08:05:00Z")).await.unwrap();
+    assert_eq!((out.firings, out.enrolled), (0, 7));
+    let mut want = vec![1; 10];
+    want.push(0);
+    assert_eq!(enrollments_per_contact(&engine, &ids).await, want);
+    let again = engine.run_once(at("2026-11-02T08:30:00Z")).await.unwrap();
+    assert_eq!(again.enrolled, 0);
+}
+
+/// The firing's cursor is compare-and-set: a process that read a cursor another has moved
+/// since cannot move it (it rolls its batch back), and a completed firing is not reopened.
+async fn firing_cursor_moves_only_from_where_it_stands(backend: Backend) {
+    let t0 = at("2026-11-02T06:00:00Z");
+    let w = world(backend, &[campaign("daily", DAILY_TAG)], t0).await;
+    let fire_at = at("2026-11-02T08:00:00Z").timestamp_millis();
+    let mut tx = w.engine.store().begin().await.unwrap();
+    assert!(tx.claim_firing("daily", fire_at, fire_at).await.unwrap());
+    assert!(!tx.claim_firing("daily", fire_at, fire_at).await.unwrap());
+    assert_eq!(tx.open_firings("daily").await.unwrap(), [fire_at]);
+    assert_eq!(
+        tx.lock_open_firing("daily", fire_at).await.unwrap(),
+        Some(0)
+    );
+    assert!(
+        tx.advance_firing("daily", fire_at, 0, 5, false, fire_at)
+            .await
+            .unwrap()
+    );
+    // Stale: read 0 before the move to 5.
+    assert!(
+        !tx.advance_firing("daily", fire_at, 0, 9, false, fire_at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        tx.lock_open_firing("daily", fire_at).await.unwrap(),
+        Some(5)
+    );
+    assert!(
+        tx.advance_firing("daily", fire_at, 5, 9, true, fire_at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(tx.open_firings("daily").await.unwrap(), Vec::<i64>::new());
+    assert_eq!(tx.lock_open_firing("daily", fire_at).await.unwrap(), None);
+    assert!(
+        !tx.advance_firing("daily", fire_at, 9, 12, true, fire_at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(tx.last_firing("daily").await.unwrap(), Some(fire_at));
+    tx.commit().await.unwrap();
+}
+
 /// Runs each scenario on a SQLite file and on a fresh PostgreSQL database.
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -437,5 +617,8 @@ both!(
     weekend_window_in_new_york_across_the_dst_change,
     removed_step_moves_waiting_enrollments_to_the_next_surviving_step,
     paused_campaign_holds_and_resumes,
-    missed_schedule_firings_fire_once
+    missed_schedule_firings_fire_once,
+    firing_interrupted_before_any_batch_is_resumed,
+    firing_interrupted_after_a_batch_resumes_at_its_cursor,
+    firing_cursor_moves_only_from_where_it_stands,
 );

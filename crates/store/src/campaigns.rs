@@ -140,7 +140,8 @@ impl Tx {
         Ok(row.try_get(0)?)
     }
 
-    /// Claims a schedule firing; true for the one process that gets it.
+    /// Claims a schedule firing; true for the one process that gets it. The firing starts
+    /// open, with no contact handled: see [`Tx::lock_open_firing`].
     pub async fn claim_firing(
         &mut self,
         campaign_id: &str,
@@ -153,6 +154,71 @@ impl Tx {
         .bind(campaign_id)
         .bind(fire_at)
         .bind(now)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// The firing times of a schedule whose enrollment has not run to the end (a process
+    /// stopped midway, or is still at it), oldest first.
+    pub async fn open_firings(&mut self, campaign_id: &str) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT fire_at FROM schedule_firings WHERE campaign_id = $1 AND completed_at IS NULL ORDER BY fire_at",
+        )
+        .bind(campaign_id)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// The last contact id an open firing has handled, locking the firing until this
+    /// transaction ends; `None` once it is completed.
+    ///
+    /// Two processes may resume the same firing; the lock makes the second wait here until
+    /// the first commits its batch, and then read the cursor that batch left (PostgreSQL
+    /// `FOR UPDATE` returns the newest committed row after waiting; a SQLite transaction holds
+    /// the write lock from its `BEGIN IMMEDIATE`).
+    pub async fn lock_open_firing(
+        &mut self,
+        campaign_id: &str,
+        fire_at: i64,
+    ) -> Result<Option<i64>> {
+        let sql = self.pick(
+            "SELECT enrolled_through FROM schedule_firings WHERE campaign_id = $1 AND fire_at = $2 AND completed_at IS NULL FOR UPDATE",
+            "SELECT enrolled_through FROM schedule_firings WHERE campaign_id = $1 AND fire_at = $2 AND completed_at IS NULL",
+        );
+        let row = sqlx::query(sql)
+            .bind(campaign_id)
+            .bind(fire_at)
+            .fetch_optional(self.conn())
+            .await?;
+        row.map(|r| Ok(r.try_get(0)?)).transpose()
+    }
+
+    /// Moves an open firing's cursor from `from` to `through` (the last contact id of the
+    /// batch enrolled in this transaction), and completes it if `done`. Guarded on the
+    /// cursor it leaves: false, and nothing changed, if another process moved it first —
+    /// the caller then rolls its batch back.
+    pub async fn advance_firing(
+        &mut self,
+        campaign_id: &str,
+        fire_at: i64,
+        from: i64,
+        through: i64,
+        done: bool,
+        now: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE schedule_firings SET enrolled_through = $1, completed_at = CASE WHEN $2 = 1 THEN $3 ELSE NULL END
+             WHERE campaign_id = $4 AND fire_at = $5 AND enrolled_through = $6 AND completed_at IS NULL",
+        )
+        .bind(through)
+        .bind(i64::from(done))
+        .bind(now)
+        .bind(campaign_id)
+        .bind(fire_at)
+        .bind(from)
         .execute(self.conn())
         .await?
         .rows_affected();

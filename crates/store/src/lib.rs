@@ -145,23 +145,30 @@ impl Store {
     }
 
     /// The signing secret: the configured one, else one generated once and kept in `settings`.
+    ///
+    /// Every process returns the stored value, never its own candidate: two first starts may
+    /// both find no secret and both insert one, and only the first insert stays. So the value
+    /// is read back after the insert — on PostgreSQL the `ON CONFLICT DO NOTHING` waits for
+    /// the other insert to commit, and the read, a statement of its own, then sees it.
     pub async fn secret(&self, generate: impl FnOnce() -> String) -> Result<String> {
+        let read = "SELECT value FROM settings WHERE key = 'secret'";
         let mut tx = self.begin().await?;
-        let existing: Option<String> =
-            sqlx::query("SELECT value FROM settings WHERE key = 'secret'")
-                .fetch_optional(&mut *tx.inner)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
+        let existing: Option<String> = sqlx::query(read)
+            .fetch_optional(&mut *tx.inner)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
         let secret = match existing {
             Some(s) => s,
             None => {
-                let s = generate();
                 sqlx::query("INSERT INTO settings (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING")
-                    .bind(&s)
+                    .bind(generate())
                     .execute(&mut *tx.inner)
                     .await?;
-                s
+                sqlx::query(read)
+                    .fetch_one(&mut *tx.inner)
+                    .await?
+                    .try_get(0)?
             }
         };
         tx.commit().await?;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use nurture_campaign::{Condition, Facts, Op, StepId, Trigger};
+use nurture_campaign::{Campaign, Condition, Facts, Op, StepId, Trigger};
 use nurture_scheduler::{EnrollOutcome, from_ms};
 use nurture_store::{ContactStatus, EventRow, Store};
 use serde_json::{Map, Value, json};
@@ -22,8 +22,32 @@ pub(super) struct Lead {
     pub(super) status_reason: Option<String>,
     /// A stored contact's events up to the start (audiences and goals may ask about them).
     pub(super) history: Vec<EventRow>,
-    /// The trigger event's properties were made up to pass the trigger's `when`.
-    pub(super) made_up_event: bool,
+    /// Where the trigger event's properties (`sample.event`) come from.
+    pub(super) event_source: EventSource,
+}
+
+/// Where the simulated trigger event comes from, for the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EventSource {
+    /// The data file's `event` (or none, for a made-up lead, until [`satisfy`] fills it).
+    Given,
+    /// The stored contact's latest event that the trigger takes, recorded at this time.
+    Stored(DateTime<Utc>),
+    /// Made up: the stored contact has no event the trigger takes.
+    NoneStored,
+    /// Made up to pass the trigger's `when`: the lead brought no event data.
+    MadeUp,
+}
+
+impl EventSource {
+    /// For `--json`: `stored`, `made_up` or `given`.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Self::Given => "given",
+            Self::Stored(_) => "stored",
+            Self::NoneStored | Self::MadeUp => "made_up",
+        }
+    }
 }
 
 impl Lead {
@@ -34,17 +58,18 @@ impl Lead {
             status: ContactStatus::Subscribed,
             status_reason: None,
             history: Vec::new(),
-            made_up_event: false,
+            event_source: EventSource::Given,
         }
     }
 }
 
-/// A stored contact, read through a read-only connection: its attributes, tags, status,
-/// events, and the properties of the event that enrolled it in this campaign, if any.
+/// A stored contact, read through a read-only connection: its attributes, tags, status and
+/// events, and — for an event trigger — the properties of its latest event the trigger takes
+/// (the trigger's name, passing its `when`), which the simulation replays at the start.
 pub(super) async fn stored_lead(
     config: &Config,
     email: &str,
-    campaign: &str,
+    campaign: &Campaign,
     start: DateTime<Utc>,
 ) -> anyhow::Result<Lead> {
     let email = email_arg(email)?;
@@ -62,14 +87,6 @@ pub(super) async fn stored_lead(
         store.close().await;
         return Err(invalid(format!("there is no contact {email}")));
     };
-    let event = tx
-        .contact_enrollments(contact.id)
-        .await?
-        .into_iter()
-        .rev()
-        .find(|e| e.campaign_id == campaign)
-        .map(|e| e.trigger_properties)
-        .unwrap_or_default();
     let history = tx
         .contact_events(contact.id)
         .await?
@@ -78,7 +95,7 @@ pub(super) async fn stored_lead(
         .collect();
     tx.rollback().await?;
     store.close().await;
-    Ok(Lead {
+    let mut lead = Lead {
         origin: "a stored contact".into(),
         status: contact.status,
         status_reason: contact.status_reason.clone(),
@@ -87,9 +104,44 @@ pub(super) async fn stored_lead(
             email: contact.email,
             attributes: contact.attributes,
             tags: contact.tags,
-            event,
+            event: Map::new(),
         })
-    })
+    };
+    if let Trigger::Event { name, when } = &campaign.trigger {
+        let found = latest_trigger_event(&lead, name, when.as_ref(), start)
+            .map(|e| (e.properties.clone(), from_ms(e.occurred_at)));
+        match found {
+            Some((properties, at)) => {
+                lead.sample.event = properties;
+                lead.event_source = EventSource::Stored(at);
+            }
+            None => lead.event_source = EventSource::NoneStored,
+        }
+    }
+    Ok(lead)
+}
+
+/// The lead's latest event (up to `start`) named `name` that passes `when`.
+fn latest_trigger_event<'a>(
+    lead: &'a Lead,
+    name: &str,
+    when: Option<&Condition>,
+    start: DateTime<Utc>,
+) -> Option<&'a EventRow> {
+    lead.history
+        .iter()
+        .rev()
+        .filter(|e| e.name == name && from_ms(e.occurred_at) <= start)
+        .find(|e| {
+            when.is_none_or(|w| {
+                let seen = Seen {
+                    lead,
+                    now: start,
+                    event: &e.properties,
+                };
+                w.eval(&seen, start)
+            })
+        })
 }
 
 /// Trigger properties that pass a trigger's `when`, for a lead that brings none: the value of
@@ -151,7 +203,11 @@ pub(super) fn why_not_enrolled(
     if lead.status != ContactStatus::Subscribed {
         return not_mailable(lead);
     }
-    let seen = Seen { lead, now: start };
+    let seen = Seen {
+        lead,
+        now: start,
+        event: &lead.sample.event,
+    };
     if let Trigger::Event {
         when: Some(when), ..
     } = &campaign.trigger
@@ -171,6 +227,8 @@ pub(super) fn why_not_enrolled(
 struct Seen<'a> {
     lead: &'a Lead,
     now: DateTime<Utc>,
+    /// The trigger event's properties.
+    event: &'a Map<String, Value>,
 }
 
 impl Facts for Seen<'_> {
@@ -186,7 +244,7 @@ impl Facts for Seen<'_> {
     }
 
     fn property(&self, name: &str) -> Option<Value> {
-        self.lead.sample.event.get(name).cloned()
+        self.event.get(name).cloned()
     }
 
     fn had_event(&self, name: &str, since: Option<DateTime<Utc>>) -> bool {

@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use nurture_campaign::CampaignFile;
+use nurture_campaign::{CampaignFile, Trigger};
 use nurture_scheduler::from_ms;
 use serde::Serialize;
 
 use super::Sim;
-use super::lead::Lead;
+use super::lead::{EventSource, Lead};
 
 /// `--json`: SPEC §7's `{"campaign", "contact", "timeline"}`, then more.
 #[derive(Serialize)]
@@ -23,6 +23,8 @@ pub(super) struct Output<'a> {
     end: String,
     days: u32,
     simulated_as_active: Option<&'a str>,
+    /// The trigger event the lead entered with (event triggers).
+    trigger_event: Option<TriggerEvent<'a>>,
     enrolled: Option<&'a str>,
     state: String,
     summary: String,
@@ -41,6 +43,18 @@ struct TimelineEntry<'a> {
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<&'a str>,
+}
+
+/// Where the simulated trigger event came from: `stored` (the contact's latest event the
+/// trigger takes, replayed at the start; `recorded_at` is when it was recorded), `made_up`
+/// or `given` (the data file's).
+#[derive(Serialize)]
+struct TriggerEvent<'a> {
+    name: &'a str,
+    source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recorded_at: Option<String>,
+    properties: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -153,6 +167,18 @@ impl Report<'_> {
             end: rfc(self.end),
             days: self.days,
             simulated_as_active: self.sim.inactive,
+            trigger_event: match &self.file.campaign.trigger {
+                Trigger::Event { name, .. } => Some(TriggerEvent {
+                    name,
+                    source: self.lead.event_source.as_str(),
+                    recorded_at: match self.lead.event_source {
+                        EventSource::Stored(at) => Some(rfc(at)),
+                        _ => None,
+                    },
+                    properties: &self.lead.sample.event,
+                }),
+                Trigger::Schedule { .. } => None,
+            },
             enrolled: self.sim.entry.as_ref().ok().map(String::as_str),
             state,
             summary,
