@@ -37,6 +37,7 @@ struct FileConfig {
     campaigns_dir: Option<PathBuf>,
     templates_dir: Option<PathBuf>,
     smtp_url: Option<Secret>,
+    smtp_timeout: Option<u64>,
     outbox_dir: Option<PathBuf>,
     base_url: Option<String>,
     listen: Option<String>,
@@ -58,6 +59,8 @@ pub struct Config {
     pub campaigns_dir: PathBuf,
     pub templates_dir: PathBuf,
     pub smtp_url: Option<Secret>,
+    /// The base of every SMTP wait (nurture-sender derives the final reply's from it).
+    pub smtp_timeout: std::time::Duration,
     pub outbox_dir: PathBuf,
     pub base_url: String,
     pub listen: String,
@@ -113,6 +116,18 @@ impl Config {
         if rate_per_second == 0 {
             return Err(invalid("rate_per_second must be at least 1"));
         }
+        let smtp_timeout = match env("NURTURE_SMTP_TIMEOUT") {
+            Some(v) => v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                invalid(format!(
+                    "NURTURE_SMTP_TIMEOUT must be a positive whole number of seconds, not `{v}`"
+                ))
+            })?,
+            None => match file.smtp_timeout {
+                Some(0) => return Err(invalid("smtp_timeout must be at least 1 (seconds)")),
+                Some(s) => s,
+                None => nurture_sender::DEFAULT_SMTP_TIMEOUT.as_secs(),
+            },
+        };
         Ok(Self {
             database_url: pick_secret(
                 global.database_url.as_ref(),
@@ -133,6 +148,7 @@ impl Config {
                 "templates",
             ),
             smtp_url: pick_secret(None, "NURTURE_SMTP_URL", file.smtp_url),
+            smtp_timeout: std::time::Duration::from_secs(smtp_timeout),
             outbox_dir: pick_path(None, "NURTURE_OUTBOX_DIR", file.outbox_dir, "outbox"),
             base_url: pick("NURTURE_BASE_URL", file.base_url)
                 .unwrap_or_else(|| "http://127.0.0.1:8080".into())

@@ -25,6 +25,8 @@ pub enum Transport {
     /// SMTP connections, one per concurrent send, reused between messages.
     Smtp {
         url: SmtpUrl,
+        /// `smtp_timeout`: the base of every wait on the server.
+        timeout: Duration,
         idle: Mutex<Vec<SmtpConnection>>,
     },
 }
@@ -117,6 +119,7 @@ impl Mailer {
             Some(url) => Transport::Smtp {
                 url: SmtpUrl::parse(url.expose())
                     .map_err(|e| invalid(format!("invalid smtp_url: {e}")))?,
+                timeout: config.smtp_timeout,
                 idle: Mutex::new(Vec::new()),
             },
             None => Transport::Outbox(Outbox::new(config.outbox_dir.clone())),
@@ -306,13 +309,13 @@ impl Mailer {
                     .map_err(|e| Failure::Transient(format!("cannot write to the outbox: {e}")))?;
                 Ok(format!("written to {}", path.display()))
             }
-            Transport::Smtp { url, idle } => {
+            Transport::Smtp { url, timeout, idle } => {
                 self.pacer.wait().await;
                 let mut conn = idle
                     .lock()
                     .await
                     .pop()
-                    .unwrap_or_else(|| SmtpConnection::new(url.clone()));
+                    .unwrap_or_else(|| SmtpConnection::new(url.clone()).with_timeout(*timeout));
                 let started = tokio::time::Instant::now();
                 let result = conn.send(m).await;
                 if let Some(metrics) = &self.metrics {

@@ -341,3 +341,78 @@ fn sigkill_in_the_middle_of_thousands_of_sends_loses_nothing_and_doubles_nothing
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
+
+#[test]
+fn a_server_that_accepts_and_never_answers_defers_the_message_and_a_later_tick_delivers_it_once() {
+    // A listener nobody accepts from: the kernel completes the TCP handshake, then the
+    // connection waits for a greeting that never comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!(
+        "smtp://127.0.0.1:{}?tls=none",
+        silent.local_addr().unwrap().port()
+    );
+    let p = project();
+    p.nurture(&[
+        "event",
+        "mute@x.example",
+        "lead.captured",
+        "--at",
+        "2026-11-02T10:00:00Z",
+    ])
+    .output()
+    .success();
+    let out = p
+        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .env("NURTURE_SMTP_URL", &silent_url)
+        .env("NURTURE_SMTP_TIMEOUT", "1")
+        .output()
+        .success();
+    assert!(out.stdout.contains("1 deferred"), "{}", out.stdout);
+    let sink = SmtpSink::start();
+    let doc = show(&p, "mute@x.example", &sink);
+    let message = &doc["messages"][0];
+    assert_eq!(message["status"], "deferred", "{doc}");
+    assert_eq!(message["next_attempt_at"], "2026-11-02T10:01:00+00:00");
+    // The configured timeout is the one that ran out.
+    let error = message["error"].as_str().unwrap();
+    assert!(
+        error.contains("did not answer in time") && error.contains("waited 1s for the greeting"),
+        "{doc}"
+    );
+    drop(silent);
+
+    p.nurture(&["tick", "--now", "2026-11-02T10:01:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    p.nurture(&["tick", "--now", "2026-11-02T10:30:00Z"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got[0].rcpt_to(), ["mute@x.example"]);
+    assert_eq!(
+        show(&p, "mute@x.example", &sink)["messages"][0]["status"],
+        "sent"
+    );
+    // Both ticks are done: whatever the sink has now is all it will get.
+    assert_eq!(sink.messages().len(), 1, "delivered exactly once");
+}
+
+#[test]
+fn smtp_timeout_must_be_a_positive_number_of_seconds() {
+    let p = project();
+    for bad in ["0", "soon", "-3"] {
+        let out = p
+            .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+            .env("NURTURE_SMTP_URL", "smtp://127.0.0.1:2525")
+            .env("NURTURE_SMTP_TIMEOUT", bad)
+            .output();
+        assert_eq!(out.code, 2, "{bad}: {out:?}");
+        assert!(
+            out.stderr.contains("NURTURE_SMTP_TIMEOUT"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+}

@@ -2,18 +2,23 @@
 //!
 //! Inlining parses the whole HTML document with html5ever, matches every CSS rule and writes
 //! the document back out: most of a message's rendering time. The result depends only on the
-//! document's structure, which Handlebars does not change when its expressions sit in text
-//! and in quoted attribute values. So each (template, layout) is combined into one Handlebars
-//! source (layout with the template in place of `{{{body}}}`, plain partials written in), its
-//! expressions are masked with private-use tokens, the CSS is inlined once, and the tokens are
-//! put back. Every message then renders the inlined source directly.
+//! document's elements, their nesting and the attributes selectors read, which Handlebars
+//! does not change when its expressions sit in text and in quoted attribute values and no
+//! block (`{{#if}}`, `{{#each}}`, `{{else}}`, ...) holds a tag. So each (template, layout) is
+//! combined into one Handlebars source (layout with the template in place of `{{{body}}}`,
+//! plain partials written in), its expressions are masked with private-use tokens, the CSS is
+//! inlined once, and the tokens are put back. Every message then renders the inlined source
+//! directly.
 //!
-//! This is only done where it is certainly the same as inlining each message: when any
-//! expression sits inside a tag outside quotes, inside `<style>` or `<script>`, when a partial
-//! takes arguments, when the CSS uses selectors that depend on siblings, position or
-//! attribute values (which a conditional block or a rendered value could change), or when
-//! html5ever moved or dropped a token (text inside `<table>`, say), the caller falls back to
-//! inlining per message.
+//! This is only done where it is certainly the same as inlining each message. The caller
+//! falls back to inlining per message when any expression sits inside a tag outside quotes,
+//! inside `<style>` or `<script>`, or in an attribute a selector or the inliner reads
+//! (`class`, `id`, `style`, `lang`, `dir`); when a block holds a tag (a tag in `{{#if}}` comes
+//! and goes, and with it the parent of what follows; `{{#each}}` repeats it or leaves it
+//! out; HTML's parser closes a `<p>` at a `<div>` even when the `</div>` follows at once);
+//! when a partial takes arguments or is a partial block; when the CSS uses selectors that
+//! depend on siblings, position or attribute values (which a rendered value could change);
+//! or when html5ever moved or dropped a token (text inside `<table>`, say).
 
 /// Marks the start and end of a masked expression (Unicode private use: never escaped by the
 /// HTML serializer, never in a template by accident).
@@ -67,12 +72,28 @@ pub(crate) fn inline_source(source: &str) -> Option<String> {
     if source.contains('\\') && source.contains("\\{{") {
         return None;
     }
-    let (masked, expressions) = mask(source)?;
+    let Masked {
+        text: masked,
+        expressions,
+        attributes,
+    } = mask(source)?;
     // Raw HTML from the data would not get the styles it gets when inlined per message.
     if expressions
         .iter()
         .any(|e| e.starts_with("{{{") || e.starts_with("{{&") || e.starts_with("{{~{"))
     {
+        return None;
+    }
+    // A class or id from the data may match a selector the masked token does not; a style
+    // attribute is merged with the rules.
+    if attributes
+        .iter()
+        .flatten()
+        .any(|a| ["class", "id", "style", "lang", "dir", "xml:lang"].contains(&a.as_str()))
+    {
+        return None;
+    }
+    if !blocks_hold_no_tags(&masked, &expressions) {
         return None;
     }
     if !styles_are_structure_free(&masked) {
@@ -87,16 +108,29 @@ pub(crate) fn inline_source(source: &str) -> Option<String> {
     unmask(&inlined, &expressions)
 }
 
+/// A source with its expressions masked.
+struct Masked {
+    /// The source, each expression replaced by its token.
+    text: String,
+    /// The expressions, in order.
+    expressions: Vec<String>,
+    /// Per expression: the attribute (lower case) whose quoted value it sits in, if any.
+    attributes: Vec<Option<String>>,
+}
+
 /// Replaces every `{{...}}` with a numbered token; `None` if one sits where the HTML parser
 /// would not keep it as text or as an attribute value.
-fn mask(source: &str) -> Option<(String, Vec<String>)> {
+fn mask(source: &str) -> Option<Masked> {
     let mut out = String::with_capacity(source.len());
     let mut expressions = Vec::new();
+    let mut attributes = Vec::new();
     let lower = source.to_ascii_lowercase();
     let bytes = source.as_bytes();
     let mut i = 0;
     let mut in_tag = false;
     let mut quote: Option<u8> = None;
+    // The attribute whose quoted value is being read.
+    let mut attribute: Option<String> = None;
     let mut raw_until: Option<&str> = None;
     while i < bytes.len() {
         if source[i..].starts_with("{{") {
@@ -114,6 +148,7 @@ fn mask(source: &str) -> Option<(String, Vec<String>)> {
             out.push_str(&expressions.len().to_string());
             out.push(CLOSE);
             expressions.push(source[i..end].to_string());
+            attributes.push(attribute.clone());
             i = end;
             continue;
         }
@@ -124,8 +159,21 @@ fn mask(source: &str) -> Option<(String, Vec<String>)> {
             }
         } else if in_tag {
             match (quote, c) {
-                (Some(q), _) if c == q => quote = None,
-                (None, b'"' | b'\'') => quote = Some(c),
+                (Some(q), _) if c == q => {
+                    quote = None;
+                    attribute = None;
+                }
+                (None, b'"' | b'\'') => {
+                    quote = Some(c);
+                    // `name="`: the name before the `=`.
+                    let before = lower[..i].trim_end().strip_suffix('=')?.trim_end();
+                    let start = before
+                        .rfind(|c: char| {
+                            c.is_ascii_whitespace() || c == '"' || c == '\'' || c == '<' || c == '/'
+                        })
+                        .map_or(0, |at| at + 1);
+                    attribute = Some(before[start..].to_string());
+                }
                 (None, b'>') => in_tag = false,
                 _ => {}
             }
@@ -145,7 +193,98 @@ fn mask(source: &str) -> Option<(String, Vec<String>)> {
         out.push_str(&source[i..i + len]);
         i += len;
     }
-    (!in_tag && raw_until.is_none()).then_some((out, expressions))
+    (!in_tag && raw_until.is_none()).then_some(Masked {
+        text: out,
+        expressions,
+        attributes,
+    })
+}
+
+/// How an expression opens, continues or closes a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// `{{#name ..}}` or `{{^name}}`.
+    Open,
+    /// `{{else}}`, `{{else if ..}}`, `{{^}}`.
+    Else,
+    /// `{{/name}}`.
+    Close,
+    /// Anything else: a value, a comment.
+    None,
+    /// What this module does not follow: a raw block (`{{{{raw}}}}`), a partial block
+    /// (`{{#> name}}`, its content is not in the source), a decorator (`{{#*inline}}`).
+    Unknown,
+}
+
+fn block_of(expression: &str) -> Block {
+    if expression.starts_with("{{{{") {
+        return Block::Unknown;
+    }
+    let inner = expression
+        .trim_start_matches('{')
+        .trim_start_matches('~')
+        .trim_start();
+    let rest = |sigil: usize| inner[sigil..].trim_start();
+    match inner.as_bytes().first() {
+        Some(b'#') if rest(1).starts_with(['>', '*']) => Block::Unknown,
+        Some(b'#') => Block::Open,
+        Some(b'^') => {
+            let name = rest(1)
+                .trim_end_matches('}')
+                .trim_end_matches('~')
+                .trim_end();
+            if name.is_empty() {
+                Block::Else
+            } else {
+                Block::Open
+            }
+        }
+        Some(b'/') => Block::Close,
+        _ if inner.strip_prefix("else").is_some_and(|r| {
+            r.starts_with(|c: char| c.is_whitespace() || c == '}' || c == '~')
+        }) =>
+        {
+            Block::Else
+        }
+        _ => Block::None,
+    }
+}
+
+/// True when every block is balanced and holds no tag (no `<` or `>` between a block's
+/// opening and its close). Tags then stand outside every block, so each message has the
+/// masked source's elements with the same nesting, whatever its blocks render: only text
+/// and attribute values differ.
+fn blocks_hold_no_tags(masked: &str, expressions: &[String]) -> bool {
+    let mut depth = 0usize;
+    let mut rest = masked;
+    while !rest.is_empty() {
+        let Some(start) = rest.find(OPEN) else {
+            break;
+        };
+        if depth > 0 && rest[..start].contains(['<', '>']) {
+            return false;
+        }
+        let after = &rest[start + OPEN.len_utf8()..];
+        let Some(end) = after.find(CLOSE) else {
+            return false;
+        };
+        let Some(expression) = after[..end]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| expressions.get(n))
+        else {
+            return false;
+        };
+        match block_of(expression) {
+            Block::Open => depth += 1,
+            Block::Close if depth > 0 => depth -= 1,
+            Block::Else if depth > 0 => {}
+            Block::None => {}
+            Block::Close | Block::Else | Block::Unknown => return false,
+        }
+        rest = &after[end + CLOSE.len_utf8()..];
+    }
+    depth == 0
 }
 
 /// True when the `<style>` blocks use no selector a rendered message could match differently.
@@ -216,9 +355,10 @@ pub(crate) enum TextPiece {
 
 /// A Handlebars HTML source prepared for deriving its text part once instead of once per
 /// message: its expressions masked, cut into values, each a plain `{{value}}` or a block
-/// with no tag inside (`{{#if a}}{{a}}{{/if}}`, rendered whole). `None` from [`Self::new`]
-/// for anything else (raw HTML, a partial, a comment, white-space control, a block with
-/// tags, an expression in a tag or in `<style>`).
+/// with no tag and no character reference inside (`{{#if a}}{{a}}{{/if}}`, rendered whole,
+/// its text put in as written). `None` from [`Self::new`] for anything else (raw HTML, a
+/// partial, a comment, white-space control, a block with tags or `&amp;`, an expression in
+/// a tag or in `<style>`).
 #[derive(Debug)]
 pub(crate) struct TextSource {
     masked: String,
@@ -233,7 +373,11 @@ impl TextSource {
         if source.contains('\\') && source.contains("\\{{") {
             return None;
         }
-        let (masked, expressions) = mask(source)?;
+        let Masked {
+            text: masked,
+            expressions,
+            ..
+        } = mask(source)?;
         let n = expressions.len();
         let simple = |e: &str| {
             ![
@@ -289,7 +433,9 @@ impl TextSource {
             for e in &expressions[k..=j] {
                 let start = rest.find(OPEN)?;
                 let text = &rest[..start];
-                if text.contains(['<', '>']) {
+                // A tag would render differently; an entity (`&amp;`) would be put in the
+                // text as it is written, where the converter reads it as the character.
+                if text.contains(['<', '>', '&']) {
                     return None;
                 }
                 block.push_str(text);
@@ -429,6 +575,22 @@ mod tests {
     }
 
     #[test]
+    fn blocks_of_text_between_tags_keep_the_fast_path() {
+        for source in [
+            "<p>{{#if a}}A{{else if b}}B{{else}}C{{/if}}</p>",
+            "<p>{{#each xs}}{{this}}, {{/each}}</p><p>{{^xs}}none{{/xs}}</p>",
+            "<a class=\"x\" href=\"{{#if a}}https://a.example{{else}}{{b}}{{/if}}\">go</a>",
+        ] {
+            let source = format!("<style>.x, p {{color:red}}</style>{source}");
+            let out = inline_source(&source);
+            assert!(
+                out.as_deref().is_some_and(|o| o.contains("color: red")),
+                "{source}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
     fn refuses_what_could_differ() {
         // An expression as an attribute name.
         assert!(inline_source("<style>p{color:red}</style><p {{attrs}}>x</p>").is_none());
@@ -443,6 +605,33 @@ mod tests {
             )
             .is_none()
         );
+        // A tag inside a block, in every kind of block and on either side of `{{else}}`.
+        for source in [
+            "{{#if a}}<div class=\"x\">{{/if}}<p>x</p>",
+            "<div>{{#each xs}}<p>{{this}}</p>{{/each}}</div>",
+            "<div>{{#if a}}A{{else}}<b>B</b>{{/if}}</div>",
+            "<div>{{#if a}}A{{else if b}}<b>B</b>{{/if}}</div>",
+            "<div>{{^a}}<b>none</b>{{/a}}</div>",
+            "<div>{{~#unless a~}}<b>B</b>{{~/unless~}}</div>",
+            "<div>{{#with a}}<b>{{b}}</b>{{/with}}</div>",
+            "<div>{{#> card}}<b>fallback</b>{{/card}}</div>",
+            "<div>{{#> card}}text{{/card}}</div>",
+            "{{#*inline \"x\"}}x{{/inline}}<p>x</p>",
+            "<p>{{{{raw}}}}{{x}}{{{{/raw}}}}</p>",
+        ] {
+            let source = format!("<style>p{{color:red}}</style>{source}");
+            assert!(inline_source(&source).is_none(), "{source}");
+        }
+        // A class, id or style from the data.
+        for source in [
+            "<p class=\"{{c}}\">x</p>",
+            "<p class='a {{#if b}}b{{/if}}'>x</p>",
+            "<p data-x=\"1\" ID = \"{{c}}\">x</p>",
+            "<p style=\"color: {{c}}\">x</p>",
+        ] {
+            let source = format!("<style>.a, #b {{color:red}}</style>{source}");
+            assert!(inline_source(&source).is_none(), "{source}");
+        }
         // A partial with arguments.
         assert!(combine("{{> footer x=1}}", None, &|_| Some(String::new())).is_none());
         // A layout without exactly one body.

@@ -33,7 +33,9 @@ pub use message::{
 };
 pub use outbox::Outbox;
 pub use render::{RenderError, RenderRequest, Rendered, context};
-pub use smtp::{Phase, SendError, SmtpConnection, SmtpUrl, SmtpUrlError, Tls};
+pub use smtp::{
+    DEFAULT_SMTP_TIMEOUT, Phase, SendError, SmtpConnection, SmtpUrl, SmtpUrlError, Tls,
+};
 pub use templates::{LoadError, TemplateProblem, Templates};
 pub use tokens::{Claim, Signer, random_secret};
 pub use tracking::{LinkRewriter, Tracking, rewrite_links};

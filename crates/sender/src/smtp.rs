@@ -11,6 +11,12 @@
 //! - a reused connection the server closed while idle (a `421` or EOF on MAIL) is replaced
 //!   and the message tried once more on a fresh one: nothing of it had been sent yet.
 //!
+//! Every wait on the server is bounded (see [`SmtpConnection::with_timeout`]): a server that
+//! accepts the connection and then says nothing, or stops answering at any command, costs
+//! one timeout, never a stuck sender. Before the content is sent a timeout is transient (the
+//! message is deferred and retried); once the content is sent and the final reply does not
+//! come, the outcome is unknown (the message is never re-sent blindly).
+//!
 //! Whether a failure is transient, permanent or of unknown outcome is decided here, in
 //! [`SendError`], and nowhere else.
 
@@ -294,11 +300,15 @@ impl SendError {
         }
     }
 
-    fn timeout(phase: Phase) -> Self {
+    /// No answer within `limit` while waiting for `what`. Only after the content was sent
+    /// ([`Phase::Message`]) can the server have taken the message.
+    fn timeout(phase: Phase, what: &str, limit: Duration) -> Self {
         Self {
             phase,
             code: None,
-            reply: format!("{phase}: the server did not answer in time"),
+            reply: format!(
+                "{phase}: the server did not answer in time (waited {limit:?} for {what})"
+            ),
             verdict: if phase == Phase::Message {
                 Verdict::Unknown
             } else {
@@ -323,16 +333,51 @@ impl SendError {
     }
 }
 
+/// How long each wait on the server may last, all derived from one base (`smtp_timeout`).
+///
+/// RFC 5321 §4.5.3.2 asks a client to wait minutes (5 for the greeting, MAIL and RCPT, 10
+/// for the final reply): right for a store-and-forward relay, too long for a sender whose
+/// message holds a 5-minute lease and one of a handful of connections while it waits. A
+/// healthy server answers a command in milliseconds; one that takes more than the base is
+/// broken or overloaded, and deferring costs only a retry a minute later. The final reply
+/// gets twice the base: the server may scan the content before answering, and giving up
+/// there is costly (the outcome is unknown, so the message is never re-sent). With the
+/// default base of 30 s a message's worst case (30 s to connect, greet, EHLO, STARTTLS and
+/// AUTH in all; 30 s for each of MAIL, RCPT and DATA; 60 s for the final reply) stays within
+/// its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timeouts {
+    /// Opening a connection, all steps together: TCP connect, greeting and EHLO, STARTTLS,
+    /// the second EHLO, AUTH.
+    connect: Duration,
+    /// Each command's reply: MAIL FROM, RCPT TO, DATA, RSET, QUIT.
+    command: Duration,
+    /// Writing the content and the server's final reply to it.
+    content: Duration,
+}
+
+impl Timeouts {
+    fn from_base(base: Duration) -> Self {
+        Self {
+            connect: base,
+            command: base,
+            content: base.saturating_mul(2),
+        }
+    }
+}
+
+/// The base of [`Timeouts`] unless [`SmtpConnection::with_timeout`] says otherwise.
+pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One SMTP connection, (re)opened as needed. Not shared: each concurrent sender owns one.
-/// Every network operation is bounded by the timeout (30 s unless
-/// [`SmtpConnection::with_timeout`] says otherwise).
+/// Every wait on the server is bounded ([`SmtpConnection::with_timeout`]).
 pub struct SmtpConnection {
     url: SmtpUrl,
     /// Boxed: every send's future holds it (lettre's connection is ~1.2 KB).
     conn: Option<Box<AsyncSmtpConnection>>,
     /// The open connection's server advertised PIPELINING (RFC 2920).
     pipelining: bool,
-    timeout: Duration,
+    timeouts: Timeouts,
     hello: ClientId,
 }
 
@@ -345,17 +390,42 @@ impl fmt::Debug for SmtpConnection {
     }
 }
 
+/// Runs one exchange with the server, giving up after `limit` (`what` names the wait).
 async fn within<T>(
     limit: Duration,
     phase: Phase,
+    what: &str,
     f: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
 ) -> Result<T, SendError> {
     match tokio::time::timeout(limit, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(SendError::from_lettre(phase, &e)),
-        Err(_) => Err(SendError::timeout(phase)),
+        Err(_) => Err(SendError::timeout(phase, what, limit)),
     }
 }
+
+/// One step of opening a connection, bounded by what is left of the opening's deadline.
+async fn opening<T>(
+    deadline: tokio::time::Instant,
+    limit: Duration,
+    what: &str,
+    f: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, SendError> {
+    match tokio::time::timeout_at(deadline, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(SendError::from_lettre(Phase::Connect, &e)),
+        Err(_) => Err(SendError::timeout(Phase::Connect, what, limit)),
+    }
+}
+
+/// Closes a connection without waiting long on a server that may not answer: lettre's
+/// `abort` says QUIT and reads the reply unless it already saw the connection break.
+async fn abort(conn: &mut AsyncSmtpConnection, limit: Duration) {
+    let _ = tokio::time::timeout(Duration::from_secs(1).min(limit), conn.abort()).await;
+}
+
+/// What ending a refused pipelined transaction with an empty message waits for.
+const EMPTY_END: &str = "the reply to an empty message";
 
 /// Several commands written as one (PIPELINING).
 struct Grouped(String);
@@ -394,20 +464,26 @@ impl SmtpConnection {
             url,
             conn: None,
             pipelining: false,
-            timeout: Duration::from_secs(30),
+            timeouts: Timeouts::from_base(DEFAULT_SMTP_TIMEOUT),
             hello: ClientId::default(),
         }
     }
 
-    /// Sets the timeout of each network operation (connect, each command, the content).
+    /// Bounds every wait on the server by `base` ([`DEFAULT_SMTP_TIMEOUT`] otherwise): opening a
+    /// connection (TCP connect, greeting, EHLO, STARTTLS, AUTH) in all, and each command's
+    /// reply; writing the content and the final reply to it get twice `base`.
     #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    pub fn with_timeout(mut self, base: Duration) -> Self {
+        self.timeouts = Timeouts::from_base(base);
         self
     }
 
     async fn open(&mut self) -> Result<AsyncSmtpConnection, SendError> {
         let url = &self.url;
+        let limit = self.timeouts.connect;
+        // One deadline for the whole opening: a server that answers each step just in time
+        // must not stretch it to several timeouts.
+        let deadline = tokio::time::Instant::now() + limit;
         let connect_err = |e: std::io::Error| {
             SendError::local(
                 Phase::Connect,
@@ -426,12 +502,13 @@ impl SmtpConnection {
         };
         tracing::debug!(server = %url, "connecting");
         let mut conn = if url.tls == Tls::Implicit {
-            within(
-                self.timeout,
-                Phase::Connect,
+            opening(
+                deadline,
+                limit,
+                "the connection, TLS and the greeting",
                 AsyncSmtpConnection::connect_tokio1(
                     (url.host.as_str(), url.port),
-                    Some(self.timeout),
+                    Some(limit),
                     &self.hello,
                     Some(tls_params()?),
                     None,
@@ -439,31 +516,34 @@ impl SmtpConnection {
             )
             .await?
         } else {
-            let stream = tokio::time::timeout(
-                self.timeout,
+            let stream = tokio::time::timeout_at(
+                deadline,
                 tokio::net::TcpStream::connect((url.host.as_str(), url.port)),
             )
             .await
-            .map_err(|_| SendError::timeout(Phase::Connect))?
+            .map_err(|_| SendError::timeout(Phase::Connect, "the TCP connection", limit))?
             .map_err(connect_err)?;
             stream.set_nodelay(true).map_err(connect_err)?;
-            within(
-                self.timeout,
-                Phase::Connect,
+            opening(
+                deadline,
+                limit,
+                "the greeting and EHLO",
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello),
             )
             .await?
         };
+        let quit = self.timeouts.command;
         let wants_tls = matches!(url.tls, Tls::Opportunistic | Tls::Required);
         if wants_tls && conn.can_starttls() {
-            within(
-                self.timeout,
-                Phase::Connect,
-                conn.starttls(tls_params()?, &self.hello),
-            )
-            .await?;
+            let tls = tls_params()?;
+            if let Err(e) =
+                opening(deadline, limit, "STARTTLS", conn.starttls(tls, &self.hello)).await
+            {
+                abort(&mut conn, quit).await;
+                return Err(e);
+            }
         } else if url.tls == Tls::Required {
-            conn.abort().await;
+            abort(&mut conn, quit).await;
             return Err(SendError::local(
                 Phase::Connect,
                 "the server does not offer STARTTLS and smtp_url says tls=required".into(),
@@ -472,9 +552,10 @@ impl SmtpConnection {
         }
         // lettre keeps only the EHLO keywords it knows, and PIPELINING is not one of them:
         // ask again (one round trip per connection) to learn whether commands may be grouped.
-        self.pipelining = match within(
-            self.timeout,
-            Phase::Connect,
+        self.pipelining = match opening(
+            deadline,
+            limit,
+            "EHLO",
             conn.command(Ehlo::new(self.hello.clone())),
         )
         .await
@@ -487,13 +568,13 @@ impl SmtpConnection {
             // A server that refuses a second EHLO is simply not pipelined.
             Err(e) if e.code.is_some() => false,
             Err(e) => {
-                conn.abort().await;
+                abort(&mut conn, quit).await;
                 return Err(e);
             }
         };
         if let (Some(user), Some(pass)) = (&url.user, &url.password) {
             if !conn.is_encrypted() && url.tls != Tls::None {
-                conn.abort().await;
+                abort(&mut conn, quit).await;
                 return Err(SendError::local(
                     Phase::Connect,
                     "the server offers no STARTTLS: the SMTP password is not sent unencrypted (add ?tls=none to smtp_url to allow it)".into(),
@@ -501,14 +582,15 @@ impl SmtpConnection {
                 ));
             }
             let creds = Credentials::new(user.clone(), pass.0.clone());
-            if let Err(e) = within(
-                self.timeout,
-                Phase::Connect,
+            if let Err(e) = opening(
+                deadline,
+                limit,
+                "AUTH",
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
             )
             .await
             {
-                conn.abort().await;
+                abort(&mut conn, quit).await;
                 return Err(e);
             }
         }
@@ -544,9 +626,14 @@ impl SmtpConnection {
             Ok(_) => self.conn = Some(conn),
             // The server refused politely: the connection is still good once reset.
             Err(e) if e.code.is_some_and(|c| c != 421) && !conn.has_broken() => {
-                if Box::pin(within(self.timeout, e.phase, conn.command(Rset)))
-                    .await
-                    .is_ok()
+                if Box::pin(within(
+                    self.timeouts.command,
+                    e.phase,
+                    "RSET",
+                    conn.command(Rset),
+                ))
+                .await
+                .is_ok()
                 {
                     self.conn = Some(conn);
                 } else {
@@ -563,9 +650,7 @@ impl SmtpConnection {
 
     /// Closes a connection without waiting on a server that may not answer.
     async fn drop_connection(&self, mut conn: Box<AsyncSmtpConnection>) {
-        // `abort` says QUIT and reads the reply unless lettre already saw the connection
-        // break; a hung server would keep it waiting forever.
-        let _ = tokio::time::timeout(Duration::from_secs(1).min(self.timeout), conn.abort()).await;
+        abort(&mut conn, self.timeouts.command).await;
     }
 
     async fn transaction(
@@ -611,52 +696,65 @@ impl SmtpConnection {
         }
         let mail = Mail::new(Some(from), params);
         let rcpt = Rcpt::new(to, vec![]);
+        let limit = self.timeouts.command;
         if self.pipelining {
             // RFC 2920: MAIL, RCPT and DATA in one write, their three replies read in order,
             // so a message costs two round trips instead of four.
             let group = Grouped(format!("{mail}{rcpt}{Data}"));
-            let mail = match tokio::time::timeout(self.timeout, conn.command(group)).await {
+            let mail = match tokio::time::timeout(limit, conn.command(group)).await {
                 Ok(reply) => reply.map_err(|e| SendError::from_lettre(Phase::Mail, &e)),
                 // A server answers a pipelined group when it reaches DATA: that is where it
                 // hangs (still before any content, so transient).
-                Err(_) => return Err(SendError::timeout(Phase::Data)),
+                Err(_) => {
+                    return Err(SendError::timeout(
+                        Phase::Data,
+                        "the replies to MAIL FROM, RCPT TO and DATA",
+                        limit,
+                    ));
+                }
             };
             if let Err(e) = mail {
                 if e.code.is_none() {
                     // A broken connection (a stale one is retried on a new connection).
                     return Err(e);
                 }
-                let rcpt = within(self.timeout, Phase::Rcpt, conn.read_response()).await;
-                let data = within(self.timeout, Phase::Data, conn.read_response()).await;
+                let rcpt = within(limit, Phase::Rcpt, "RCPT TO", conn.read_response()).await;
+                let data = within(limit, Phase::Data, "DATA", conn.read_response()).await;
                 if rcpt.is_err() && data.is_ok() {
-                    let _ = within(self.timeout, Phase::Message, conn.message(b"")).await;
+                    let _ = within(limit, Phase::Message, EMPTY_END, conn.message(b"")).await;
                 }
                 return Err(e);
             }
-            let rcpt = within(self.timeout, Phase::Rcpt, conn.read_response()).await;
+            let rcpt = within(limit, Phase::Rcpt, "RCPT TO", conn.read_response()).await;
             if let Err(e) = &rcpt
                 && e.code.is_none()
             {
                 return rcpt.map(|_| String::new());
             }
-            let data = within(self.timeout, Phase::Data, conn.read_response()).await;
+            let data = within(limit, Phase::Data, "DATA", conn.read_response()).await;
             if rcpt.is_err() && data.is_ok() {
                 // The server took DATA without a valid envelope: end the empty message so
                 // the connection stays in step (it will refuse it).
-                let _ = within(self.timeout, Phase::Message, conn.message(b"")).await;
+                let _ = within(limit, Phase::Message, EMPTY_END, conn.message(b"")).await;
             }
             rcpt?;
             data?;
         } else {
-            within(self.timeout, Phase::Mail, conn.command(mail)).await?;
-            within(self.timeout, Phase::Rcpt, conn.command(rcpt)).await?;
-            within(self.timeout, Phase::Data, conn.command(Data)).await?;
+            within(limit, Phase::Mail, "MAIL FROM", conn.command(mail)).await?;
+            within(limit, Phase::Rcpt, "RCPT TO", conn.command(rcpt)).await?;
+            within(limit, Phase::Data, "DATA", conn.command(Data)).await?;
         }
+        // A timeout here may come while the content is still being written (the server
+        // stopped reading) and the server then cannot have accepted it; but the content of
+        // our messages fits in the sockets' buffers, so the write is done at once and the
+        // wait is for the final reply: `unknown`, never re-sent.
+        let content = self.timeouts.content;
+        let what = "the final reply to the content";
         let reply = match data_block(&m.bytes) {
             Some(block) => {
-                within(self.timeout, Phase::Message, conn.command(Grouped(block))).await?
+                within(content, Phase::Message, what, conn.command(Grouped(block))).await?
             }
-            None => within(self.timeout, Phase::Message, conn.message(&m.bytes)).await?,
+            None => within(content, Phase::Message, what, conn.message(&m.bytes)).await?,
         };
         Ok(format!(
             "{} {}",
@@ -668,7 +766,7 @@ impl SmtpConnection {
     /// Says QUIT and closes.
     pub async fn close(&mut self) {
         if let Some(mut c) = self.conn.take() {
-            let _ = tokio::time::timeout(self.timeout, c.quit()).await;
+            let _ = tokio::time::timeout(self.timeouts.command, c.quit()).await;
         }
     }
 }
@@ -760,10 +858,26 @@ mod tests {
             (Phase::Data, Verdict::Transient),
             (Phase::Message, Verdict::Unknown),
         ] {
-            let e = SendError::timeout(phase);
+            let e = SendError::timeout(phase, "x", Duration::from_secs(1));
             assert_eq!(e.verdict, verdict, "{phase:?}");
             let flags = [e.is_transient(), e.is_permanent(), e.is_unknown()];
             assert_eq!(flags.iter().filter(|f| **f).count(), 1, "{phase:?}");
         }
+    }
+
+    #[test]
+    fn the_final_reply_gets_twice_the_base_timeout() {
+        let t = Timeouts::from_base(DEFAULT_SMTP_TIMEOUT);
+        assert_eq!(
+            (t.connect, t.command, t.content),
+            (
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+                Duration::from_secs(60)
+            )
+        );
+        let conn = SmtpConnection::new(SmtpUrl::parse("smtp://h").unwrap())
+            .with_timeout(Duration::from_secs(1));
+        assert_eq!(conn.timeouts.content, Duration::from_secs(2));
     }
 }

@@ -253,3 +253,173 @@ async fn tls_required_without_starttls_is_refused() {
     assert!(e.reply.contains("STARTTLS"), "{}", e.reply);
     assert!(sink.messages().is_empty());
 }
+
+/// Where a [`Stalling`] server stops answering (and keeps the connection open, reading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stall {
+    /// Accepts the connection and never says `220`.
+    Greeting,
+    /// The `n`-th command of the conversation (0-based, the first EHLO is 0).
+    Command(usize),
+    /// Reads the content up to the final `.` and never answers it.
+    FinalReply,
+}
+
+/// A scripted SMTP server on a real TCP listener: answers like a plain server (EHLO with the
+/// given extensions, 250 to MAIL, RCPT, RSET, 235 to AUTH, 354 to DATA) until it reaches
+/// `stall`, then goes silent without closing. Each connection gets the same script.
+struct Stalling {
+    port: u16,
+}
+
+impl Stalling {
+    fn start(stall: Stall, extensions: &'static [&'static str]) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut out = stream.try_clone().unwrap();
+                    let mut lines = BufReader::new(stream);
+                    // Reads (and drops) everything until the client hangs up.
+                    let drain = |lines: &mut BufReader<std::net::TcpStream>| {
+                        let mut sink = Vec::new();
+                        let _ = std::io::Read::read_to_end(lines, &mut sink);
+                    };
+                    if stall == Stall::Greeting {
+                        return drain(&mut lines);
+                    }
+                    let _ = out.write_all(b"220 stalling.example ESMTP\r\n");
+                    let mut command = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if stall == Stall::Command(command) {
+                            return drain(&mut lines);
+                        }
+                        command += 1;
+                        let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+                        let reply = match verb.as_str() {
+                            "EHLO" => {
+                                let mut r = String::from("250-stalling.example\r\n");
+                                for e in extensions {
+                                    r.push_str(&format!("250-{e}\r\n"));
+                                }
+                                r.push_str("250 8BITMIME\r\n");
+                                r
+                            }
+                            "AUTH" => "235 2.7.0 ok\r\n".into(),
+                            "DATA" => {
+                                let _ = out.write_all(b"354 go ahead\r\n");
+                                // The content, up to the lone dot.
+                                loop {
+                                    line.clear();
+                                    if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                                        return;
+                                    }
+                                    if line == ".\r\n" {
+                                        break;
+                                    }
+                                }
+                                if stall == Stall::FinalReply {
+                                    return drain(&mut lines);
+                                }
+                                "250 2.0.0 queued\r\n".into()
+                            }
+                            "QUIT" => {
+                                let _ = out.write_all(b"221 bye\r\n");
+                                return;
+                            }
+                            _ => "250 2.0.0 ok\r\n".into(),
+                        };
+                        let _ = out.write_all(reply.as_bytes());
+                    }
+                });
+            }
+        });
+        Self { port }
+    }
+
+    fn url(&self, user: &str) -> String {
+        format!("smtp://{user}127.0.0.1:{}?tls=none", self.port)
+    }
+}
+
+/// Sends one message with a one-second timeout; a generous outer deadline turns a hang
+/// (the bug) into a failure instead of a stuck test run.
+async fn send_with_short_timeout(url: &str) -> Result<String, nurture_sender::SendError> {
+    let mut conn =
+        SmtpConnection::new(SmtpUrl::parse(url).unwrap()).with_timeout(Duration::from_secs(1));
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        conn.send(&message("a@x.example", "s")),
+    )
+    .await
+    .expect("the send is bounded by its timeout, not stuck")
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_never_greets_is_a_transient_connect_timeout() {
+    let server = Stalling::start(Stall::Greeting, &[]);
+    let e = send_with_short_timeout(&server.url("")).await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert_eq!((e.phase, e.code), (Phase::Connect, None));
+    assert!(e.reply.contains("in time"), "{}", e.reply);
+}
+
+#[tokio::test]
+async fn a_server_silent_at_any_step_before_the_content_is_transient_after_it_unknown() {
+    // (where it stalls, its EHLO extensions, credentials in the URL, what the send reports)
+    let cases: &[(Stall, &[&str], &str, Phase)] = &[
+        (Stall::Command(0), &[], "", Phase::Connect), // EHLO
+        (Stall::Command(1), &[], "", Phase::Connect), // the second EHLO (for PIPELINING)
+        (
+            Stall::Command(2),
+            &["AUTH PLAIN LOGIN"],
+            "ana:pw@",
+            Phase::Connect,
+        ), // AUTH
+        (Stall::Command(2), &[], "", Phase::Mail),
+        (Stall::Command(3), &[], "", Phase::Rcpt),
+        (Stall::Command(4), &[], "", Phase::Data),
+        // Pipelined: MAIL, RCPT and DATA go as one group, answered when DATA is reached.
+        (Stall::Command(2), &["PIPELINING"], "", Phase::Data),
+    ];
+    for &(stall, extensions, user, phase) in cases {
+        let server = Stalling::start(stall, extensions);
+        let e = send_with_short_timeout(&server.url(user))
+            .await
+            .unwrap_err();
+        assert!(
+            e.is_transient() && !e.is_unknown(),
+            "{stall:?} {extensions:?}: {e:?}"
+        );
+        assert_eq!((e.phase, e.code), (phase, None), "{stall:?} {extensions:?}");
+    }
+    // With STARTTLS offered (and so tried): no answer to STARTTLS.
+    let server = Stalling::start(Stall::Command(1), &["STARTTLS"]);
+    let url = format!("smtp://127.0.0.1:{}", server.port);
+    let e = send_with_short_timeout(&url).await.unwrap_err();
+    assert!(e.is_transient(), "{e:?}");
+    assert_eq!(e.phase, Phase::Connect);
+
+    // The whole content sent, the final reply never comes: it may have been accepted.
+    for extensions in [&[][..], &["PIPELINING"][..]] {
+        let server = Stalling::start(Stall::FinalReply, extensions);
+        let e = send_with_short_timeout(&server.url("")).await.unwrap_err();
+        assert!(
+            e.is_unknown() && !e.is_transient() && !e.is_permanent(),
+            "{extensions:?}: {e:?}"
+        );
+        assert_eq!((e.phase, e.code), (Phase::Message, None));
+    }
+    // And the scripted server does deliver when nothing stalls.
+    let server = Stalling::start(Stall::Command(usize::MAX), &["PIPELINING"]);
+    let reply = send_with_short_timeout(&server.url("")).await.unwrap();
+    assert!(reply.starts_with("250"), "{reply}");
+}

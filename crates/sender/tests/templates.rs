@@ -550,3 +550,183 @@ fn tracking_rewrites_links_to_their_real_target_and_adds_the_pixel() {
     );
     assert!(!r.text.contains("n.example/c/"), "{}", r.text);
 }
+
+/// What inlining this one message would give: the template rendered into the layout by plain
+/// Handlebars, then css-inline over the whole document (with the sender's options).
+fn inlined_directly(layout: &str, template: &str, c: &Value) -> String {
+    let hb = handlebars::Handlebars::new();
+    let body = hb.render_template(template, c).unwrap();
+    let mut with_body = c.clone();
+    with_body["body"] = Value::String(body);
+    let html = hb.render_template(layout, &with_body).unwrap();
+    css_inline::CSSInliner::options()
+        .load_remote_stylesheets(false)
+        .keep_link_tags(true)
+        .keep_at_rules(true)
+        .build()
+        .inline(&html)
+        .unwrap()
+}
+
+/// The `style` of the first `<tag` in `html`, if it has one.
+fn style_of<'a>(html: &'a str, tag: &str) -> Option<&'a str> {
+    let start = html.find(&format!("<{tag}"))?;
+    let open = &html[start..start + html[start..].find('>')?];
+    let at = open.find("style=\"")? + "style=\"".len();
+    Some(&open[at..at + open[at..].find('"')?])
+}
+
+/// Renders `template` in a layout whose CSS is `css`, once per context, and checks each
+/// against inlining that message directly; returns the style of each message's first `<p`.
+fn styles_of_p(css: &str, template: &str, contexts: &[Value]) -> Vec<Option<String>> {
+    styles_of("p", css, template, contexts)
+}
+
+/// [`styles_of_p`] for the first `<tag`.
+fn styles_of(tag: &str, css: &str, template: &str, contexts: &[Value]) -> Vec<Option<String>> {
+    let layout =
+        format!("<html><head><style>{css}</style></head><body>{{{{{{body}}}}}}</body></html>");
+    let d = folder(&[("layouts/base.html.hbs", &layout), ("w.html.hbs", template)]);
+    let t = Templates::load(d.path()).unwrap();
+    contexts
+        .iter()
+        .map(|c| {
+            let r = t.render(&request("w", Some("base"), "s", c)).unwrap();
+            let want = inlined_directly(&layout, template, c);
+            assert_eq!(r.html, want, "{template} with {c}");
+            style_of(&r.html, tag).map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn a_tag_opened_in_a_conditional_block_styles_its_descendants_only_when_rendered() {
+    let vip = ctx(json!({"vip": true}), json!({}));
+    let regular = ctx(json!({"vip": false}), json!({}));
+    let styles = styles_of_p(
+        ".x p { color: red; }",
+        "{{#if contact.vip}}<div class=\"x\">{{/if}}<p>hello</p>",
+        &[vip.clone(), regular.clone()],
+    );
+    assert!(
+        styles[0]
+            .as_deref()
+            .is_some_and(|s| s.contains("color: red")),
+        "{styles:?}"
+    );
+    assert!(
+        !styles[1]
+            .as_deref()
+            .is_some_and(|s| s.contains("color: red")),
+        "{styles:?}"
+    );
+
+    // `{{else}}`: one branch or the other decides the parent.
+    let styles = styles_of_p(
+        ".x p { color: red; } .y p { color: blue; }",
+        "{{#if contact.vip}}<div class=\"x\">{{else}}<div class=\"y\">{{/if}}<p>hello</p></div>",
+        &[vip.clone(), regular.clone()],
+    );
+    assert!(
+        styles[0]
+            .as_deref()
+            .is_some_and(|s| s.contains("color: red")),
+        "{styles:?}"
+    );
+    assert!(
+        styles[1]
+            .as_deref()
+            .is_some_and(|s| s.contains("color: blue")),
+        "{styles:?}"
+    );
+}
+
+#[test]
+fn a_balanced_block_that_closes_a_paragraph_early_changes_what_follows_only_when_rendered() {
+    // HTML's parser ends a `<p>` at a `<div>`: with the note, the span is no longer inside
+    // the paragraph, although the block opens and closes its own tags.
+    let vip = ctx(json!({"vip": true}), json!({}));
+    let regular = ctx(json!({"vip": false}), json!({}));
+    let styles = styles_of(
+        "span",
+        "p span { color: red; }",
+        "<p>{{#unless contact.vip}}<div>note</div>{{/unless}}<span>hello</span></p>",
+        &[vip, regular],
+    );
+    assert_eq!(styles[0].as_deref(), Some("color: red;"), "{styles:?}");
+    assert_eq!(styles[1], None, "{styles:?}");
+}
+
+#[test]
+fn tags_repeated_or_left_out_by_each_are_styled_as_in_each_message() {
+    let none = ctx(json!({"items": []}), json!({}));
+    let two = ctx(json!({"items": ["a", "b"]}), json!({}));
+    // An unclosed wrapper per item: the paragraph is inside one only when there are items.
+    let styles = styles_of_p(
+        ".x p { color: red; }",
+        "{{#each contact.items}}<div class=\"x\">{{this}}{{/each}}<p>hello</p>",
+        &[none.clone(), two.clone()],
+    );
+    assert!(
+        !styles[0]
+            .as_deref()
+            .is_some_and(|s| s.contains("color: red")),
+        "{styles:?}"
+    );
+    assert!(
+        styles[1]
+            .as_deref()
+            .is_some_and(|s| s.contains("color: red")),
+        "{styles:?}"
+    );
+    // Balanced items: each one styled, none when the list is empty.
+    styles_of_p(
+        ".x { color: red; } li { margin: 0; }",
+        "<ul>{{#each contact.items}}<li class=\"x\">{{this}}</li>{{/each}}</ul><p>end</p>",
+        &[none, two],
+    );
+}
+
+#[test]
+fn a_class_or_id_from_the_data_is_matched_as_in_each_message() {
+    let red = ctx(json!({"cls": "x", "vip": true}), json!({}));
+    let plain = ctx(json!({"cls": "y", "vip": false}), json!({}));
+    for template in [
+        "<p class=\"{{contact.cls}}\">hello</p>",
+        "<p class=\"{{#if contact.vip}}x{{/if}}\">hello</p>",
+        "<p id=\"{{contact.cls}}\">hello</p>",
+    ] {
+        let styles = styles_of_p(
+            ".x, #x { color: red; }",
+            template,
+            &[red.clone(), plain.clone()],
+        );
+        assert!(
+            styles[0]
+                .as_deref()
+                .is_some_and(|s| s.contains("color: red")),
+            "{template}: {styles:?}"
+        );
+        assert!(
+            !styles[1]
+                .as_deref()
+                .is_some_and(|s| s.contains("color: red")),
+            "{template}: {styles:?}"
+        );
+    }
+}
+
+#[test]
+fn the_text_part_of_a_conditional_block_reads_as_the_message_html_does() {
+    let d = folder(&[(
+        "w.html.hbs",
+        "<p>Hello {{#if contact.vip}}Tom &amp; Jerry{{else}}you &lt;3{{/if}}</p><p>{{#each contact.items}}{{this}}{{/each}}</p>",
+    )]);
+    let t = Templates::load(d.path()).unwrap();
+    let vip = ctx(json!({"vip": true, "items": ["a", "b"]}), json!({}));
+    let r = t.render(&request("w", None, "s", &vip)).unwrap();
+    assert_eq!(r.text, "Hello Tom & Jerry\n\nab\n");
+    let regular = ctx(json!({"vip": false, "items": []}), json!({}));
+    let r = t.render(&request("w", None, "s", &regular)).unwrap();
+    assert_eq!(r.text, "Hello you <3\n");
+}
