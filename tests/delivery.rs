@@ -157,8 +157,7 @@ fn soft_failure_is_retried_and_delivered_exactly_once() {
         .env("NURTURE_SMTP_URL", &sink.url())
         .output()
         .success();
-    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
-    std::thread::sleep(Duration::from_millis(200));
+    // Both ticks have exited: whatever they sent was accepted, and dumped, before that.
     assert_eq!(sink.messages().len(), 1, "delivered exactly once");
     assert_eq!(
         show(&p, "soft@x.example", &sink)["messages"][0]["status"],
@@ -254,7 +253,7 @@ fn render_error_fails_the_step_and_names_campaign_step_contact_and_variable() {
             && err.contains("contact.first_name"),
         "{err}"
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // The tick has exited: anything it sent would be in the sink already.
     assert!(sink.messages().is_empty(), "nothing half-rendered is sent");
 }
 

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use nurture_sender::{BuiltMessage, OutgoingEmail, Phase, SmtpConnection, SmtpUrl, build_message};
 use nurture_testkit::{SmtpSink, free_port};
@@ -197,18 +197,14 @@ async fn no_answer_after_the_content_is_unknown_and_bounded_in_time() {
     let sink = SmtpSink::builder().arg("-W").arg(".:30").start();
     let mut conn = SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap())
         .with_timeout(Duration::from_secs(1));
-    let started = Instant::now();
     let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
     assert!(
         e.is_unknown() && !e.is_transient() && !e.is_permanent(),
         "{e:?}"
     );
     assert_eq!((e.phase, e.code), (Phase::Message, None));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "gave up in {:?}",
-        started.elapsed()
-    );
+    // The configured bound, not the 30 s default: the final reply gets twice the base.
+    assert!(e.to_string().contains("waited 2s"), "{e}");
 }
 
 #[tokio::test]
@@ -216,11 +212,10 @@ async fn no_answer_to_data_is_transient() {
     let sink = SmtpSink::builder().arg("-w").arg("30").start();
     let mut conn = SmtpConnection::new(SmtpUrl::parse(&sink.url()).unwrap())
         .with_timeout(Duration::from_secs(1));
-    let started = Instant::now();
     let e = conn.send(&message("a@x.example", "s")).await.unwrap_err();
     assert!(e.is_transient(), "{e:?}");
     assert_eq!((e.phase, e.code), (Phase::Data, None));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(e.to_string().contains("waited 1s"), "{e}");
 }
 
 #[tokio::test]
