@@ -15,6 +15,7 @@ mod live;
 mod time;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -122,6 +123,8 @@ pub struct Engine {
     store: Store,
     config: EngineConfig,
     live: Arc<RwLock<live::Live>>,
+    /// Set by [`Engine::stop`]; shared by every clone.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -131,7 +134,22 @@ impl Engine {
             store,
             config,
             live: Arc::new(RwLock::new(live::Live::default())),
+            stopping: Arc::default(),
         }
+    }
+
+    /// Asks the engine (and every clone of it) to stop: from now on a round claims nothing
+    /// new. Event and enrollment batches already committed stay done; delivery sends the
+    /// messages already handed to SMTP, records their outcomes, and gives back the lease of
+    /// every other message it holds, so a round in progress ends within about one SMTP
+    /// reply. Cannot be undone.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Engine::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// The store.
