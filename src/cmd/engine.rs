@@ -188,22 +188,32 @@ impl Failures {
     /// Records a failed round; returns how long to wait before the next.
     fn failed(&mut self, health: &nurture_server::Health, e: &anyhow::Error) -> Duration {
         let why = format!("{e:#}");
+        let (delay, log) = self.record(&why);
+        if log {
+            tracing::error!(
+                retry_in_s = delay.as_secs(),
+                "round failed; retrying with backoff while it keeps failing: {why}"
+            );
+        } else {
+            tracing::debug!(failures = self.in_a_row, "round failed again: {why}");
+        }
+        health.round_failed(why);
+        delay
+    }
+
+    /// The policy: the wait after this failure (1 s, doubling, at most 30 s) and whether to
+    /// log it (not when the previous failure said the same).
+    fn record(&mut self, why: &str) -> (Duration, bool) {
         self.in_a_row += 1;
         self.since.get_or_insert_with(std::time::Instant::now);
         let delay = FIRST_RETRY
             .saturating_mul(1 << self.in_a_row.saturating_sub(1).min(16))
             .min(MAX_RETRY);
-        if self.logged.as_deref() == Some(why.as_str()) {
-            tracing::debug!(failures = self.in_a_row, "round failed again: {why}");
-        } else {
-            tracing::error!(
-                retry_in_s = delay.as_secs(),
-                "round failed; retrying with backoff while it keeps failing: {why}"
-            );
-            self.logged = Some(why.clone());
+        let log = self.logged.as_deref() != Some(why);
+        if log {
+            self.logged = Some(why.to_string());
         }
-        health.round_failed(why);
-        delay
+        (delay, log)
     }
 
     /// Records a round that worked.
@@ -538,5 +548,39 @@ pub async fn enroll(
     } else {
         eprintln!("error: {message}");
         Ok(ExitCode::from(code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_rounds_back_off_from_1_s_to_30_s_and_log_each_kind_of_failure_once() {
+        let mut f = Failures::default();
+        let down = "pool timed out while waiting for an open connection";
+        let got: Vec<(u64, bool)> = [down, down, down, "refused", down, down, down, down]
+            .into_iter()
+            .map(|why| {
+                let (delay, log) = f.record(why);
+                (delay.as_secs(), log)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, true),
+                (2, false),
+                (4, false),
+                (8, true),
+                (16, true),
+                (30, false),
+                (30, false),
+                (30, false)
+            ]
+        );
+        // A round that works starts over.
+        f.succeeded(&nurture_server::Health::new());
+        assert_eq!(f.record(down), (Duration::from_secs(1), true));
     }
 }

@@ -46,7 +46,7 @@ pub enum Backend {
 /// while the database is away (sqlx keeps retrying a refused connection until then), so a
 /// daemon whose PostgreSQL restarts notices within this time and retries on its own
 /// schedule, and an HTTP request answers instead of hanging.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
