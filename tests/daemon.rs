@@ -654,3 +654,73 @@ fn healthz_answers_while_a_send_round_is_busy() {
     }
     assert!(polls > 5, "{polls}");
 }
+
+/// Holds the write lock of a SQLite file (a transaction begun and left open, through python's
+/// sqlite3 module, as another program would) until dropped. In WAL mode readers go on;
+/// every writer waits.
+struct SqliteLock {
+    child: std::process::Child,
+}
+
+impl SqliteLock {
+    fn hold(path: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n\
+            c.execute('BEGIN IMMEDIATE')\n\
+            print('locked', flush=True)\n\
+            sys.stdin.read()\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+        Self { child }
+    }
+}
+
+impl Drop for SqliteLock {
+    fn drop(&mut self) {
+        // Closing stdin lets the script end, which releases the lock.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_locked_sqlite_file_leaves_the_daemon_running_and_it_resumes_when_released() {
+    let p = project();
+    let sink = SmtpSink::start();
+    let mut d = Daemon::start(&p, &sink, Some(KEY));
+    assert_eq!(
+        post_json(d.port, "/api/events", Some(KEY), &lead(0)).status,
+        202
+    );
+    sink.wait_for(1, Duration::from_secs(20));
+
+    let lock = SqliteLock::hold(&p.path().join("nurture.db"));
+    // The database file answers nobody: a round fails (after SQLite's busy timeout), and
+    // /healthz says so although the connection itself is fine.
+    d.wait_for_health(503, Duration::from_secs(60));
+    assert!(d.alive(), "nurture run exited:\n{}", d.log());
+    drop(lock);
+
+    d.wait_for_health(200, Duration::from_secs(60));
+    for i in 1..=2 {
+        let r = post_json(d.port, "/api/events", Some(KEY), &lead(i));
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    sink.wait_for(3, Duration::from_secs(30));
+    drop(d);
+    assert_eq!(
+        recipients(&sink),
+        ["lead0@x.example", "lead1@x.example", "lead2@x.example"]
+    );
+}
