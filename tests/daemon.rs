@@ -620,6 +620,12 @@ fn sigterm_mid_round_stops_at_once_gives_back_what_was_not_sent_and_exits_0() {
             .trim(),
         "sent|200"
     );
+    // One attempt each: those marked `sending` and given back did not count one.
+    assert_eq!(
+        db.psql("SELECT count(*) FROM messages WHERE attempts <> 1")
+            .trim(),
+        "0"
+    );
 }
 
 #[test]

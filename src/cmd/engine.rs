@@ -86,8 +86,8 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let mut failures = Failures::default();
     while !engine.is_stopping() {
         let result = {
-            let round = round(&engine, config, &mut mailer, &mut last_files);
-            tokio::pin!(round);
+            // Boxed, so that it can be dropped (its claims and connections let go) on timeout.
+            let mut round = Box::pin(round(&engine, config, &mut mailer, &mut last_files));
             let first = tokio::select! {
                 r = &mut round => Some(r),
                 () = stopped(&mut stop) => None,
