@@ -31,6 +31,8 @@ const KEY: &str = "test-api-key-0123456789";
 struct Daemon {
     child: std::process::Child,
     port: u16,
+    /// Where its stderr goes (`-v`: info and up), for failure messages.
+    log: std::path::PathBuf,
 }
 
 impl Drop for Daemon {
@@ -42,22 +44,46 @@ impl Drop for Daemon {
 
 impl Daemon {
     fn start(p: &Project, sink: &SmtpSink, api_key: Option<&str>) -> Self {
+        Self::start_with(p, sink, api_key, &[])
+    }
+
+    /// [`Daemon::start`] with more environment variables.
+    fn start_with(
+        p: &Project,
+        sink: &SmtpSink,
+        api_key: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = nurture_testkit::free_port();
-        let mut run = p
-            .nurture(&["run"])
-            .env("NURTURE_LISTEN", &format!("127.0.0.1:{port}"))
-            .env("NURTURE_BASE_URL", &format!("http://127.0.0.1:{port}"))
-            .env("NURTURE_SMTP_URL", &sink.url())
+        let log = p.path().join(format!("daemon-{port}.log"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nurture"));
+        cmd.current_dir(p.path()).args(["-v", "run"]);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("NURTURE_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("NO_COLOR", "1")
+            .env("NURTURE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("NURTURE_BASE_URL", format!("http://127.0.0.1:{port}"))
+            .env("NURTURE_SMTP_URL", sink.url())
             .env(
                 "NURTURE_SECRET",
                 "a-test-signing-secret-that-is-long-enough",
-            );
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
         if let Some(key) = api_key {
-            run = run.env("NURTURE_API_KEY", key);
+            cmd.env("NURTURE_API_KEY", key);
         }
-        let daemon = Self {
-            child: run.spawn(),
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut daemon = Self {
+            child: cmd.spawn().unwrap(),
             port,
+            log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -66,9 +92,66 @@ impl Daemon {
             {
                 return daemon;
             }
+            assert!(daemon.alive(), "nurture run exited:\n{}", daemon.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("nurture run did not answer /healthz within 20 s");
+        panic!(
+            "nurture run did not answer /healthz within 20 s:\n{}",
+            daemon.log()
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process still runs.
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for the process to exit (panics after `timeout`) and returns its exit code.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nurture run still runs {timeout:?} after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET /healthz until it answers `status` (checking all along that the daemon runs);
+    /// panics after `timeout`.
+    fn wait_for_health(&mut self, status: u16, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            assert!(self.alive(), "nurture run exited:\n{}", self.log());
+            let got = http(self.port, "GET", "/healthz", &[], b"").status;
+            if got == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/healthz answered {got}, not {status}, for {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -387,4 +470,263 @@ fn ingest_refuses_without_the_key_bad_json_and_oversized_bodies() {
     let d = Daemon::start(&p, &sink, None);
     let r = post_json(d.port, "/api/events", Some(KEY), event);
     assert!(matches!(r.status, 401 | 403), "{} {}", r.status, r.body);
+}
+
+fn lead(i: usize) -> String {
+    format!(r#"{{"email": "lead{i}@x.example", "name": "lead.captured", "id": "form-{i}"}}"#)
+}
+
+/// The recipients of every message the sink holds, sorted.
+fn recipients(sink: &SmtpSink) -> Vec<String> {
+    let mut all: Vec<String> = sink
+        .messages()
+        .iter()
+        .flat_map(|m| m.rcpt_to())
+        .map(|r| r.to_string())
+        .collect();
+    all.sort();
+    all
+}
+
+/// Messages per state in the cluster's database, as `state|count` lines.
+fn states(pg: &nurture_testkit::PgCluster) -> String {
+    pg.psql("SELECT state, count(*) FROM messages GROUP BY state ORDER BY state")
+}
+
+#[test]
+fn a_postgres_outage_leaves_the_daemon_running_and_it_resumes_with_nothing_lost_or_doubled() {
+    let mut pg = nurture_testkit::PgCluster::start();
+    let p = project();
+    let sink = SmtpSink::start();
+    let url = pg.url();
+    let mut d = Daemon::start_with(&p, &sink, Some(KEY), &[("NURTURE_DATABASE_URL", &url)]);
+    assert_eq!(
+        post_json(d.port, "/api/events", Some(KEY), &lead(0)).status,
+        202
+    );
+    sink.wait_for(1, Duration::from_secs(20));
+
+    pg.stop();
+    d.wait_for_health(503, Duration::from_secs(60));
+    // Twenty seconds without a database: the daemon stays up and says it is unhealthy; an
+    // event posted now is refused (not lost silently), promptly.
+    let outage = Instant::now() + Duration::from_secs(20);
+    let refused = post_json(d.port, "/api/events", Some(KEY), &lead(1));
+    assert!(refused.status >= 500, "{} {}", refused.status, refused.body);
+    while Instant::now() < outage {
+        assert!(d.alive(), "nurture run exited:\n{}", d.log());
+        assert_eq!(http(d.port, "GET", "/healthz", &[], b"").status, 503);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    pg.start_again();
+    d.wait_for_health(200, Duration::from_secs(60));
+    for i in 1..=2 {
+        let r = post_json(d.port, "/api/events", Some(KEY), &lead(i));
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    sink.wait_for(3, Duration::from_secs(30));
+    // Exactly once each: once the database says all three were sent, the sink has three.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg
+        .psql("SELECT count(*) FROM messages WHERE state = 'sent'")
+        .trim()
+        != "3"
+    {
+        assert!(Instant::now() < deadline, "{}", states(&pg));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(states(&pg).trim(), "sent|3");
+    assert_eq!(
+        recipients(&sink),
+        ["lead0@x.example", "lead1@x.example", "lead2@x.example"]
+    );
+    // The outage was logged once per kind of failure, not once per retry, and the
+    // recovery once.
+    let log = d.log();
+    let failures = log.matches("round failed;").count();
+    assert!(
+        (1..=3).contains(&failures),
+        "{failures} failure lines:\n{log}"
+    );
+    assert_eq!(log.matches("rounds work again").count(), 1, "{log}");
+}
+
+#[test]
+fn sigterm_mid_round_stops_at_once_gives_back_what_was_not_sent_and_exits_0() {
+    let db = nurture_testkit::Postgres::fresh_database();
+    let p = project();
+    let sink = SmtpSink::start();
+    // Five a second: the 200 emails would take 40 s.
+    let mut d = Daemon::start_with(
+        &p,
+        &sink,
+        Some(KEY),
+        &[
+            ("NURTURE_DATABASE_URL", db.url()),
+            ("NURTURE_RATE_PER_SECOND", "5"),
+        ],
+    );
+    for i in 0..200 {
+        let r = post_json(d.port, "/api/events", Some(KEY), &lead(i));
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    sink.wait_for(5, Duration::from_secs(60));
+
+    d.terminate();
+    let code = d.wait_exit(Duration::from_secs(60));
+
+    assert_eq!(code, Some(0), "{}", d.log());
+    let sent = sink.messages().len();
+    assert!(
+        sent < 200,
+        "the whole queue went out before the daemon stopped"
+    );
+    // What was sent is recorded as sent; nothing is left `sending` (or `unknown`), and what
+    // was not sent is back in the queue without a lease, for any process to take at once.
+    let by_state = db.psql("SELECT state, count(*) FROM messages GROUP BY state ORDER BY state");
+    let count = |state: &str| {
+        by_state
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{state}|")))
+            .map_or(0, |n| n.trim().parse::<usize>().unwrap())
+    };
+    assert_eq!(count("sent"), sent, "{by_state}");
+    assert_eq!(count("sending") + count("unknown"), 0, "{by_state}");
+    assert_eq!(
+        db.psql("SELECT count(*) FROM messages WHERE state <> 'sent' AND lease_until IS NOT NULL")
+            .trim(),
+        "0",
+        "leases given back"
+    );
+    assert!(d.log().contains("go back to the queue"), "{}", d.log());
+
+    // A later tick sends the rest (and enrolls any event not processed yet): each lead gets
+    // exactly one email.
+    p.nurture(&["tick"])
+        .env("NURTURE_DATABASE_URL", db.url())
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .env(
+            "NURTURE_SECRET",
+            "a-test-signing-secret-that-is-long-enough",
+        )
+        .output()
+        .success();
+    let mut expected: Vec<String> = (0..200).map(|i| format!("lead{i}@x.example")).collect();
+    expected.sort();
+    assert_eq!(recipients(&sink), expected);
+    assert_eq!(
+        db.psql("SELECT state, count(*) FROM messages GROUP BY state")
+            .trim(),
+        "sent|200"
+    );
+    // One attempt each: those marked `sending` and given back did not count one.
+    assert_eq!(
+        db.psql("SELECT count(*) FROM messages WHERE attempts <> 1")
+            .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn healthz_answers_while_a_send_round_is_busy() {
+    let p = project();
+    let sink = SmtpSink::start();
+    let d = Daemon::start_with(&p, &sink, Some(KEY), &[("NURTURE_RATE_PER_SECOND", "5")]);
+    for i in 0..100 {
+        assert_eq!(
+            post_json(d.port, "/api/events", Some(KEY), &lead(i)).status,
+            202
+        );
+    }
+    sink.wait_for(1, Duration::from_secs(30));
+    // While the round sends (20 s at five a second), /healthz answers each time.
+    let mut polls = 0;
+    while sink.messages().len() < 60 {
+        let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let read = s.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            read.is_ok() && text.starts_with("HTTP/1.1 200"),
+            "poll {polls}: {read:?} {text}\n{}",
+            d.log()
+        );
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(polls > 5, "{polls}");
+}
+
+/// Holds the write lock of a SQLite file (a transaction begun and left open, through python's
+/// sqlite3 module, as another program would) until dropped. In WAL mode readers go on;
+/// every writer waits.
+struct SqliteLock {
+    child: std::process::Child,
+}
+
+impl SqliteLock {
+    fn hold(path: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n\
+            c.execute('BEGIN IMMEDIATE')\n\
+            print('locked', flush=True)\n\
+            sys.stdin.read()\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+        Self { child }
+    }
+}
+
+impl Drop for SqliteLock {
+    fn drop(&mut self) {
+        // Closing stdin lets the script end, which releases the lock.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_locked_sqlite_file_leaves_the_daemon_running_and_it_resumes_when_released() {
+    let p = project();
+    let sink = SmtpSink::start();
+    let mut d = Daemon::start(&p, &sink, Some(KEY));
+    assert_eq!(
+        post_json(d.port, "/api/events", Some(KEY), &lead(0)).status,
+        202
+    );
+    sink.wait_for(1, Duration::from_secs(20));
+
+    let lock = SqliteLock::hold(&p.path().join("nurture.db"));
+    // The database file answers nobody: a round fails (after SQLite's busy timeout), and
+    // /healthz says so although the connection itself is fine.
+    d.wait_for_health(503, Duration::from_secs(60));
+    assert!(d.alive(), "nurture run exited:\n{}", d.log());
+    drop(lock);
+
+    d.wait_for_health(200, Duration::from_secs(60));
+    for i in 1..=2 {
+        let r = post_json(d.port, "/api/events", Some(KEY), &lead(i));
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    sink.wait_for(3, Duration::from_secs(30));
+    drop(d);
+    assert_eq!(
+        recipients(&sink),
+        ["lead0@x.example", "lead1@x.example", "lead2@x.example"]
+    );
 }

@@ -33,7 +33,8 @@ pub(crate) async fn advance_due(
     after: &mut dyn crate::AfterBatch,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
-    loop {
+    // Stopping between batches loses nothing: the enrollments not claimed stay due.
+    while !engine.is_stopping() {
         let mut tx = engine.store.begin().await?;
         let due = tx
             .claim_due_enrollments(to_ms(now), engine.config.batch)
@@ -47,6 +48,7 @@ pub(crate) async fn advance_due(
         after.committed(engine, done.queued).await?;
         out += done;
     }
+    Ok(out)
 }
 
 /// Runs `due` (enrollments held by `tx`) up to their next waits, inside `tx`. `contacts`,

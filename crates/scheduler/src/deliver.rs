@@ -304,6 +304,9 @@ impl Engine {
     /// Leases the next batch of messages due at `due` and reads what rendering them needs.
     /// The lease runs from the clock's time now, not from the round's start.
     async fn claim_batch(&self, due: DateTime<Utc>, leases: &Leases) -> Result<Option<Claimed>> {
+        if self.is_stopping() {
+            return Ok(None);
+        }
         let mut tx = self.store.begin().await?;
         let batch = tx
             .claim_messages(
@@ -384,7 +387,13 @@ impl Engine {
         let mut renew = false;
         // The server refused this many messages in a row: it is down or throttling us.
         let mut refused_in_a_row = 0;
+        // Stopping: never handed to SMTP, given back at the end.
+        let mut released: Vec<&MessageRow> = Vec::new();
         loop {
+            if self.is_stopping() {
+                released.extend(marked.drain(..).map(|(m, _)| m));
+                released.extend(todo.drain(..).map(|(m, _, _)| m));
+            }
             if let Some(reply) = unavailable.as_deref() {
                 // Instead of knocking on a closed door for every message: the marked ones
                 // are recorded as refused, the rest deferred untried.
@@ -478,6 +487,9 @@ impl Engine {
                 Either::Right(None) => {}
             }
         }
+        if !released.is_empty() {
+            self.release(&released, leases).await?;
+        }
         tracing::debug!(
             messages = batch.len(),
             render_ms = r.took.as_millis() as u64,
@@ -558,6 +570,31 @@ impl Engine {
         tx.commit().await?;
         leases.release(done.into_iter().chain(dropped));
         Ok((marked, out, started.elapsed()))
+    }
+
+    /// Gives back the lease of messages claimed and never handed to SMTP (see
+    /// [`Engine::stop`]), each to the state it was claimed in.
+    async fn release(&self, messages: &[&MessageRow], leases: &Leases) -> Result<()> {
+        let now = leases.now();
+        let mut tx = self.store.begin().await?;
+        for back_to in [MessageState::Queued, MessageState::Deferred] {
+            let ids: Vec<i64> = messages
+                .iter()
+                .filter(|m| m.state == back_to.as_str())
+                .map(|m| m.id)
+                .collect();
+            if !ids.is_empty() {
+                tx.release_messages(&ids, back_to, to_ms(now), self.owner)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        leases.release(messages.iter().map(|m| m.id));
+        tracing::info!(
+            messages = messages.len(),
+            "stopping: messages not sent yet go back to the queue"
+        );
+        Ok(())
     }
 
     /// Records the messages settled without SMTP, those alike in one statement.

@@ -124,7 +124,8 @@ pub(crate) async fn process_events(
             when.into_iter().chain(live.campaign.audience.as_ref())
         })
         .collect();
-    loop {
+    // Stopping between batches loses nothing: the events not claimed stay new.
+    while !engine.is_stopping() {
         let mut tx = engine.store.begin().await?;
         let events = tx.claim_new_events(to_ms(now), engine.config.batch).await?;
         if events.is_empty() {
@@ -189,6 +190,7 @@ pub(crate) async fn process_events(
         tx.commit().await?;
         after.committed(engine, queued).await?;
     }
+    Ok(out)
 }
 
 /// Fires schedule triggers: the latest firing time at or before `now` that has not fired,

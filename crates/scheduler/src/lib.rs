@@ -15,6 +15,7 @@ mod live;
 mod time;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -135,6 +136,8 @@ pub struct Engine {
     clock: time::Timing,
     /// Names this engine's leases on messages (random, one per engine).
     owner: i64,
+    /// Set by [`Engine::stop`]; shared by every clone.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -146,6 +149,7 @@ impl Engine {
             live: Arc::new(RwLock::new(live::Live::default())),
             clock: time::Timing::Elapsed,
             owner: new_owner(),
+            stopping: Arc::default(),
         }
     }
 
@@ -167,6 +171,20 @@ impl Engine {
     /// The clock of a round that does what is due as of `now`.
     pub(crate) fn round_clock(&self, now: DateTime<Utc>) -> time::RoundClock {
         time::RoundClock::new(now, self.clock.clone())
+    }
+
+    /// Asks the engine (and every clone of it) to stop: from now on a round claims nothing
+    /// new. Event and enrollment batches already committed stay done; delivery sends the
+    /// messages already handed to SMTP, records their outcomes, and gives back the lease of
+    /// every other message it holds, so a round in progress ends within about one SMTP
+    /// reply. Cannot be undone.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Engine::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// The store.

@@ -4,7 +4,11 @@
 //! |---|---|
 //! | `POST /api/events`, `POST /api/contacts` (bearer key, 64 KiB bodies) | `ingest` |
 //! | `GET`/`POST /u/TOKEN`, `GET /o/TOKEN`, `GET /c/TOKEN` | `links`, `pages` |
-//! | `GET /healthz`, `GET /metrics` | `ops`, with the counters of [`Metrics`] |
+//! | `GET /healthz`, `GET /metrics` | `ops`, with the counters of [`Metrics`] and the daemon's [`Health`] |
+//!
+//! [`serve`] accepts connections itself (module `listen`) so that idle, slow or greedy
+//! clients cannot exhaust the daemon: see [`Limits`] for the bounds. The daemon runs it on a
+//! thread of its own, so a busy delivery round never delays `/healthz`.
 //!
 //! This crate owns requests and responses: authentication, validating what clients send,
 //! verifying link tokens, and the few small HTML pages a recipient sees. It speaks no SQL —
@@ -15,7 +19,9 @@
 
 mod auth;
 mod ingest;
+mod limits;
 mod links;
+mod listen;
 mod metrics;
 mod ops;
 mod pages;
@@ -28,7 +34,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
+pub use limits::Limits;
 pub use metrics::Metrics;
+pub use ops::Health;
 
 /// The largest request body the ingest API reads (64 KiB); larger ones get 413.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -47,6 +55,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Delivery counters the sender updates and `/metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// Whether the daemon's last round worked; `/healthz` answers 503 while it does not.
+    pub health: Arc<Health>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -59,8 +69,13 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// Every route of SPEC §8.
+/// Every route of SPEC §8, with the default [`Limits`].
 pub fn router(state: AppState) -> Router {
+    router_with(state, &Limits::default())
+}
+
+/// Every route of SPEC §8, each with a body limit and a time limit (`limits`).
+pub fn router_with(state: AppState, limits: &Limits) -> Router {
     let api = Router::new()
         .route("/api/events", post(ingest::post_event))
         .route("/api/contacts", post(ingest::post_contact))
@@ -69,9 +84,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_api_key,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY));
-    Router::new()
-        .merge(api)
+        .layer(DefaultBodyLimit::max(limits.api_body))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.api_body,
+            limits::refuse_large,
+        ));
+    let rest = Router::new()
         .route(
             "/u/{token}",
             get(links::unsubscribe_page).post(links::unsubscribe),
@@ -81,19 +99,41 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(pages::not_found)
+        .layer(DefaultBodyLimit::max(limits.page_body))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.page_body,
+            limits::refuse_large,
+        ));
+    Router::new()
+        .merge(api)
+        .merge(rest)
+        .layer(axum::middleware::from_fn_with_state(
+            limits.request_timeout,
+            limits::time_limit,
+        ))
         .with_state(state)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then stops accepting and
-/// lets requests in flight finish.
+/// Serves [`router`] on `listener` with the default [`Limits`] until `shutdown` completes,
+/// then stops accepting and lets requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, state, Limits::default(), shutdown).await
+}
+
+/// [`serve`] with these `limits`. Returns once every connection is closed, or a request
+/// timeout after `shutdown` at the latest.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_with(state, &limits);
+    listen::accept(listener, app, &limits, shutdown).await
 }
 
 /// The current time in Unix milliseconds.

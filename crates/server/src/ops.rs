@@ -22,17 +22,58 @@ const MESSAGE_STATES: [&str; 8] = [
 /// Every enrollment state.
 const ENROLLMENT_STATES: [&str; 4] = ["active", "completed", "exited", "failed"];
 
-/// `GET /healthz`: 200 when the database answers, 503 when it does not.
-pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
-    if state.store.ping().await {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database does not answer\n",
-        )
-            .into_response()
+/// How long `/healthz` waits for the database: a load balancer's probe must get its 503
+/// while the database is away, not hang with it.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The daemon's own view of its health: whether its last round of work succeeded. Shared
+/// between the scheduler loop, which records each round, and `/healthz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Why the last round failed; `None` after a round that worked (or before the first).
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Healthy until told otherwise.
+    pub fn new() -> Self {
+        Self::default()
     }
+
+    /// Records a round that worked.
+    pub fn round_succeeded(&self) {
+        *self.lock() = None;
+    }
+
+    /// Records a round that failed, and why (kept for the log, never shown to clients).
+    pub fn round_failed(&self, why: impl Into<String>) {
+        *self.lock() = Some(why.into());
+    }
+
+    /// Why the last round failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A panic elsewhere cannot leave an Option half-written.
+        self.failure.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `GET /healthz`: 200 when the database answers within two seconds and the daemon's last
+/// round worked, 503 otherwise (the cause goes to the daemon's log, not to the client).
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
+    let unhealthy =
+        |why: &str| (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
+        Ok(true) => {}
+        Ok(false) | Err(_) => return unhealthy("the database does not answer"),
+    }
+    if state.health.failure().is_some() {
+        return unhealthy("the scheduler's last round failed; see the log");
+    }
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 /// `GET /metrics`: Prometheus text format 0.0.4.

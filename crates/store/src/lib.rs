@@ -42,6 +42,12 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long a caller waits for a connection before the call fails. It bounds every call
+/// while the database is away (sqlx keeps retrying a refused connection until then), so a
+/// daemon whose PostgreSQL restarts notices within this time and retries on its own
+/// schedule, and an HTTP request answers instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -84,7 +90,7 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Config(format!("invalid database_url: {e}")))?;
         let mut pool = AnyPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
         if backend == Backend::Sqlite {
             // A SQLite connection is a file handle on a thread of our own: nothing to check
@@ -197,6 +203,34 @@ impl Tx {
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Gives back messages this process leased but never handed to SMTP (a daemon stopping
+    /// in the middle of a round): each returns to `back_to`, the state it was claimed in
+    /// (`queued` or `deferred`), due as before and without a lease, so any process may take
+    /// it at once instead of after the lease. One this process had already marked `sending`
+    /// also gets back the attempt that marking counted. The caller names only messages it
+    /// holds and has not sent. Returns how many were released.
+    pub async fn release_messages(
+        &mut self,
+        ids: &[i64],
+        back_to: messages::MessageState,
+        now: i64,
+        owner: i64,
+    ) -> Result<u64> {
+        let mut n = 0;
+        for chunk in ids.chunks(CHUNK) {
+            // The CASE reads the row as it was before this UPDATE (both backends).
+            let sql = format!(
+                "UPDATE messages SET attempts = CASE WHEN state = 'sending' THEN attempts - 1 ELSE attempts END,
+                        state = '{back}', lease_until = NULL, updated_at = {now}
+                 WHERE id IN ({}) AND state IN ('sending', '{back}') AND lease_owner = {owner}",
+                id_list(chunk),
+                back = back_to.as_str(),
+            );
+            n += dynamic(sql).execute(self.conn()).await?.rows_affected();
+        }
+        Ok(n)
     }
 
     fn conn(&mut self) -> &mut sqlx::AnyConnection {

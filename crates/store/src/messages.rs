@@ -399,24 +399,6 @@ impl Tx {
         Ok(n)
     }
 
-    /// Gives back `owner`'s leases on messages it claimed and will not send now (they are due
-    /// again at once for any worker).
-    pub async fn release_leases(&mut self, ids: &[i64], owner: i64) -> Result<u64> {
-        let mut n = 0;
-        for chunk in ids.chunks(crate::CHUNK) {
-            let sql = format!(
-                "UPDATE messages SET lease_until = NULL
-                 WHERE id IN ({}) AND lease_owner = {owner} AND state IN ('queued', 'deferred')",
-                crate::id_list(chunk)
-            );
-            n += crate::dynamic(sql)
-                .execute(self.conn())
-                .await?
-                .rows_affected();
-        }
-        Ok(n)
-    }
-
     /// Settles messages of `owner` that [`Tx::mark_sending_many`] left out because the send-
     /// time check failed: a contact no longer mailable or a removed campaign suppress the
     /// message (with the reason), a paused one holds it. Returns the state of every message

@@ -136,7 +136,7 @@ fn psql_command(url: &str, sql: &str) -> Command {
 }
 
 #[track_caller]
-fn psql(url: &str, sql: &str) -> String {
+pub(crate) fn psql(url: &str, sql: &str) -> String {
     let out = match psql_command(url, sql).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(

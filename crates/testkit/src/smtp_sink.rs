@@ -580,7 +580,7 @@ fn is_executable(path: &Path) -> bool {
 
 /// Whether this process runs as root (effective uid 0), from `/proc/self/status`, falling
 /// back to `$USER`.
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     let mut status = String::new();
     let read = File::open("/proc/self/status").and_then(|mut f| f.read_to_string(&mut status));
     if read.is_ok() {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod ingest;
+mod limits;
 mod links;
 mod ops;
 mod support;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use nurture_sender::{Claim, Signer};
-use nurture_server::{AppState, Metrics};
+use nurture_server::{AppState, Health, Limits, Metrics};
 use nurture_store::{NewEnrollment, Store, Upsert};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +25,7 @@ pub struct TestApp {
     pub signer: Signer,
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
@@ -73,31 +74,44 @@ pub fn ms(t: &str) -> i64 {
 
 /// Starts a server with this API key (or none).
 pub async fn spawn_app(api_key: Option<&str>) -> TestApp {
+    spawn_app_with(api_key, Limits::default()).await
+}
+
+/// Starts a server with this API key (or none) and these limits.
+pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nurture.db").display());
     let store = Store::open(&url).await.unwrap();
     let signer = Signer::new(SECRET);
     let wake = Arc::new(Notify::new());
     let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new());
     let state = AppState {
         store: store.clone(),
         signer: signer.clone(),
         api_key: api_key.map(str::to_string),
         wake: wake.clone(),
         metrics: metrics.clone(),
+        health: health.clone(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(nurture_server::serve(listener, state, async move {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(nurture_server::serve_with(
+        listener,
+        state,
+        limits,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     TestApp {
         addr,
         store,
         signer,
         wake,
         metrics,
+        health,
         server,
         shutdown: Some(tx),
         _dir: dir,
