@@ -84,7 +84,10 @@ impl Mailer {
     pub async fn new(config: &Config, engine: &Engine) -> anyhow::Result<Self> {
         let secret = match &config.secret {
             Some(s) => s.expose().to_string(),
-            None => engine.store().secret(nurture_sender::random_secret).await?,
+            None => {
+                let candidate = nurture_sender::random_secret()?;
+                engine.store().secret(move || candidate).await?
+            }
         };
         Self::with_secret(config, &secret)
     }

@@ -137,7 +137,10 @@ async fn sample_from_contact(
     tx.commit().await?;
     let secret = match &config.secret {
         Some(s) => s.expose().to_string(),
-        None => engine.store().secret(nurture_sender::random_secret).await?,
+        None => {
+            let candidate = nurture_sender::random_secret()?;
+            engine.store().secret(move || candidate).await?
+        }
     };
     Ok((
         Sample {

@@ -151,7 +151,7 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> anyhow::Result<Self> {
-        let tag: String = nurture_sender::random_secret()
+        let tag: String = nurture_sender::random_secret()?
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .take(16)

@@ -1,7 +1,6 @@
 //! The campaigns in use: synced from files into versioned rows, and cached per version.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -55,13 +54,16 @@ fn status_name(s: Status) -> &'static str {
     }
 }
 
+/// The SHA-256 of a campaign's definition, in hex: stored with each version, so it must not
+/// change between builds (as `DefaultHasher`'s output may between Rust releases).
 fn fingerprint(text: &str) -> String {
-    // Two independent 64-bit hashes: a collision would need both to collide.
-    let mut a = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut a);
-    let mut b = std::collections::hash_map::DefaultHasher::new();
-    (text.len(), "nurture", text).hash(&mut b);
-    format!("{:016x}{:016x}", a.finish(), b.finish())
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// Where enrollments waiting at `removed` go under the new definition: the next step of the
@@ -215,4 +217,15 @@ pub(crate) async fn version(engine: &Engine, version_id: i64) -> Result<Arc<Camp
         .versions
         .insert(version_id, c.clone());
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fingerprints_are_sha256_and_stable() {
+        assert_eq!(
+            super::fingerprint("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

@@ -37,5 +37,5 @@ pub use smtp::{
     DEFAULT_SMTP_TIMEOUT, Phase, SendError, SmtpConnection, SmtpUrl, SmtpUrlError, Tls,
 };
 pub use templates::{LoadError, TemplateProblem, Templates};
-pub use tokens::{Claim, Signer, random_secret};
+pub use tokens::{Claim, NoRandomness, Signer, random_secret};
 pub use tracking::{LinkRewriter, Tracking, rewrite_links};

@@ -37,19 +37,20 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-/// A new random secret (32 bytes, base64url), for when none is configured.
-pub fn random_secret() -> String {
+/// The operating system gave no random bytes, so no secret can be made safely.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the operating system's random source is not available, so no signing secret can be generated; set `secret` (NURTURE_SECRET) to a long random value"
+)]
+pub struct NoRandomness;
+
+/// A new random secret (32 bytes, base64url), for when none is configured. Fails when the
+/// operating system has no random source: a secret derived from anything guessable (the
+/// time, an address) would let anyone forge unsubscribe and click tokens.
+pub fn random_secret() -> Result<String, NoRandomness> {
     let mut bytes = [0u8; 32];
-    // Without OS randomness there is no safe secret; an all-zero key would be guessable, so
-    // fall back to the address of a stack value mixed with the time only as a last resort.
-    if getrandom::fill(&mut bytes).is_err() {
-        let t = std::time::UNIX_EPOCH
-            .elapsed()
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes[..16].copy_from_slice(&t.to_le_bytes());
-    }
-    URL_SAFE_NO_PAD.encode(bytes)
+    getrandom::fill(&mut bytes).map_err(|_| NoRandomness)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 impl Signer {
@@ -140,6 +141,6 @@ mod tests {
         }
         assert_eq!(s.verify("nonsense"), None);
         assert_eq!(s.verify(""), None);
-        assert_ne!(random_secret(), random_secret());
+        assert_ne!(random_secret().unwrap(), random_secret().unwrap());
     }
 }
