@@ -1,7 +1,7 @@
 //! SMTP delivery over connections we build ourselves.
 //!
-//! lettre's pooled transport sends a NOOP before each reuse and leaves Nagle on (23
-//! messages/s per connection into smtp-sink), and `AsyncSmtpConnection::send` aborts the
+//! lettre's pooled transport sends a NOOP before each reuse and leaves Nagle on (an extra
+//! round trip, and small commands held back), and `AsyncSmtpConnection::send` aborts the
 //! connection on any refusal without saying which command failed. Here each connection is a
 //! tokio `TcpStream` with `TCP_NODELAY`, driven command by command (MAIL, RCPT, DATA, the
 //! content) so we know which [`Phase`] a reply belongs to:

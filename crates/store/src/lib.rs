@@ -242,8 +242,8 @@ impl Tx {
     /// (a tuple of the columns).
     ///
     /// sqlx hands SQLite's rows from its worker thread through a channel of 50, so a query
-    /// of hundreds of rows wakes the two threads in turn for every row (~4 µs a row here,
-    /// more than SQLite's own work); one packed row crosses once.
+    /// of hundreds of rows wakes the two threads in turn for every row, which costs more
+    /// than SQLite's own work on the row; one packed row crosses once.
     pub(crate) async fn fetch_packed<T: serde::de::DeserializeOwned>(
         &mut self,
         q: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
@@ -367,8 +367,8 @@ impl Placeholders {
     /// Placeholders for an `IN (…)` list of `ids` (at most [`CHUNK`]) and the values to bind
     /// to them in order: the list is padded with repeats of its first id (`IN` ignores
     /// repeats) to one of a few lengths, so that the statement's text — and the statement
-    /// prepared from it, kept in the cache — comes back batch after batch. Parsing a list of
-    /// 500 literals anew each time cost more than running the statement.
+    /// prepared from it, kept in the cache — comes back batch after batch: parsing a list of
+    /// 500 literals anew each time would cost more than running the statement.
     pub(crate) fn ids(&mut self, ids: &[i64]) -> (String, Vec<i64>) {
         let len = ID_LIST_LENGTHS
             .into_iter()
@@ -406,7 +406,7 @@ pub(crate) fn dynamic(
 
 /// A batched statement whose text depends only on how many rows it has (every value a
 /// placeholder): prepared once per connection and size, then taken from the statement cache.
-/// Parsing a multi-row statement costs more than running it (~1 ms for 500 rows here).
+/// Parsing a multi-row statement costs more than running it.
 pub(crate) fn batched(
     sql: String,
 ) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
