@@ -17,6 +17,11 @@
 //! message is deferred and retried); once the content is sent and the final reply does not
 //! come, the outcome is unknown (the message is never re-sent blindly).
 //!
+//! TLS (STARTTLS or implicit) trusts a [`TlsTrust`]: the operating system's store plus
+//! `smtp_ca_file`. A certificate it refuses is one transient sentence naming the server and
+//! the reason ("cannot deliver through host:port: the server's certificate is not trusted
+//! (unknown issuer); …"), so the message waits until the operator fixes the trust.
+//!
 //! Whether a failure is transient, permanent or of unknown outcome is decided here, in
 //! [`SendError`], and nowhere else.
 
@@ -575,7 +580,14 @@ impl SmtpConnection {
             // 220 to STARTTLS lettre has handed its stream to the handshake, and a failed (or
             // timed-out) handshake leaves it none to write to (lettre panics on a write then).
             // Plain text after an accepted STARTTLS would be wrong anyway.
-            opening(deadline, limit, server, "STARTTLS", conn.starttls(tls, &self.hello)).await?;
+            opening(
+                deadline,
+                limit,
+                server,
+                "STARTTLS",
+                conn.starttls(tls, &self.hello),
+            )
+            .await?;
         } else if url.tls == Tls::Required {
             abort(&mut conn, quit).await;
             return Err(SendError::local(

@@ -138,7 +138,10 @@ impl TlsTrust {
     }
 
     /// The TLS parameters for a server named `host` (a name or an IP address).
-    pub(crate) fn parameters(&self, host: &str) -> Result<TlsParameters, lettre::transport::smtp::Error> {
+    pub(crate) fn parameters(
+        &self,
+        host: &str,
+    ) -> Result<TlsParameters, lettre::transport::smtp::Error> {
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = built.as_ref().filter(|p| p.domain() == host) {
             return Ok(p.clone());
@@ -232,7 +235,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.pem");
         let e = TlsTrust::with_ca_file(&missing).unwrap_err().to_string();
-        assert!(e.starts_with("cannot read smtp_ca_file ") && e.contains("nope.pem"), "{e}");
+        assert!(
+            e.starts_with("cannot read smtp_ca_file ") && e.contains("nope.pem"),
+            "{e}"
+        );
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let e = TlsTrust::with_ca_file(&empty).unwrap_err().to_string();

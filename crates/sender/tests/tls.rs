@@ -60,7 +60,11 @@ async fn delivers_with_the_ca_file(mode: TlsMode) {
     for (received, sent) in got.iter().zip([&first, &second]) {
         assert_eq!(received.mail_from, "ana@leadcraft.example");
         assert_eq!(received.rcpt_to, [sent.to.as_str()]);
-        assert_eq!(received.auth_user, TlsSmtpServer::USER, "AUTH did not happen");
+        assert_eq!(
+            received.auth_user,
+            TlsSmtpServer::USER,
+            "AUTH did not happen"
+        );
         assert!(received.tls.starts_with("TLSv1."), "{}", received.tls);
         // Byte for byte what was built, up to the line ends that SMTP's framing adds at the
         // end (the server unstuffs the dots).
@@ -71,7 +75,12 @@ async fn delivers_with_the_ca_file(mode: TlsMode) {
             }
             b
         };
-        assert_eq!(trim(&received.data), trim(&sent.bytes), "{}", received.text());
+        assert_eq!(
+            trim(&received.data),
+            trim(&sent.bytes),
+            "{}",
+            received.text()
+        );
     }
     assert!(got[0].text().contains("Subject: Welcome over TLS\r\n"));
 }

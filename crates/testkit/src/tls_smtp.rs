@@ -60,7 +60,13 @@ impl TestCa {
             .prefix("nurture-test-ca.")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp folder for a test CA: {e}"));
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         let mut ca = vec!["req", "-x509", "-new"];
         ca.extend(ec);
         ca.extend([
@@ -95,17 +101,24 @@ impl TestCa {
             "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
         )
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", ext.display()));
-        let serial = format!(
-            "0x{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos())
-        );
         openssl(
             dir.path(),
             &[
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-set_serial", &serial, "-days", "2", "-extfile", "server.ext", "-out",
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                "2",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
                 "server.pem",
             ],
         );
@@ -254,7 +267,9 @@ impl TlsSmtpServer {
             .stderr(log2)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot run python3 ({e}): run scripts/install-test-deps (scripts/test does)")
+                panic!(
+                    "cannot run python3 ({e}): run scripts/install-test-deps (scripts/test does)"
+                )
             });
         let mut server = Self {
             dir,
