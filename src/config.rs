@@ -38,6 +38,7 @@ struct FileConfig {
     templates_dir: Option<PathBuf>,
     smtp_url: Option<Secret>,
     smtp_timeout: Option<u64>,
+    smtp_ca_file: Option<PathBuf>,
     outbox_dir: Option<PathBuf>,
     base_url: Option<String>,
     listen: Option<String>,
@@ -61,6 +62,8 @@ pub struct Config {
     pub smtp_url: Option<Secret>,
     /// The base of every SMTP wait (nurture-sender derives the final reply's from it).
     pub smtp_timeout: std::time::Duration,
+    /// A PEM bundle of certificate authorities SMTP TLS trusts besides the system's store.
+    pub smtp_ca_file: Option<PathBuf>,
     pub outbox_dir: PathBuf,
     pub base_url: String,
     pub listen: String,
@@ -149,6 +152,9 @@ impl Config {
             ),
             smtp_url: pick_secret(None, "NURTURE_SMTP_URL", file.smtp_url),
             smtp_timeout: std::time::Duration::from_secs(smtp_timeout),
+            smtp_ca_file: env("NURTURE_SMTP_CA_FILE")
+                .map(PathBuf::from)
+                .or(file.smtp_ca_file),
             outbox_dir: pick_path(None, "NURTURE_OUTBOX_DIR", file.outbox_dir, "outbox"),
             base_url: pick("NURTURE_BASE_URL", file.base_url)
                 .unwrap_or_else(|| "http://127.0.0.1:8080".into())

@@ -10,7 +10,7 @@ use nurture_campaign::{Campaign, SendAction};
 use nurture_scheduler::{Courier, Delivered, Engine, Failure, Job};
 use nurture_sender::{
     BuiltMessage, Claim, DkimSigner, Outbox, OutgoingEmail, RenderRequest, Signer, SmtpConnection,
-    SmtpUrl, Templates, Tracking, build_message, context,
+    SmtpUrl, Templates, TlsTrust, Tracking, build_message, context,
 };
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
@@ -27,6 +27,8 @@ pub enum Transport {
         url: SmtpUrl,
         /// `smtp_timeout`: the base of every wait on the server.
         timeout: Duration,
+        /// The system's certificate store plus `smtp_ca_file`, read once at start-up.
+        trust: Arc<TlsTrust>,
         idle: Mutex<Vec<SmtpConnection>>,
     },
 }
@@ -123,6 +125,14 @@ impl Mailer {
                 url: SmtpUrl::parse(url.expose())
                     .map_err(|e| invalid(format!("invalid smtp_url: {e}")))?,
                 timeout: config.smtp_timeout,
+                // A CA file that cannot be used stops the command here (exit 2) rather than
+                // deferring every message later.
+                trust: match &config.smtp_ca_file {
+                    Some(path) => {
+                        TlsTrust::with_ca_file(path).map_err(|e| invalid(e.to_string()))?
+                    }
+                    None => TlsTrust::system(),
+                },
                 idle: Mutex::new(Vec::new()),
             },
             None => Transport::Outbox(Outbox::new(config.outbox_dir.clone())),
@@ -312,13 +322,18 @@ impl Mailer {
                     .map_err(|e| Failure::Transient(format!("cannot write to the outbox: {e}")))?;
                 Ok(format!("written to {}", path.display()))
             }
-            Transport::Smtp { url, timeout, idle } => {
+            Transport::Smtp {
+                url,
+                timeout,
+                trust,
+                idle,
+            } => {
                 self.pacer.wait().await;
-                let mut conn = idle
-                    .lock()
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| SmtpConnection::new(url.clone()).with_timeout(*timeout));
+                let mut conn = idle.lock().await.pop().unwrap_or_else(|| {
+                    SmtpConnection::new(url.clone())
+                        .with_timeout(*timeout)
+                        .with_trust(trust.clone())
+                });
                 let started = tokio::time::Instant::now();
                 let result = conn.send(m).await;
                 if let Some(metrics) = &self.metrics {

@@ -415,3 +415,146 @@ fn smtp_timeout_must_be_a_positive_number_of_seconds() {
         );
     }
 }
+
+/// The one sentence a relay whose CA nurture does not trust gets, for `port`.
+fn untrusted(port: u16) -> String {
+    format!(
+        "cannot deliver through 127.0.0.1:{port}: the server's certificate is not trusted (unknown issuer); add its CA to the system store or set smtp_ca_file"
+    )
+}
+
+#[test]
+fn a_relay_with_a_private_ca_defers_until_smtp_ca_file_names_the_ca_then_delivers_over_starttls_once()
+ {
+    let ca = nurture_testkit::TestCa::new();
+    let relay = nurture_testkit::TlsSmtpServer::start(nurture_testkit::TlsMode::StartTls, &ca);
+    let p = project();
+    p.nurture(&[
+        "event",
+        "tls@x.example",
+        "lead.captured",
+        "--at",
+        "2026-11-02T10:00:00Z",
+    ])
+    .output()
+    .success();
+    let out = p
+        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .env("NURTURE_SMTP_URL", &relay.url())
+        .output()
+        .success();
+    assert!(out.stdout.contains("1 deferred"), "{}", out.stdout);
+    // The operator sees why without raising the log level.
+    assert!(
+        out.stderr.contains(&untrusted(relay.port())),
+        "{}",
+        out.stderr
+    );
+    let sink = SmtpSink::start(); // `show` wants an SMTP URL; nothing is sent to it
+    let doc = show(&p, "tls@x.example", &sink);
+    let message = &doc["messages"][0];
+    assert_eq!(message["status"], "deferred", "{doc}");
+    assert_eq!(message["error"], untrusted(relay.port()).as_str(), "{doc}");
+    assert!(relay.messages().is_empty());
+
+    let ca_file = ca.ca_file();
+    p.nurture(&["tick", "--now", "2026-11-02T10:01:00Z"])
+        .env("NURTURE_SMTP_URL", &relay.url())
+        .env("NURTURE_SMTP_CA_FILE", ca_file.to_str().unwrap())
+        .output()
+        .success();
+    let got = relay.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got[0].rcpt_to, ["tls@x.example"]);
+    assert_eq!(got[0].mail_from, "ana@leadcraft.example");
+    assert_eq!(got[0].auth_user, nurture_testkit::TlsSmtpServer::USER);
+    assert!(got[0].tls.starts_with("TLSv1."), "{}", got[0].tls);
+    assert!(
+        got[0].text().contains("Subject: Welcome, friend\r\n"),
+        "{}",
+        got[0].text()
+    );
+    assert_eq!(
+        show(&p, "tls@x.example", &sink)["messages"][0]["status"],
+        "sent"
+    );
+    // The tick is over: what the relay has is all it gets.
+    assert_eq!(relay.messages().len(), 1, "delivered exactly once");
+}
+
+#[test]
+fn test_send_over_implicit_tls_trusts_a_ca_in_the_system_store() {
+    let ca = nurture_testkit::TestCa::new();
+    let relay = nurture_testkit::TlsSmtpServer::start(nurture_testkit::TlsMode::Implicit, &ca);
+    let p = project();
+    let send = |p: &Project| {
+        p.nurture(&[
+            "test-send",
+            "welcome",
+            "--to",
+            "marketer@leadcraft.example",
+            "--step",
+            "welcome",
+        ])
+        .env("NURTURE_SMTP_URL", &relay.url())
+    };
+    // Without the CA anywhere: refused in one sentence.
+    let out = send(&p).output();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        format!("error: step welcome: {}\n", untrusted(relay.port()))
+    );
+    assert!(relay.messages().is_empty());
+    // SSL_CERT_FILE stands for the system store here: it is where OpenSSL and every client
+    // on the machine read trusted CAs from, as update-ca-certificates leaves them.
+    let out = send(&p)
+        .env("SSL_CERT_FILE", ca.ca_file().to_str().unwrap())
+        .output()
+        .success();
+    assert!(
+        out.stdout
+            .contains("sent welcome to marketer@leadcraft.example"),
+        "{}",
+        out.stdout
+    );
+    let got = relay.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got[0].rcpt_to, ["marketer@leadcraft.example"]);
+    assert_eq!(got[0].auth_user, nurture_testkit::TlsSmtpServer::USER);
+    assert!(
+        got[0].text().contains("Subject: [TEST] Welcome, "),
+        "{}",
+        got[0].text()
+    );
+}
+
+#[test]
+fn an_unusable_smtp_ca_file_stops_the_command_with_exit_2_naming_it() {
+    let p = project();
+    p.file("not-a-ca.pem", "hello\n");
+    for (file, why) in [
+        ("missing.pem", "cannot read smtp_ca_file"),
+        ("not-a-ca.pem", "holds no certificate"),
+    ] {
+        let out = p
+            .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+            .env("NURTURE_SMTP_URL", "smtp://127.0.0.1:2525")
+            .env("NURTURE_SMTP_CA_FILE", file)
+            .output();
+        assert_eq!(out.code, 2, "{file}: {out:?}");
+        assert!(
+            out.stderr.contains(why) && out.stderr.contains(file),
+            "{file}: {}",
+            out.stderr
+        );
+    }
+    // The same key from nurture.toml.
+    p.file(
+        "nurture.toml",
+        "smtp_url = \"smtp://127.0.0.1:2525\"\nsmtp_ca_file = \"missing.pem\"\n",
+    );
+    let out = p
+        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .output();
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("missing.pem"), "{}", out.stderr);
+}

@@ -16,6 +16,7 @@
 //! | tracking | [`Tracking`]: click-through links and the open pixel |
 //! | message | [`build_message`]: `multipart/alternative`, headers, DKIM |
 //! | smtp | [`SmtpUrl`], [`SmtpConnection`], [`SendError`] by [`Phase`] |
+//! | trust | [`TlsTrust`]: the system's certificate store plus `smtp_ca_file` |
 //! | outbox | [`Outbox`]: one `.eml` file per message, written atomically |
 //! | tokens | [`Signer`]: the signed tokens of unsubscribe, open and click links |
 
@@ -27,6 +28,7 @@ mod smtp;
 mod templates;
 mod tokens;
 mod tracking;
+mod trust;
 
 pub use message::{
     BuiltMessage, DkimSigner, MessageError, OutgoingEmail, build_message, sanitize_header_text,
@@ -39,3 +41,4 @@ pub use smtp::{
 pub use templates::{LoadError, TemplateProblem, Templates};
 pub use tokens::{Claim, NoRandomness, Signer, random_secret};
 pub use tracking::{LinkRewriter, Tracking, rewrite_links};
+pub use trust::{TlsTrust, TrustError};

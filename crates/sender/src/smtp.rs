@@ -17,19 +17,26 @@
 //! message is deferred and retried); once the content is sent and the final reply does not
 //! come, the outcome is unknown (the message is never re-sent blindly).
 //!
+//! TLS (STARTTLS or implicit) trusts a [`TlsTrust`]: the operating system's store plus
+//! `smtp_ca_file`. A certificate it refuses is one transient sentence naming the server and
+//! the reason ("cannot deliver through host:port: the server's certificate is not trusted
+//! (unknown issuer); …"), so the message waits until the operator fixes the trust.
+//!
 //! Whether a failure is transient, permanent or of unknown outcome is decided here, in
 //! [`SendError`], and nowhere else.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 use crate::message::BuiltMessage;
+use crate::trust::{TlsTrust, tls_problem};
 
 /// How to secure the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +90,9 @@ impl fmt::Display for SmtpUrl {
         } else {
             "smtp"
         };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
         match &self.user {
-            Some(u) => write!(f, "{scheme}://{u}:…@{host}:{}", self.port),
-            None => write!(f, "{scheme}://{host}:{}", self.port),
+            Some(u) => write!(f, "{scheme}://{u}:…@{}", self.server()),
+            None => write!(f, "{scheme}://{}", self.server()),
         }
     }
 }
@@ -120,6 +122,15 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl SmtpUrl {
+    /// `host:port` (an IPv6 host in brackets), as messages name the server.
+    pub fn server(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
     /// Parses `smtp://[user:pass@]host[:port][?tls=none|starttls|required]` or
     /// `smtps://[user:pass@]host[:port]`. User and password may be percent-encoded
     /// (`me%40x.example`). Defaults: port 25 and [`Tls::Opportunistic`] for `smtp://`,
@@ -379,6 +390,8 @@ pub struct SmtpConnection {
     pipelining: bool,
     timeouts: Timeouts,
     hello: ClientId,
+    /// The certificate authorities TLS trusts.
+    trust: Arc<TlsTrust>,
 }
 
 impl fmt::Debug for SmtpConnection {
@@ -404,16 +417,28 @@ async fn within<T>(
     }
 }
 
-/// One step of opening a connection, bounded by what is left of the opening's deadline.
+/// One step of opening a connection to `server` (`host:port`), bounded by what is left of
+/// the opening's deadline. A failed TLS handshake is said in one sentence naming the server
+/// and the reason (an untrusted or expired certificate, a wrong name): it is a setup problem
+/// an operator must see, not a line of rustls internals. It stays transient: the message
+/// waits until the trust store or the server is fixed.
 async fn opening<T>(
     deadline: tokio::time::Instant,
     limit: Duration,
+    server: &str,
     what: &str,
     f: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
 ) -> Result<T, SendError> {
     match tokio::time::timeout_at(deadline, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(SendError::from_lettre(Phase::Connect, &e)),
+        Ok(Err(e)) => Err(match tls_problem(&e) {
+            Some(problem) => SendError::local(
+                Phase::Connect,
+                format!("cannot deliver through {server}: {problem}"),
+                Verdict::Transient,
+            ),
+            None => SendError::from_lettre(Phase::Connect, &e),
+        }),
         Err(_) => Err(SendError::timeout(Phase::Connect, what, limit)),
     }
 }
@@ -458,7 +483,9 @@ fn data_block(bytes: &[u8]) -> Option<String> {
 }
 
 impl SmtpConnection {
-    /// A connection to `url`, opened on the first send.
+    /// A connection to `url`, opened on the first send. TLS trusts the operating system's
+    /// certificate store ([`TlsTrust::system`]) unless [`SmtpConnection::with_trust`] says
+    /// otherwise.
     pub fn new(url: SmtpUrl) -> Self {
         Self {
             url,
@@ -466,7 +493,16 @@ impl SmtpConnection {
             pipelining: false,
             timeouts: Timeouts::from_base(DEFAULT_SMTP_TIMEOUT),
             hello: ClientId::default(),
+            trust: TlsTrust::system(),
         }
+    }
+
+    /// Trusts these certificate authorities for TLS (e.g. the system's plus `smtp_ca_file`,
+    /// [`TlsTrust::with_ca_file`]).
+    #[must_use]
+    pub fn with_trust(mut self, trust: Arc<TlsTrust>) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// Bounds every wait on the server by `base` ([`DEFAULT_SMTP_TIMEOUT`] otherwise): opening a
@@ -491,8 +527,10 @@ impl SmtpConnection {
                 Verdict::Transient,
             )
         };
+        let server = url.server();
+        let server = server.as_str();
         let tls_params = || {
-            TlsParameters::new(url.host.clone()).map_err(|e| {
+            self.trust.parameters(&url.host).map_err(|e| {
                 SendError::local(
                     Phase::Connect,
                     format!("TLS setup failed: {e}"),
@@ -505,6 +543,7 @@ impl SmtpConnection {
             opening(
                 deadline,
                 limit,
+                server,
                 "the connection, TLS and the greeting",
                 AsyncSmtpConnection::connect_tokio1(
                     (url.host.as_str(), url.port),
@@ -527,6 +566,7 @@ impl SmtpConnection {
             opening(
                 deadline,
                 limit,
+                server,
                 "the greeting and EHLO",
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello),
             )
@@ -536,12 +576,18 @@ impl SmtpConnection {
         let wants_tls = matches!(url.tls, Tls::Opportunistic | Tls::Required);
         if wants_tls && conn.can_starttls() {
             let tls = tls_params()?;
-            if let Err(e) =
-                opening(deadline, limit, "STARTTLS", conn.starttls(tls, &self.hello)).await
-            {
-                abort(&mut conn, quit).await;
-                return Err(e);
-            }
+            // On failure the connection is only dropped, never told QUIT: once the server said
+            // 220 to STARTTLS lettre has handed its stream to the handshake, and a failed (or
+            // timed-out) handshake leaves it none to write to (lettre panics on a write then).
+            // Plain text after an accepted STARTTLS would be wrong anyway.
+            opening(
+                deadline,
+                limit,
+                server,
+                "STARTTLS",
+                conn.starttls(tls, &self.hello),
+            )
+            .await?;
         } else if url.tls == Tls::Required {
             abort(&mut conn, quit).await;
             return Err(SendError::local(
@@ -555,6 +601,7 @@ impl SmtpConnection {
         self.pipelining = match opening(
             deadline,
             limit,
+            server,
             "EHLO",
             conn.command(Ehlo::new(self.hello.clone())),
         )
@@ -585,6 +632,7 @@ impl SmtpConnection {
             if let Err(e) = opening(
                 deadline,
                 limit,
+                server,
                 "AUTH",
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds),
             )

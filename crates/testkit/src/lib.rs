@@ -8,11 +8,13 @@
 //! | [`SmtpSink`] | Postfix's `smtp-sink` on `127.0.0.1` on a free port, one file per received message, failure injection | Debian package `postfix` |
 //! | [`Postgres`] / [`TestDatabase`] | a freshly created database, dropped when the test ends | the server `scripts/test` starts (`NURTURE_TEST_POSTGRES_URL`) and `psql` |
 //! | [`PgCluster`] | a PostgreSQL cluster of its own on a free port, to stop and start (outage tests) | Debian package `postgresql` |
+//! | [`TlsSmtpServer`] / [`TestCa`] | Python's aiosmtpd with STARTTLS or implicit TLS and required AUTH, its certificate from a CA made for the test | `python3` with `aiosmtpd`, the `openssl` command |
 //! | [`TempProject`] | a temp folder with `campaigns/` and `templates/`, and a clean [`std::process::Command`] to run the binary in it | nothing |
 //! | [`free_port`] | a TCP port nobody listens on right now | nothing |
 //!
 //! Missing tools make tests *fail* with a message naming the package to install; they never
-//! skip silently. Run the whole suite with `scripts/test`.
+//! skip silently. Run the whole suite with `scripts/test`, which installs them first
+//! (`scripts/install-test-deps`).
 //!
 //! This crate is for tests only (`publish = false`): it panics instead of returning errors,
 //! because a broken test environment should stop the test with a clear message.
@@ -21,11 +23,13 @@ mod pg_cluster;
 mod postgres;
 mod project;
 mod smtp_sink;
+mod tls_smtp;
 
 pub use pg_cluster::PgCluster;
 pub use postgres::{Postgres, TestDatabase};
 pub use project::TempProject;
 pub use smtp_sink::{ReceivedMessage, SmtpSink, SmtpSinkBuilder, split_envelope};
+pub use tls_smtp::{TestCa, TlsMode, TlsReceived, TlsSmtpServer};
 
 use std::net::TcpListener;
 
