@@ -13,6 +13,7 @@ use nurture_scheduler::{Courier, Engine, EngineConfig, Failure, Job};
 use nurture_store::{NewEvent, Store, Upsert};
 use serde_json::{Map, Value, json};
 
+#[macro_use]
 mod support;
 
 use support::{Backend, World};
@@ -699,23 +700,6 @@ async fn first_starts_agree_on_one_signing_secret(backend: Backend) {
             );
         }
     }
-}
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await;
-            })*
-        }
-    };
 }
 
 both!(

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{SourceFile, parse_campaign};
-use nurture_store::{NewEvent, Upsert};
+use nurture_store::Upsert;
 use serde_json::{Map, json};
 
 mod support;
@@ -38,32 +38,9 @@ async fn concurrent_writers_keep_every_change(backend: Backend) {
     for round in 0..rounds {
         let t = t0 + Duration::minutes(round);
         // Each lead gets a new event (the engine will tag it)...
-        let mut tx = w.engine.store().begin().await.unwrap();
         for i in 0..leads {
-            let (c, _) = tx
-                .upsert_contact(
-                    &Upsert {
-                        email: format!("lead{i}@x.example"),
-                        ..Default::default()
-                    },
-                    t.timestamp_millis(),
-                )
-                .await
-                .unwrap();
-            tx.insert_event(
-                &NewEvent {
-                    contact_id: c.id,
-                    name: "lead.captured".into(),
-                    properties: Map::new(),
-                    occurred_at: t.timestamp_millis(),
-                    ..Default::default()
-                },
-                t.timestamp_millis(),
-            )
-            .await
-            .unwrap();
+            support::capture(&w.engine, &format!("lead{i}@x.example"), "lead.captured", t).await;
         }
-        tx.commit().await.unwrap();
         // ...while writers on their own connections set attributes on every lead, one
         // attribute per writer and round, and the engine runs in another "process".
         let mut tasks = Vec::new();

@@ -126,7 +126,8 @@ impl Tx {
                 .collect();
             out.sort_by_key(|e| e.id);
             let ids: Vec<i64> = out.iter().map(|e| e.id).collect();
-            self.set_by_id("events", "processed_at", now, &ids).await?;
+            self.set_by_id("events", &[("processed_at", now)], &ids)
+                .await?;
             return Ok(out);
         }
         // PostgreSQL: SKIP LOCKED lets several workers take disjoint batches. SQLite: the

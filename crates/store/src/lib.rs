@@ -277,23 +277,29 @@ impl Tx {
         out
     }
 
-    /// `UPDATE table SET column = value WHERE id IN (ids)` (the claims of SQLite, which read
-    /// packed rows and then mark them). `table` and `column` are this crate's own names.
+    /// `UPDATE table SET column = value, .. WHERE id IN (ids)` (the claims of SQLite, which
+    /// read packed rows and then mark them). `table` and the columns are this crate's own
+    /// names.
     pub(crate) async fn set_by_id(
         &mut self,
         table: &str,
-        column: &str,
-        value: i64,
+        columns: &[(&str, i64)],
         ids: &[i64],
     ) -> Result<()> {
         for chunk in ids.chunks(CHUNK) {
             let mut p = self.placeholders();
-            let set = p.next();
+            let sets: Vec<String> = columns
+                .iter()
+                .map(|(column, _)| format!("{column} = {}", p.next()))
+                .collect();
             let (list, binds) = p.ids(chunk);
             let mut q = batched(format!(
-                "UPDATE {table} SET {column} = {set} WHERE id IN ({list})"
-            ))
-            .bind(value);
+                "UPDATE {table} SET {} WHERE id IN ({list})",
+                sets.join(", ")
+            ));
+            for (_, value) in columns {
+                q = q.bind(*value);
+            }
             for id in binds {
                 q = q.bind(id);
             }

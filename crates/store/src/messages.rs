@@ -252,10 +252,12 @@ impl Tx {
                 .collect();
             out.sort_by_key(|m| m.id);
             let ids: Vec<i64> = out.iter().map(|m| m.id).collect();
-            self.set_by_id("messages", "lease_until", lease_until, &ids)
-                .await?;
-            self.set_by_id("messages", "lease_owner", owner, &ids)
-                .await?;
+            self.set_by_id(
+                "messages",
+                &[("lease_until", lease_until), ("lease_owner", owner)],
+                &ids,
+            )
+            .await?;
             return Ok(out);
         }
         let sql = self.pick(

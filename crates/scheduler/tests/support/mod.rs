@@ -53,3 +53,58 @@ impl World {
         )
     }
 }
+
+/// Records `event` for the contact `email` (created if new) at `t`, as a landing page would;
+/// returns the contact's id.
+pub async fn capture(
+    engine: &Engine,
+    email: &str,
+    event: &str,
+    t: chrono::DateTime<chrono::Utc>,
+) -> i64 {
+    let mut tx = engine.store().begin().await.unwrap();
+    let (c, _) = tx
+        .upsert_contact(
+            &nurture_store::Upsert {
+                email: email.to_string(),
+                ..Default::default()
+            },
+            t.timestamp_millis(),
+        )
+        .await
+        .unwrap();
+    tx.insert_event(
+        &nurture_store::NewEvent {
+            contact_id: c.id,
+            name: event.into(),
+            properties: serde_json::Map::new(),
+            occurred_at: t.timestamp_millis(),
+            ..Default::default()
+        },
+        t.timestamp_millis(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    c.id
+}
+
+/// Runs each named `async fn name(backend: Backend)` as two tests, `sqlite::name` and
+/// `postgres::name`.
+#[allow(unused_macros)]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await;
+            })*
+        }
+    };
+}
