@@ -18,7 +18,8 @@
 //! | smtp | [`SmtpUrl`], [`SmtpConnection`], [`SendError`] by [`Phase`] |
 //! | trust | [`TlsTrust`]: the system's certificate store plus `smtp_ca_file` |
 //! | outbox | [`Outbox`]: one `.eml` file per message, written atomically |
-//! | tokens | [`Signer`]: the signed tokens of unsubscribe, open and click links |
+//!
+//! Link tokens ([`Signer`], [`Claim`]) live in `nurture-token`, re-exported here.
 
 mod inline;
 mod message;
@@ -26,19 +27,18 @@ mod outbox;
 mod render;
 mod smtp;
 mod templates;
-mod tokens;
 mod tracking;
 mod trust;
 
 pub use message::{
     BuiltMessage, DkimSigner, MessageError, OutgoingEmail, build_message, sanitize_header_text,
 };
+pub use nurture_token::{Claim, NoRandomness, Signer, random_secret};
 pub use outbox::Outbox;
 pub use render::{RenderError, RenderRequest, Rendered, context};
 pub use smtp::{
     DEFAULT_SMTP_TIMEOUT, Phase, SendError, SmtpConnection, SmtpUrl, SmtpUrlError, Tls,
 };
 pub use templates::{LoadError, TemplateProblem, Templates};
-pub use tokens::{Claim, NoRandomness, Signer, random_secret};
 pub use tracking::{LinkRewriter, Tracking, rewrite_links};
 pub use trust::{TlsTrust, TrustError};

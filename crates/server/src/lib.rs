@@ -47,7 +47,7 @@ pub struct AppState {
     /// The database.
     pub store: nurture_store::Store,
     /// Verifies unsubscribe, open and click tokens (the same secret that signed them).
-    pub signer: nurture_sender::Signer,
+    pub signer: nurture_token::Signer,
     /// Bearer key of `/api/*`; `None` (or empty) refuses every ingest call.
     pub api_key: Option<String>,
     /// Notified after an event is recorded, so the scheduler runs at once instead of at its

@@ -14,8 +14,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nurture_sender::Claim;
 use nurture_store::{Contact, ContactStatus, MessageRow, NewEvent, Tx};
+use nurture_token::Claim;
 use serde_json::{Map, Value, json};
 
 use crate::pages::{not_found_page, test_unsubscribe, unavailable, unsubscribe_form, unsubscribed};

@@ -9,6 +9,7 @@
 //! | [`Postgres`] / [`TestDatabase`] | a freshly created database, dropped when the test ends | the server `scripts/test` starts (`NURTURE_TEST_POSTGRES_URL`) and `psql` |
 //! | [`PgCluster`] | a PostgreSQL cluster of its own on a free port, to stop and start (outage tests) | Debian package `postgresql` |
 //! | [`TlsSmtpServer`] / [`TestCa`] | Python's aiosmtpd with STARTTLS or implicit TLS and required AUTH, its certificate from a CA made for the test | `python3` with `aiosmtpd`, the `openssl` command |
+//! | [`Browser`] | a headless Chromium with one page to drive (forms, the dashboard), screenshots in [`artifacts_dir`] | Debian package `chromium`, python3 with `playwright` |
 //! | [`TempProject`] | a temp folder with `campaigns/` and `templates/`, and a clean [`std::process::Command`] to run the binary in it | nothing |
 //! | [`free_port`] | a TCP port nobody listens on right now | nothing |
 //!
@@ -19,12 +20,14 @@
 //! This crate is for tests only (`publish = false`): it panics instead of returning errors,
 //! because a broken test environment should stop the test with a clear message.
 
+mod browser;
 mod pg_cluster;
 mod postgres;
 mod project;
 mod smtp_sink;
 mod tls_smtp;
 
+pub use browser::{Browser, BrowserOptions, artifacts_dir};
 pub use pg_cluster::PgCluster;
 pub use postgres::{Postgres, TestDatabase};
 pub use project::TempProject;

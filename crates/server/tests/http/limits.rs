@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use nurture_sender::Claim;
 use nurture_server::Limits;
+use nurture_token::Claim;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

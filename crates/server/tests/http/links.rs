@@ -1,7 +1,7 @@
 //! `/u/TOKEN`, `/o/TOKEN`, `/c/TOKEN`: unsubscribe, opens and clicks.
 
-use nurture_sender::{Claim, Signer};
 use nurture_store::ContactStatus;
+use nurture_token::{Claim, Signer};
 
 use crate::support::{CAMPAIGN, STEP, TestApp, ms, spawn_app};
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nurture_sender::Claim;
+use nurture_token::Claim;
 
 use crate::support::{API_KEY, TestApp, ms, spawn_app};
 

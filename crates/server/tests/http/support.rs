@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use nurture_sender::{Claim, Signer};
 use nurture_server::{AppState, Health, Limits, Metrics};
 use nurture_store::{NewEnrollment, Store, Upsert};
+use nurture_token::{Claim, Signer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};

@@ -1,9 +1,16 @@
-//! Link tokens: what an unsubscribe, open or click link names, signed with HMAC-SHA256.
+//! Signed tokens: what an unsubscribe, open, click or form-confirmation link names, and the
+//! dashboard's session cookie, each signed with HMAC-SHA256 under the configured `secret`.
 //!
-//! A token is `base64url(kind ‖ id ‖ url?) . base64url(mac[..16])`. The id is a message id
-//! (so the server knows contact, campaign and step); a click token carries its URL, so the
-//! redirect goes exactly there and nowhere else. Verification is constant-time; a tampered
-//! or truncated token is simply not a token. Unsubscribe tokens never expire.
+//! The sender writes tokens into messages and the server checks them; both depend on this
+//! small crate, so the server need not compile the sender to verify a link. It owns nothing
+//! but the token format and the secret's generation.
+//!
+//! A token is `base64url(kind ‖ id ‖ extra) . base64url(mac[..16])`. For links the id is a
+//! message id (so the server knows contact, campaign and step); a click token carries its URL,
+//! so the redirect goes exactly there and nowhere else. Verification is constant-time; a
+//! tampered or truncated token is simply not a token. Unsubscribe tokens never expire;
+//! confirmation and session tokens carry their expiry (Unix seconds), which the caller
+//! compares with its clock (this crate reads no clock).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,6 +30,19 @@ pub enum Claim {
     Click(i64, String),
     /// Unsubscribe link of a `test-send`: names a contact, or nobody (0).
     TestUnsubscribe(i64),
+    /// A double opt-in confirmation link: a form submission's id, valid until `expires`
+    /// (Unix seconds).
+    Confirm {
+        /// The submission being confirmed.
+        id: i64,
+        /// Unix seconds after which the link is expired.
+        expires: i64,
+    },
+    /// A signed-in dashboard session, valid until `expires` (Unix seconds).
+    Session {
+        /// Unix seconds after which the session is over.
+        expires: i64,
+    },
 }
 
 /// Signs and verifies tokens with the configured secret.
@@ -73,17 +93,29 @@ impl Signer {
     /// The token for a claim.
     pub fn sign(&self, claim: &Claim) -> String {
         let mut payload = Vec::with_capacity(32);
-        let (kind, id, url) = match claim {
-            Claim::Unsubscribe(id) => (b'u', *id, None),
-            Claim::Open(id) => (b'o', *id, None),
-            Claim::Click(id, url) => (b'c', *id, Some(url.as_str())),
-            Claim::TestUnsubscribe(id) => (b't', *id, None),
+        let (kind, id, extra): (u8, i64, &[u8]) = match claim {
+            Claim::Unsubscribe(id) => (b'u', *id, &[]),
+            Claim::Open(id) => (b'o', *id, &[]),
+            Claim::Click(id, url) => (b'c', *id, url.as_bytes()),
+            Claim::TestUnsubscribe(id) => (b't', *id, &[]),
+            Claim::Confirm { id, expires } => {
+                payload.push(b'f');
+                payload.extend_from_slice(&id.to_be_bytes());
+                return self.finish(payload, &expires.to_be_bytes());
+            }
+            Claim::Session { expires } => {
+                payload.push(b's');
+                payload.extend_from_slice(&0i64.to_be_bytes());
+                return self.finish(payload, &expires.to_be_bytes());
+            }
         };
         payload.push(kind);
         payload.extend_from_slice(&id.to_be_bytes());
-        if let Some(url) = url {
-            payload.extend_from_slice(url.as_bytes());
-        }
+        self.finish(payload, extra)
+    }
+
+    fn finish(&self, mut payload: Vec<u8>, extra: &[u8]) -> String {
+        payload.extend_from_slice(extra);
         let tag = self.mac(&payload).finalize().into_bytes();
         format!(
             "{}.{}",
@@ -110,6 +142,13 @@ impl Signer {
                 id,
                 String::from_utf8(payload[9..].to_vec()).ok()?,
             )),
+            b'f' if payload.len() == 17 => Some(Claim::Confirm {
+                id,
+                expires: i64::from_be_bytes(payload[9..17].try_into().ok()?),
+            }),
+            b's' if payload.len() == 17 => Some(Claim::Session {
+                expires: i64::from_be_bytes(payload[9..17].try_into().ok()?),
+            }),
             _ => None,
         }
     }
@@ -126,6 +165,13 @@ mod tests {
             Claim::Unsubscribe(42),
             Claim::Open(7),
             Claim::Click(9, "https://x.example/a?b=c".into()),
+            Claim::Confirm {
+                id: 5,
+                expires: 1_800_000_000,
+            },
+            Claim::Session {
+                expires: 1_800_000_001,
+            },
         ] {
             let t = s.sign(&claim);
             assert_eq!(s.verify(&t), Some(claim.clone()));
