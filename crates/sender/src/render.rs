@@ -89,31 +89,6 @@ pub fn context(
     })
 }
 
-/// Every helper a template may call: ours, then Handlebars' built-ins (handlebars 6).
-pub(crate) const HELPERS: &[&str] = &[
-    "default",
-    "format_date",
-    "upper",
-    "lower",
-    "if",
-    "unless",
-    "each",
-    "with",
-    "lookup",
-    "raw",
-    "log",
-    "eq",
-    "ne",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "and",
-    "or",
-    "not",
-    "len",
-];
-
 /// A strict registry with our helpers; `html` false for subjects and text parts (no escaping).
 pub(crate) fn registry(html: bool) -> Handlebars<'static> {
     let mut h = Handlebars::new();
@@ -513,6 +488,7 @@ fn inline_css(html: String, template: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::templates::HELPERS;
 
     #[test]
     fn the_list_of_helpers_matches_the_registry() {

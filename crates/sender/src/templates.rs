@@ -11,6 +11,33 @@ use crate::inline::{TextPiece, TextSource};
 use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{Handlebars, Template};
 
+/// Every helper a template may call: ours, then Handlebars' built-ins (handlebars 6). The
+/// checks here need the names; `render` registers the helpers and tests the list against its
+/// registry, so this module depends on nothing in `render`.
+pub(crate) const HELPERS: &[&str] = &[
+    "default",
+    "format_date",
+    "upper",
+    "lower",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "raw",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+];
+
 /// A template that did not compile: where and why.
 #[derive(Debug, Clone)]
 struct Broken {
@@ -571,7 +598,7 @@ fn inline_problem(source: &str) -> Option<String> {
 fn unknown_helper_message(name: &str) -> String {
     format!(
         "there is no helper `{name}` (helpers: {})",
-        crate::render::HELPERS.join(", ")
+        HELPERS.join(", ")
     )
 }
 
@@ -685,7 +712,7 @@ fn helper_call(h: &handlebars::template::HelperTemplate, found: &mut Found) {
     let called = h.block || !h.params.is_empty() || !h.hash.is_empty();
     if called
         && let Parameter::Name(name) = &h.name
-        && !crate::render::HELPERS.contains(&name.as_str())
+        && !HELPERS.contains(&name.as_str())
         && !found.unknown_helpers.contains(name)
     {
         found.unknown_helpers.push(name.clone());
