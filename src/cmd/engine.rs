@@ -279,7 +279,7 @@ async fn ping(engine: &nurture_scheduler::Engine) -> bool {
 /// Logged when the round did not stop within [`STOP_GRACE`] of SIGTERM.
 async fn in_flight_at_timeout(engine: &nurture_scheduler::Engine) {
     let sending = tokio::time::timeout(Duration::from_secs(2), async {
-        let mut tx = engine.store().begin().await.ok()?;
+        let mut tx = engine.store().begin_read().await.ok()?;
         let counts = tx.count_messages_by_state().await.ok()?;
         let _ = tx.rollback().await;
         counts

@@ -233,6 +233,7 @@ impl Engine {
 
     async fn run_phases(&self, now: DateTime<Utc>, after: &mut dyn AfterBatch) -> Result<Outcome> {
         self.refresh().await?;
+        self.store.fold_state_counts().await?;
         let mut out = Outcome::default();
         out += enroll::process_events(self, now, after).await?;
         out += enroll::fire_schedules(self, now).await?;

@@ -1,31 +1,65 @@
 //! Counts for `/metrics`: the queue and the enrollments as a Prometheus scrape sees them.
-//! Each is one aggregate over an indexed column, cheap enough to run on every scrape.
+//!
+//! Messages and enrollments by state are kept by triggers as rows change (migration
+//! `0010_state_counts`): `state_counts` holds folded totals and, on PostgreSQL,
+//! `state_deltas` the net changes of statements since the last fold. A count is their sum,
+//! so a scrape reads a few dozen rows whatever the number of messages; the engine folds the
+//! deltas at the start of every round ([`Store::fold_state_counts`]).
 
 use sqlx::Row;
 
-use crate::{Result, Tx};
+use crate::{Backend, Result, Store, Tx};
+
+impl Store {
+    /// Folds PostgreSQL's `state_deltas` into `state_counts` (one statement; nothing to do on
+    /// SQLite, whose triggers update the totals directly). Concurrent folds are safe: a delta
+    /// row is deleted, and so added, once.
+    pub async fn fold_state_counts(&self) -> Result<()> {
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        // The ORDER BY makes every fold take the rows of `state_counts` in the same order, so
+        // two folds at once wait for each other instead of deadlocking.
+        sqlx::query(
+            "WITH d AS (DELETE FROM state_deltas RETURNING tbl, state, delta)
+             INSERT INTO state_counts (tbl, state, n)
+             SELECT tbl, state, SUM(delta) FROM d GROUP BY tbl, state ORDER BY tbl, state
+             ON CONFLICT (tbl, state) DO UPDATE SET n = state_counts.n + EXCLUDED.n",
+        )
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await
+    }
+}
 
 impl Tx {
-    /// Messages per state, for the states that have any: (state, count).
-    pub async fn count_messages_by_state(&mut self) -> Result<Vec<(String, i64)>> {
-        let rows =
-            sqlx::query("SELECT state, COUNT(*) FROM messages GROUP BY state ORDER BY state")
-                .fetch_all(self.conn())
-                .await?;
+    /// Rows of `tbl` per state, for the states that have any: (state, count).
+    async fn count_by_state(&mut self, tbl: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT state, CAST(SUM(n) AS BIGINT) FROM (
+                 SELECT state, n FROM state_counts WHERE tbl = $1
+                 UNION ALL
+                 SELECT state, delta AS n FROM state_deltas WHERE tbl = $1
+             ) counted
+             GROUP BY state HAVING SUM(n) <> 0 ORDER BY state",
+        )
+        .bind(tbl)
+        .fetch_all(self.conn())
+        .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
 
+    /// Messages per state, for the states that have any: (state, count).
+    pub async fn count_messages_by_state(&mut self) -> Result<Vec<(String, i64)>> {
+        self.count_by_state("messages").await
+    }
+
     /// Enrollments per state, for the states that have any: (state, count).
     pub async fn count_enrollments_by_state(&mut self) -> Result<Vec<(String, i64)>> {
-        let rows =
-            sqlx::query("SELECT state, COUNT(*) FROM enrollments GROUP BY state ORDER BY state")
-                .fetch_all(self.conn())
-                .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        self.count_by_state("enrollments").await
     }
 
     /// Work due at `now_ms`: messages queued or deferred whose attempt is due, plus active
