@@ -40,15 +40,23 @@ fn project() -> Project {
 }
 
 fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bounces").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bounces")
+        .join(name);
     std::fs::read_to_string(&path).unwrap()
 }
 
 /// Enrolls `email` and delivers its first step to the outbox; returns its Message-ID.
 fn enrolled_and_sent(p: &Project, email: &str) -> String {
-    p.nurture(&["event", email, "lead.captured", "--at", "2026-11-02T09:00:00Z"])
-        .output()
-        .success();
+    p.nurture(&[
+        "event",
+        email,
+        "lead.captured",
+        "--at",
+        "2026-11-02T09:00:00Z",
+    ])
+    .output()
+    .success();
     p.nurture(&["tick", "--now", "2026-11-02T09:00:00Z"])
         .output()
         .success();
@@ -84,7 +92,11 @@ fn a_postfix_dsn_on_stdin_bounces_the_contact_and_explain_names_the_source_and_t
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("1 recorded, 0 ignored"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("1 recorded, 0 ignored"),
+        "{}",
+        out.stdout
+    );
 
     let show = contact(&p, "jordan.lee@globex.example");
     assert_eq!(show["status"], "bounced", "{show}");
@@ -118,8 +130,18 @@ fn a_postfix_dsn_on_stdin_bounces_the_contact_and_explain_names_the_source_and_t
 
     // The same report again (a fetcher run twice) changes nothing.
     let again = p.nurture(&["bounces", "ingest"]).input(dsn.as_bytes());
-    assert!(again.stdout.contains("was recorded before"), "{}", again.stdout);
-    assert_eq!(contact(&p, "jordan.lee@globex.example")["signals"].as_array().unwrap().len(), 1);
+    assert!(
+        again.stdout.contains("was recorded before"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        contact(&p, "jordan.lee@globex.example")["signals"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -130,18 +152,29 @@ fn every_fixture_is_recognised_and_a_plain_reply_is_ignored_with_a_note() {
         "riley.chen@hooli.example",
         "sam.ortiz@umbrella.example",
     ] {
-        p.nurture(&["event", email, "lead.captured", "--at", "2026-11-02T09:00:00Z"])
-            .output()
-            .success();
+        p.nurture(&[
+            "event",
+            email,
+            "lead.captured",
+            "--at",
+            "2026-11-02T09:00:00Z",
+        ])
+        .output()
+        .success();
     }
     p.nurture(&["tick", "--now", "2026-11-02T09:00:00Z"])
         .output()
         .success();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bounces");
-    let files: Vec<String> = ["exchange-hard.eml", "arf-abuse.eml", "postfix-soft.eml", "not-a-report.eml"]
-        .iter()
-        .map(|f| dir.join(f).display().to_string())
-        .collect();
+    let files: Vec<String> = [
+        "exchange-hard.eml",
+        "arf-abuse.eml",
+        "postfix-soft.eml",
+        "not-a-report.eml",
+    ]
+    .iter()
+    .map(|f| dir.join(f).display().to_string())
+    .collect();
     let mut args = vec!["bounces", "ingest"];
     args.extend(files.iter().map(String::as_str));
     let out = p.nurture(&args).output();
@@ -153,9 +186,16 @@ fn every_fixture_is_recognised_and_a_plain_reply_is_ignored_with_a_note() {
         "not-a-report.eml: ignored: not a delivery status notification or an abuse report (subject: Automatic reply: Your ebook: The B2B Lead Generation Playbook)",
         "3 recorded, 1 ignored",
     ] {
-        assert!(out.stdout.contains(needle), "missing {needle}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(needle),
+            "missing {needle}:\n{}",
+            out.stdout
+        );
     }
-    assert_eq!(contact(&p, "pat.smith@initech.example")["status"], "bounced");
+    assert_eq!(
+        contact(&p, "pat.smith@initech.example")["status"],
+        "bounced"
+    );
     let riley = contact(&p, "riley.chen@hooli.example");
     assert_eq!(riley["status"], "complained");
     assert_eq!(riley["signals"][0]["source"], "arf");
@@ -184,14 +224,30 @@ fn soft_bounce_dsns_in_a_row_bounce_the_contact_at_soft_bounce_limit() {
             .input(notice(n).as_bytes())
     };
     let first = ingest(1);
-    assert!(first.stdout.contains("1 of 2 soft bounces in a row"), "{}", first.stdout);
-    assert_eq!(contact(&p, "sam.ortiz@umbrella.example")["status"], "subscribed");
+    assert!(
+        first.stdout.contains("1 of 2 soft bounces in a row"),
+        "{}",
+        first.stdout
+    );
+    assert_eq!(
+        contact(&p, "sam.ortiz@umbrella.example")["status"],
+        "subscribed"
+    );
     let second = ingest(2);
-    assert!(second.stdout.contains("now bounced, 1 enrollment(s) exited"), "{}", second.stdout);
+    assert!(
+        second
+            .stdout
+            .contains("now bounced, 1 enrollment(s) exited"),
+        "{}",
+        second.stdout
+    );
     let sam = contact(&p, "sam.ortiz@umbrella.example");
     assert_eq!(sam["status"], "bounced");
     assert!(
-        sam["status_reason"].as_str().unwrap().starts_with("2 soft bounces in a row; the last soft bounce reported by dsn: 4.2.2"),
+        sam["status_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 soft bounces in a row; the last soft bounce reported by dsn: 4.2.2"),
         "{sam}"
     );
 }
@@ -201,5 +257,9 @@ fn a_missing_file_is_bad_input_and_records_nothing() {
     let p = project();
     let out = p.nurture(&["bounces", "ingest", "nowhere.eml"]).output();
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("cannot read nowhere.eml"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot read nowhere.eml"),
+        "{}",
+        out.stderr
+    );
 }

@@ -98,7 +98,11 @@ fn decode(r: &AnyRow) -> Result<SignalRow> {
 /// `<id@host>`: a Message-ID as the sender stores it, whatever brackets and spaces a report
 /// wrote around it (Mailgun and SES drop the brackets, DSNs keep them). `None` when empty.
 pub fn normalize_message_id(raw: &str) -> Option<String> {
-    let inner = raw.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let inner = raw
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     (!inner.is_empty()).then(|| format!("<{inner}>"))
 }
 

@@ -55,7 +55,8 @@ fn verify(api_key: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> {
 
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Signal>, Refusal> {
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
-    let b: Body = serde_json::from_slice(bytes).map_err(|e| bad(format!("the body is not a bounce report: {e}")))?;
+    let b: Body = serde_json::from_slice(bytes)
+        .map_err(|e| bad(format!("the body is not a bounce report: {e}")))?;
     let email = b.email.trim().to_string();
     nurture_campaign::check_address(&email).map_err(|e| bad(format!("`email`: {e}")))?;
     let kind = match b.kind.trim() {

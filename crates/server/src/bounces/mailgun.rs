@@ -40,8 +40,12 @@ pub(crate) fn verify_and_parse(key: Option<&str>, bytes: &[u8]) -> Result<Vec<Si
             "the Mailgun webhook is disabled: set mailgun_signing_key".into(),
         ));
     };
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
     let field = |k: &str| {
         v.pointer(&format!("/signature/{k}")).map(|x| match x {
             Value::String(s) => s.clone(),
@@ -57,7 +61,10 @@ pub(crate) fn verify_and_parse(key: Option<&str>, bytes: &[u8]) -> Result<Vec<Si
         ));
     };
     let expected = sign(key, &timestamp, &token);
-    if !same_secret(signature.trim().to_ascii_lowercase().as_bytes(), expected.as_bytes()) {
+    if !same_secret(
+        signature.trim().to_ascii_lowercase().as_bytes(),
+        expected.as_bytes(),
+    ) {
         return Err((
             StatusCode::FORBIDDEN,
             "the Mailgun signature does not verify".into(),
@@ -74,7 +81,11 @@ fn parse(v: &Value, token: &str) -> Vec<Signal> {
     };
     let text = |p: &str| data.pointer(p).and_then(Value::as_str).map(str::to_string);
     let event = text("/event").unwrap_or_default();
-    let kind = match (event.as_str(), text("/severity").as_deref(), text("/reason").as_deref()) {
+    let kind = match (
+        event.as_str(),
+        text("/severity").as_deref(),
+        text("/reason").as_deref(),
+    ) {
         // Mailgun gave up after retrying temporary failures: the address may well be fine.
         ("failed", Some("permanent"), Some("old")) => SignalKind::Soft,
         ("failed", Some("permanent"), _) => SignalKind::Hard,

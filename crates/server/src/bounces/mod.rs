@@ -57,8 +57,10 @@ pub const DEFAULT_SOFT_BOUNCE_LIMIT: u32 = 3;
 /// (https, an `sns.REGION.amazonaws.com` host) before it is handed here.
 pub trait Fetch: Send + Sync {
     /// The body of a `GET url` answered 2xx, or why not.
-    fn get<'a>(&'a self, url: &'a str)
-    -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
+    fn get<'a>(
+        &'a self,
+        url: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
 }
 
 /// [`Fetch`] over the network (rustls with the webpki roots, 10 s timeout).
@@ -213,7 +215,11 @@ pub async fn apply(
     // A Message-ID that names another contact's message is not this contact's outcome.
     let message = message.filter(|m| m.contact_id == contact.id);
     let said = match &signal.reason {
-        Some(r) if !r.trim().is_empty() => format!("{} reported by {source}: {}", kind_words(signal.kind), r.trim()),
+        Some(r) if !r.trim().is_empty() => format!(
+            "{} reported by {source}: {}",
+            kind_words(signal.kind),
+            r.trim()
+        ),
         _ => format!("{} reported by {source}", kind_words(signal.kind)),
     };
     let recorded = tx
@@ -264,7 +270,12 @@ pub async fn apply(
         exited = tx
             .exit_contact_enrollments(contact.id, exit_reason, now)
             .await?;
-        tracing::warn!(source, kind = signal.kind.as_str(), exited, "{why}; the contact leaves every campaign");
+        tracing::warn!(
+            source,
+            kind = signal.kind.as_str(),
+            exited,
+            "{why}; the contact leaves every campaign"
+        );
     }
     tx.commit().await?;
     Ok(Applied::Recorded {

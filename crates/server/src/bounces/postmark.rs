@@ -38,9 +38,7 @@ pub(crate) async fn post(
 fn verify(auth: Option<&(String, String)>, headers: &HeaderMap) -> Result<(), Refusal> {
     let refuse = |m: &str| Err((StatusCode::UNAUTHORIZED, m.to_string()));
     let Some((user, password)) = auth.filter(|(u, p)| !u.is_empty() && !p.is_empty()) else {
-        return refuse(
-            "the Postmark webhook is disabled: set webhook_user and webhook_password",
-        );
+        return refuse("the Postmark webhook is disabled: set webhook_user and webhook_password");
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -67,8 +65,12 @@ const HARD: &[&str] = &["HardBounce", "BadEmailAddress", "ManuallyDeactivated"];
 const SOFT: &[&str] = &["SoftBounce", "DnsError", "Blocked", "Undeliverable"];
 
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Signal>, Refusal> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
     let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let id = v.get("ID").map(|i| match i {
         Value::String(s) => s.clone(),

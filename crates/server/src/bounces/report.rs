@@ -80,7 +80,8 @@ pub fn parse(raw: &[u8]) -> Result<Report, NotAReport> {
                 status.get_or_insert_with(|| String::from_utf8_lossy(part.contents()).into_owned());
             }
             ("message", "feedback-report") => {
-                feedback.get_or_insert_with(|| String::from_utf8_lossy(part.contents()).into_owned());
+                feedback
+                    .get_or_insert_with(|| String::from_utf8_lossy(part.contents()).into_owned());
             }
             ("message", "rfc822" | "global") | ("text", "rfc822-headers") => {
                 if original_id.is_some() {
@@ -162,7 +163,11 @@ fn address(value: &str) -> Option<String> {
     if !kind.trim().eq_ignore_ascii_case("rfc822") {
         return None;
     }
-    let addr = addr.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let addr = addr
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     (!addr.is_empty()).then(|| addr.to_string())
 }
 
@@ -178,7 +183,9 @@ fn dsn(text: &str, original_id: Option<String>, report_id: Option<String>) -> Re
         let recipient = field(group, "original-recipient")
             .and_then(address)
             .or_else(|| field(group, "final-recipient").and_then(address));
-        let action = field(group, "action").unwrap_or_default().to_ascii_lowercase();
+        let action = field(group, "action")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let status = field(group, "status").unwrap_or_default();
         let diagnostic = field(group, "diagnostic-code");
         let who = recipient.clone().unwrap_or_else(|| "a recipient".into());
@@ -192,7 +199,9 @@ fn dsn(text: &str, original_id: Option<String>, report_id: Option<String>) -> Re
             },
             "delivered" => SignalKind::Delivered,
             "delayed" => {
-                notes.push(format!("{who}: delivery delayed ({status}), not a bounce yet"));
+                notes.push(format!(
+                    "{who}: delivery delayed ({status}), not a bounce yet"
+                ));
                 continue;
             }
             other => {
@@ -275,8 +284,14 @@ mod tests {
             "Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; a@b.example\r\nDiagnostic-Code: smtp; 550 no\r\n    such user\r\n\r\n\r\n",
         );
         assert_eq!(g.len(), 2);
-        assert_eq!(field(&g[1], "diagnostic-code"), Some("smtp; 550 no such user"));
-        assert_eq!(address("rfc822; <A@b.example>").as_deref(), Some("A@b.example"));
+        assert_eq!(
+            field(&g[1], "diagnostic-code"),
+            Some("smtp; 550 no such user")
+        );
+        assert_eq!(
+            address("rfc822; <A@b.example>").as_deref(),
+            Some("A@b.example")
+        );
         assert_eq!(address("x400; whatever"), None);
     }
 }

@@ -50,17 +50,24 @@ pub(crate) fn is_sns_url(url: &str) -> bool {
     let Ok(u) = reqwest::Url::parse(url) else {
         return false;
     };
-    if u.scheme() != "https" || !u.username().is_empty() || u.password().is_some() || u.port().is_some() {
+    if u.scheme() != "https"
+        || !u.username().is_empty()
+        || u.password().is_some()
+        || u.port().is_some()
+    {
         return false;
     }
     let Some(host) = u.host_str() else {
         return false;
     };
-    let region = host
-        .strip_prefix("sns.")
-        .and_then(|h| h.strip_suffix(".amazonaws.com").or_else(|| h.strip_suffix(".amazonaws.com.cn")));
+    let region = host.strip_prefix("sns.").and_then(|h| {
+        h.strip_suffix(".amazonaws.com")
+            .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
+    });
     region.is_some_and(|r| {
-        !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     })
 }
 
@@ -68,7 +75,14 @@ pub(crate) fn is_sns_url(url: &str) -> bool {
 pub(crate) fn string_to_sign(v: &Value) -> Option<String> {
     let kind = v.get("Type")?.as_str()?;
     let fields: &[&str] = match kind {
-        "Notification" => &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"],
+        "Notification" => &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ],
         "SubscriptionConfirmation" | "UnsubscribeConfirmation" => &[
             "Message",
             "MessageId",
@@ -111,7 +125,8 @@ fn public_key(pem: &[u8]) -> Result<Vec<u8>, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| "the certificate is not PEM")?;
-    let cert = x509_cert::Certificate::from_der(&der).map_err(|e| format!("the certificate does not parse: {e}"))?;
+    let cert = x509_cert::Certificate::from_der(&der)
+        .map_err(|e| format!("the certificate does not parse: {e}"))?;
     cert.tbs_certificate
         .subject_public_key_info
         .subject_public_key
@@ -140,13 +155,22 @@ async fn signing_key(hooks: &Webhooks, url: &str) -> Result<Arc<Vec<u8>>, Refusa
 
 async fn verify_and_parse(hooks: &Webhooks, bytes: &[u8]) -> Result<Vec<Signal>, Refusal> {
     if hooks.ses_topics.is_empty() {
-        return forbid("the SES webhook is disabled: set ses_topic_arns to the SNS topics of your bounce notifications");
+        return forbid(
+            "the SES webhook is disabled: set ses_topic_arns to the SNS topics of your bounce notifications",
+        );
     }
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("the body is not an SNS message: {e}")))?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("the body is not an SNS message: {e}"),
+        )
+    })?;
     let text = |k: &str| v.get(k).and_then(Value::as_str);
     let Some(signed) = string_to_sign(&v) else {
-        return Err((StatusCode::BAD_REQUEST, "the body is not an SNS message".into()));
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the body is not an SNS message".into(),
+        ));
     };
     let algorithm: &dyn ring::signature::VerificationAlgorithm = match text("SignatureVersion") {
         Some("1") => &ring::signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
@@ -157,8 +181,8 @@ async fn verify_and_parse(hooks: &Webhooks, bytes: &[u8]) -> Result<Vec<Signal>,
     if !is_sns_url(cert_url) {
         return forbid("SigningCertURL is not an https URL of Amazon SNS");
     }
-    let Some(signature) = text("Signature")
-        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+    let Some(signature) =
+        text("Signature").and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
     else {
         return forbid("the SNS message carries no signature");
     };
@@ -191,7 +215,12 @@ async fn verify_and_parse(hooks: &Webhooks, bytes: &[u8]) -> Result<Vec<Signal>,
         }
         Some("Notification") => {
             let message: Value = serde_json::from_str(text("Message").unwrap_or_default())
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("the notification's Message is not SES JSON: {e}")))?;
+                .map_err(|e| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("the notification's Message is not SES JSON: {e}"),
+                    )
+                })?;
             Ok(parse(&message, text("MessageId").unwrap_or_default()))
         }
         _ => Ok(Vec::new()),
@@ -201,14 +230,20 @@ async fn verify_and_parse(hooks: &Webhooks, bytes: &[u8]) -> Result<Vec<Signal>,
 /// Our Message-ID as SES reports it: in `mail.commonHeaders.messageId`, or among
 /// `mail.headers` when the notification includes them.
 fn our_message_id(m: &Value) -> Option<String> {
-    if let Some(id) = m.pointer("/mail/commonHeaders/messageId").and_then(Value::as_str) {
+    if let Some(id) = m
+        .pointer("/mail/commonHeaders/messageId")
+        .and_then(Value::as_str)
+    {
         return Some(id.to_string());
     }
-    m.pointer("/mail/headers")?.as_array()?.iter().find_map(|h| {
-        let name = h.get("name")?.as_str()?;
-        name.eq_ignore_ascii_case("message-id")
-            .then(|| h.get("value")?.as_str().map(str::to_string))?
-    })
+    m.pointer("/mail/headers")?
+        .as_array()?
+        .iter()
+        .find_map(|h| {
+            let name = h.get("name")?.as_str()?;
+            name.eq_ignore_ascii_case("message-id")
+                .then(|| h.get("value")?.as_str().map(str::to_string))?
+        })
 }
 
 fn parse(m: &Value, sns_id: &str) -> Vec<Signal> {
@@ -218,14 +253,22 @@ fn parse(m: &Value, sns_id: &str) -> Vec<Signal> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let message_id = our_message_id(m);
-    let each = |list: &str, address: &str, kind: SignalKind, reason: &dyn Fn(&Value) -> Option<String>| -> Vec<Signal> {
+    let each = |list: &str,
+                address: &str,
+                kind: SignalKind,
+                reason: &dyn Fn(&Value) -> Option<String>|
+     -> Vec<Signal> {
         m.pointer(list)
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .enumerate()
             .map(|(i, r)| {
-                let email = if address.is_empty() { r.as_str() } else { r.get(address).and_then(Value::as_str) };
+                let email = if address.is_empty() {
+                    r.as_str()
+                } else {
+                    r.get(address).and_then(Value::as_str)
+                };
                 Signal {
                     email: email.map(str::to_string),
                     message_id: message_id.clone(),
@@ -243,22 +286,42 @@ fn parse(m: &Value, sns_id: &str) -> Vec<Signal> {
                 Some("Transient") => SignalKind::Soft,
                 _ => return Vec::new(),
             };
-            let sub = m.pointer("/bounce/bounceSubType").and_then(Value::as_str).unwrap_or("").to_string();
-            each("/bounce/bouncedRecipients", "emailAddress", bounce_kind, &|r| {
-                let diag = r.get("diagnosticCode").and_then(Value::as_str);
-                Some(match diag {
-                    Some(d) => format!("{sub}: {d}"),
-                    None => sub.clone(),
-                })
-                .filter(|s| !s.is_empty())
-            })
+            let sub = m
+                .pointer("/bounce/bounceSubType")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            each(
+                "/bounce/bouncedRecipients",
+                "emailAddress",
+                bounce_kind,
+                &|r| {
+                    let diag = r.get("diagnosticCode").and_then(Value::as_str);
+                    Some(match diag {
+                        Some(d) => format!("{sub}: {d}"),
+                        None => sub.clone(),
+                    })
+                    .filter(|s| !s.is_empty())
+                },
+            )
         }
         "Complaint" => {
-            let feedback = m.pointer("/complaint/complaintFeedbackType").and_then(Value::as_str).map(|f| format!("feedback type {f}"));
-            if m.pointer("/complaint/complaintFeedbackType").and_then(Value::as_str) == Some("not-spam") {
+            let feedback = m
+                .pointer("/complaint/complaintFeedbackType")
+                .and_then(Value::as_str)
+                .map(|f| format!("feedback type {f}"));
+            if m.pointer("/complaint/complaintFeedbackType")
+                .and_then(Value::as_str)
+                == Some("not-spam")
+            {
                 return Vec::new();
             }
-            each("/complaint/complainedRecipients", "emailAddress", SignalKind::Complaint, &|_| feedback.clone())
+            each(
+                "/complaint/complainedRecipients",
+                "emailAddress",
+                SignalKind::Complaint,
+                &|_| feedback.clone(),
+            )
         }
         "Delivery" => each("/delivery/recipients", "", SignalKind::Delivered, &|_| None),
         _ => Vec::new(),
@@ -306,7 +369,11 @@ mod tests {
         );
         let mut with_subject = v.clone();
         with_subject["Subject"] = "s".into();
-        assert!(string_to_sign(&with_subject).unwrap().contains("MessageId\nm1\nSubject\ns\nTimestamp"));
+        assert!(
+            string_to_sign(&with_subject)
+                .unwrap()
+                .contains("MessageId\nm1\nSubject\ns\nTimestamp")
+        );
         let mut missing = v;
         missing.as_object_mut().unwrap().remove("TopicArn");
         assert_eq!(string_to_sign(&missing), None);

@@ -172,7 +172,9 @@ async fn generic_hard_bounce_with_the_api_key_bounces_the_contact_and_matches_th
 async fn soft_bounces_suppress_at_the_limit_and_a_delivery_resets_the_run() {
     let app = app_with(hooks()).await;
     let s = sent(&app, "sam@globex.example", "<m2@leadcraft.example>").await;
-    let soft = json!({"email": "sam@globex.example", "type": "soft", "reason": "452 4.2.2 mailbox full"}).to_string();
+    let soft =
+        json!({"email": "sam@globex.example", "type": "soft", "reason": "452 4.2.2 mailbox full"})
+            .to_string();
     let delivered = json!({"email": "sam@globex.example", "type": "delivered"}).to_string();
     for body in [&soft, &soft, &delivered, &soft, &soft] {
         let r = app.post_json("/webhooks/bounces/generic", body).await;
@@ -207,10 +209,17 @@ async fn a_report_about_an_unknown_address_is_taken_and_ignored() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), json!({"recorded": 0, "ignored": 1}));
     let bad = app
-        .post_json("/webhooks/bounces/generic", r#"{"email": "a@b.example", "type": "bounce"}"#)
+        .post_json(
+            "/webhooks/bounces/generic",
+            r#"{"email": "a@b.example", "type": "bounce"}"#,
+        )
         .await;
     assert_eq!(bad.status, 400);
-    assert!(bad.text().contains("hard, soft, complaint"), "{}", bad.text());
+    assert!(
+        bad.text().contains("hard, soft, complaint"),
+        "{}",
+        bad.text()
+    );
 }
 
 // ---------------------------------------------------------------- postmark
@@ -290,7 +299,10 @@ async fn mailgun_permanent_failure_with_a_valid_hmac_bounces_the_contact() {
     h.mailgun_key = Some(key.into());
     let app = app_with(h).await;
     let s = sent(&app, "kim@hooli.example", "<m4@leadcraft.example>").await;
-    let (timestamp, token) = ("1793610000", "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0");
+    let (timestamp, token) = (
+        "1793610000",
+        "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0",
+    );
     let body = |signature: &str, recipient: &str| {
         json!({
             "signature": {"timestamp": timestamp, "token": token, "signature": signature},
@@ -348,8 +360,8 @@ async fn mailgun_permanent_failure_with_a_valid_hmac_bounces_the_contact() {
 
 /// The DER SubjectPublicKeyInfo prefix of a P-256 public key (the point follows).
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
-    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 #[tokio::test]
@@ -474,8 +486,19 @@ fn sns_identity(dir: &Path) -> Vec<u8> {
     openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out",
-            "cert.pem", "-days", "2", "-subj", "/CN=sns.amazonaws.com",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sns.amazonaws.com",
         ],
     );
     std::fs::read(dir.join("cert.pem")).unwrap()
@@ -487,9 +510,24 @@ const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationSe
 /// Signs an SNS message with the key in `dir`, as SNS does (`version` 1: SHA1, 2: SHA256).
 fn sns_sign(dir: &Path, mut msg: serde_json::Value, version: &str) -> serde_json::Value {
     let fields: &[&str] = if msg["Type"] == "Notification" {
-        &["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
+        &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ]
     } else {
-        &["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"]
+        &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ]
     };
     let mut text = String::new();
     for f in fields {
@@ -561,7 +599,10 @@ async fn ses_bounce_signed_by_sns_bounces_the_contact_and_a_tampered_one_is_refu
     // Signed, then the recipient changed: the signature no longer covers the message.
     let signed = sns_sign(
         dir.path(),
-        notification(ses_bounce("kim@hooli.example", "<x@leadcraft.example>"), "n-1"),
+        notification(
+            ses_bounce("kim@hooli.example", "<x@leadcraft.example>"),
+            "n-1",
+        ),
         "1",
     );
     let mut tampered = signed.clone();
@@ -571,14 +612,21 @@ async fn ses_bounce_signed_by_sns_bounces_the_contact_and_a_tampered_one_is_refu
     // A certificate URL off SNS is refused before anything is fetched.
     let mut elsewhere = sns_sign(
         dir.path(),
-        notification(ses_bounce("ana@acme.example", "<m7@leadcraft.example>"), "n-2"),
+        notification(
+            ses_bounce("ana@acme.example", "<m7@leadcraft.example>"),
+            "n-2",
+        ),
         "2",
     );
-    elsewhere["SigningCertURL"] = "https://sns.us-east-1.amazonaws.com.evil.example/cert.pem".into();
+    elsewhere["SigningCertURL"] =
+        "https://sns.us-east-1.amazonaws.com.evil.example/cert.pem".into();
     let r = post(&elsewhere).await;
     assert_eq!(r.status, 403, "{}", r.text());
     // A topic of someone else's, correctly signed by "SNS", is not ours to take.
-    let mut foreign = notification(ses_bounce("ana@acme.example", "<m7@leadcraft.example>"), "n-3");
+    let mut foreign = notification(
+        ses_bounce("ana@acme.example", "<m7@leadcraft.example>"),
+        "n-3",
+    );
     foreign["TopicArn"] = "arn:aws:sns:us-east-1:999999999999:theirs".into();
     let r = post(&sns_sign(dir.path(), foreign, "2")).await;
     assert_eq!(r.status, 403, "{}", r.text());
@@ -614,7 +662,11 @@ async fn ses_bounce_signed_by_sns_bounces_the_contact_and_a_tampered_one_is_refu
     );
     // The certificate was fetched once and then taken from the cache.
     let asked = sns.asked.lock().unwrap().clone();
-    assert_eq!(asked.iter().filter(|u| *u == CERT_URL).count(), 1, "{asked:?}");
+    assert_eq!(
+        asked.iter().filter(|u| *u == CERT_URL).count(),
+        1,
+        "{asked:?}"
+    );
 }
 
 #[tokio::test]
@@ -636,15 +688,32 @@ async fn ses_subscription_confirmation_is_confirmed_only_when_signed_and_for_our
     });
     let signed = sns_sign(dir.path(), confirmation, "1");
     let mut tampered = signed.clone();
-    tampered["SubscribeURL"] = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=other".into();
+    tampered["SubscribeURL"] =
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=other".into();
     let r = app
-        .request("POST", "/webhooks/bounces/ses", &[], tampered.to_string().as_bytes())
+        .request(
+            "POST",
+            "/webhooks/bounces/ses",
+            &[],
+            tampered.to_string().as_bytes(),
+        )
         .await;
     assert_eq!(r.status, 403, "{}", r.text());
-    assert!(!sns.asked.lock().unwrap().iter().any(|u| u.contains("ConfirmSubscription")));
+    assert!(
+        !sns.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|u| u.contains("ConfirmSubscription"))
+    );
 
     let r = app
-        .request("POST", "/webhooks/bounces/ses", &[], signed.to_string().as_bytes())
+        .request(
+            "POST",
+            "/webhooks/bounces/ses",
+            &[],
+            signed.to_string().as_bytes(),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
@@ -657,7 +726,12 @@ async fn ses_subscription_confirmation_is_confirmed_only_when_signed_and_for_our
 async fn every_provider_refuses_everything_until_configured() {
     let app = app_with(hooks()).await;
     let s = sent(&app, "ana@acme.example", "<m8@leadcraft.example>").await;
-    for (provider, status) in [("ses", 403), ("sendgrid", 403), ("postmark", 401), ("mailgun", 403)] {
+    for (provider, status) in [
+        ("ses", 403),
+        ("sendgrid", 403),
+        ("postmark", 401),
+        ("mailgun", 403),
+    ] {
         let r = app
             .request(
                 "POST",
@@ -670,4 +744,72 @@ async fn every_provider_refuses_everything_until_configured() {
         assert!(r.text().contains("disabled"), "{provider}: {}", r.text());
     }
     assert_eq!(seen(&app, &s).await, untouched());
+}
+
+// ---------------------------------------------------------------- the policy on PostgreSQL
+
+#[tokio::test]
+async fn the_policy_runs_on_postgresql_too() {
+    use nurture_server::bounces::{Applied, Signal, apply};
+    use nurture_store::{SignalKind, Store, Upsert};
+    let db = nurture_testkit::Postgres::fresh_database();
+    let store = Store::open(db.url()).await.unwrap();
+    let now = ms(NOW);
+    let mut tx = store.begin().await.unwrap();
+    let (c, _) = tx
+        .upsert_contact(
+            &Upsert {
+                email: "ana@acme.example".into(),
+                ..Upsert::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let soft = |id: &str| Signal {
+        email: Some("ANA@acme.example".into()),
+        message_id: Some("<nowhere@leadcraft.example>".into()),
+        kind: SignalKind::Soft,
+        reason: Some("452 4.2.2 mailbox full".into()),
+        external_id: Some(id.into()),
+    };
+    let first = apply(&store, "generic", &soft("e1"), 2, now).await.unwrap();
+    assert!(
+        matches!(
+            first,
+            Applied::Recorded {
+                soft_run: 1,
+                status: None,
+                matched_message: false,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    // The provider sends the same event again: not counted twice.
+    assert_eq!(
+        apply(&store, "generic", &soft("e1"), 2, now).await.unwrap(),
+        Applied::Duplicate
+    );
+    let second = apply(&store, "generic", &soft("e2"), 2, now).await.unwrap();
+    assert!(
+        matches!(
+            second,
+            Applied::Recorded {
+                soft_run: 2,
+                status: Some(ContactStatus::Bounced),
+                ..
+            }
+        ),
+        "{second:?}"
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.contact_signals(c.id).await.unwrap().len(), 2);
+    assert_eq!(
+        tx.contact(c.id).await.unwrap().unwrap().status,
+        ContactStatus::Bounced
+    );
+    tx.rollback().await.unwrap();
+    store.close().await;
 }

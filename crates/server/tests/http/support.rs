@@ -79,7 +79,12 @@ pub async fn spawn_app(api_key: Option<&str>) -> TestApp {
 
 /// Starts a server with this API key (or none) and these limits.
 pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
-    spawn_app_full(api_key, limits, nurture_server::bounces::Webhooks::default()).await
+    spawn_app_full(
+        api_key,
+        limits,
+        nurture_server::bounces::Webhooks::default(),
+    )
+    .await
 }
 
 /// Starts a server with this API key (or none), these limits and these bounce webhooks.
