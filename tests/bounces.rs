@@ -263,3 +263,121 @@ fn a_missing_file_is_bad_input_and_records_nothing() {
         out.stderr
     );
 }
+
+/// `nurture run`, killed when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Mailgun's signature of `timestamp` + `token`, computed by openssl.
+fn mailgun_signature(key: &str, timestamp: &str, token: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run openssl: install Debian's openssl package");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{timestamp}{token}").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.rsplit("= ").next().unwrap().trim().to_string()
+}
+
+fn post(port: u16, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn the_daemon_takes_a_mailgun_webhook_signed_with_the_configured_key() {
+    let p = project();
+    let id = enrolled_and_sent(&p, "kim@hooli.example");
+    let key = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
+    let port = nurture_testkit::free_port();
+    let _daemon = Running(
+        p.nurture(&["run"])
+            .env("NURTURE_LISTEN", &format!("127.0.0.1:{port}"))
+            .env("NURTURE_MAILGUN_SIGNING_KEY", key)
+            .spawn(),
+    );
+    crate::support::wait_until(30, "the daemon answers", || {
+        crate::support::healthy(&port.to_string())
+    });
+    let (timestamp, token) = (
+        "1793610000",
+        "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0",
+    );
+    let body = |signature: &str| {
+        serde_json::json!({
+            "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+            "event-data": {
+                "id": "G9Bn5sl1TC6nu79C8C0bwg", "event": "failed", "severity": "permanent",
+                "reason": "bounce", "recipient": "kim@hooli.example",
+                "message": {"headers": {"message-id": id.trim_matches(|c| c == '<' || c == '>')}},
+                "delivery-status": {"code": 550, "message": "5.1.1 mailbox does not exist"}
+            }
+        })
+        .to_string()
+    };
+    let forged = post(port, "/webhooks/bounces/mailgun", &body(&"0".repeat(64)));
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    assert_eq!(contact(&p, "kim@hooli.example")["status"], "subscribed");
+
+    let reply = post(
+        port,
+        "/webhooks/bounces/mailgun",
+        &body(&mailgun_signature(key, timestamp, token)),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let show = contact(&p, "kim@hooli.example");
+    assert_eq!(show["status"], "bounced", "{show}");
+    assert_eq!(show["messages"][0]["status"], "bounced", "{show}");
+    let explain = p
+        .nurture(&["explain", "kim@hooli.example"])
+        .output()
+        .success()
+        .stdout;
+    let needle = format!(
+        "hard bounce of drip/welcome {id} reported by the Mailgun webhook: 550 5.1.1 mailbox does not exist"
+    );
+    assert!(explain.contains(&needle), "missing {needle}:\n{explain}");
+}
+
+#[test]
+fn an_unreadable_sendgrid_key_stops_the_daemon_with_exit_2() {
+    let p = project();
+    let out = p
+        .nurture(&["run"])
+        .env(
+            "NURTURE_LISTEN",
+            &format!("127.0.0.1:{}", nurture_testkit::free_port()),
+        )
+        .env("NURTURE_SENDGRID_WEBHOOK_KEY", "not a key!")
+        .output();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("sendgrid_webhook_key is not base64"),
+        "{}",
+        out.stderr
+    );
+}

@@ -66,7 +66,7 @@ pub trait Fetch: Send + Sync {
 /// [`Fetch`] over the network (rustls with the webpki roots, 10 s timeout).
 #[derive(Debug, Default)]
 pub struct HttpsFetch {
-    client: std::sync::OnceLock<reqwest::Client>,
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl Fetch for HttpsFetch {
@@ -75,15 +75,19 @@ impl Fetch for HttpsFetch {
         url: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
         Box::pin(async move {
-            let client = self.client.get_or_init(|| {
-                reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_secs(10))
-                    .https_only(true)
-                    // A redirect could lead off the checked host.
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .unwrap_or_default()
-            });
+            let client = self
+                .client
+                .get_or_init(|| {
+                    reqwest::Client::builder()
+                        .timeout(std::time::Duration::from_secs(10))
+                        .https_only(true)
+                        // A redirect could lead off the checked host.
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .map_err(|e| format!("no HTTPS client: {e}"))
+                })
+                .as_ref()
+                .map_err(Clone::clone)?;
             let response = client.get(url).send().await.map_err(|e| e.to_string())?;
             let status = response.status();
             if !status.is_success() {
