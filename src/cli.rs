@@ -159,6 +159,9 @@ pub enum Command {
     /// Manage contacts.
     #[command(subcommand)]
     Contacts(ContactsCommand),
+    /// Bounces and complaints reported after the fact.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
     /// Per campaign and per step counts.
     Stats {
         /// Only this campaign.
@@ -208,5 +211,19 @@ pub enum ContactsCommand {
     Unsubscribe {
         /// The contact's email address.
         email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Read delivery status notifications (RFC 3464) and abuse reports (RFC 5965 ARF), one
+    /// message per file (`-` for standard input, the default), and apply them: a hard
+    /// bounce or a complaint suppresses the contact; other mail is ignored with a note.
+    Ingest {
+        /// Message files (.eml), or `-` for standard input.
+        files: Vec<PathBuf>,
+        /// Treat this RFC 3339 time as the current time.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
     },
 }

@@ -50,6 +50,12 @@ struct FileConfig {
     dkim_domain: Option<String>,
     dkim_selector: Option<String>,
     dkim_private_key: Option<Secret>,
+    sendgrid_webhook_key: Option<String>,
+    webhook_user: Option<String>,
+    webhook_password: Option<Secret>,
+    mailgun_signing_key: Option<Secret>,
+    ses_topic_arns: Option<Vec<String>>,
+    soft_bounce_limit: Option<u32>,
 }
 
 /// The resolved configuration.
@@ -75,6 +81,17 @@ pub struct Config {
     pub dkim_domain: Option<String>,
     pub dkim_selector: Option<String>,
     pub dkim_private_key: Option<Secret>,
+    /// SendGrid's event webhook verification key (base64 DER public key).
+    pub sendgrid_webhook_key: Option<String>,
+    /// Basic-auth user and password of the Postmark webhook.
+    pub webhook_user: Option<String>,
+    pub webhook_password: Option<Secret>,
+    /// Mailgun's HTTP webhook signing key.
+    pub mailgun_signing_key: Option<Secret>,
+    /// The SNS topics whose SES notifications are taken.
+    pub ses_topic_arns: Vec<String>,
+    /// Soft bounces in a row that make a contact `bounced`.
+    pub soft_bounce_limit: u32,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -131,6 +148,26 @@ impl Config {
                 None => nurture_sender::DEFAULT_SMTP_TIMEOUT.as_secs(),
             },
         };
+        let soft_bounce_limit = match env("NURTURE_SOFT_BOUNCE_LIMIT") {
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                invalid(format!(
+                    "NURTURE_SOFT_BOUNCE_LIMIT must be a positive whole number, not `{v}`"
+                ))
+            })?,
+            None => match file.soft_bounce_limit {
+                Some(0) => return Err(invalid("soft_bounce_limit must be at least 1")),
+                Some(n) => n,
+                None => nurture_server::bounces::DEFAULT_SOFT_BOUNCE_LIMIT,
+            },
+        };
+        let ses_topic_arns = match env("NURTURE_SES_TOPIC_ARNS") {
+            Some(v) => v
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            None => file.ses_topic_arns.unwrap_or_default(),
+        };
         Ok(Self {
             database_url: pick_secret(
                 global.database_url.as_ref(),
@@ -169,6 +206,16 @@ impl Config {
             dkim_domain: pick("NURTURE_DKIM_DOMAIN", file.dkim_domain),
             dkim_selector: pick("NURTURE_DKIM_SELECTOR", file.dkim_selector),
             dkim_private_key: pick_secret(None, "NURTURE_DKIM_PRIVATE_KEY", file.dkim_private_key),
+            sendgrid_webhook_key: pick("NURTURE_SENDGRID_WEBHOOK_KEY", file.sendgrid_webhook_key),
+            webhook_user: pick("NURTURE_WEBHOOK_USER", file.webhook_user),
+            webhook_password: pick_secret(None, "NURTURE_WEBHOOK_PASSWORD", file.webhook_password),
+            mailgun_signing_key: pick_secret(
+                None,
+                "NURTURE_MAILGUN_SIGNING_KEY",
+                file.mailgun_signing_key,
+            ),
+            ses_topic_arns,
+            soft_bounce_limit,
         })
     }
 }

@@ -63,6 +63,26 @@ impl Run {
         self.cmd.spawn().unwrap()
     }
 
+    /// Runs it with `input` on standard input.
+    pub fn input(mut self, input: &[u8]) -> Done {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Done {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     pub fn output(mut self) -> Done {
         let out: Output = self.cmd.output().unwrap();
         Done {

@@ -215,6 +215,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
     };
     let enrollments = tx.contact_enrollments(contact.id).await?;
     let messages = tx.contact_messages(contact.id).await?;
+    let signals = tx.contact_signals(contact.id).await?;
     tx.commit().await?;
     let doc = json!({
         "email": contact.email,
@@ -243,6 +244,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
             "attempts": m.attempts,
             "next_attempt_at": time(m.next_attempt_at),
         })).collect::<Vec<_>>(),
+        "signals": super::bounces::signals_json(&signals),
     });
     if as_json {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
@@ -284,6 +286,12 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
                 .unwrap_or_default(),
         };
         outln!("  {:<24} {:<10} {detail}", e.campaign_id, e.state);
+    }
+    if !signals.is_empty() {
+        outln!("bounces and complaints:");
+        for line in super::bounces::signal_lines(&signals, &messages) {
+            outln!("  {line}");
+        }
     }
     outln!("messages:");
     if messages.is_empty() {

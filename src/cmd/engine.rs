@@ -87,6 +87,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             wake: wake.clone(),
             metrics,
             health: health.clone(),
+            bounces: std::sync::Arc::new(super::bounces::webhooks(config)?),
         },
     )
     .await?;
@@ -304,6 +305,7 @@ struct HttpParts {
     wake: std::sync::Arc<tokio::sync::Notify>,
     metrics: std::sync::Arc<nurture_server::Metrics>,
     health: std::sync::Arc<nurture_server::Health>,
+    bounces: std::sync::Arc<nurture_server::bounces::Webhooks>,
 }
 
 /// The HTTP server on a thread and a runtime of its own, so that a busy delivery round (this
@@ -361,6 +363,7 @@ impl HttpThread {
                         wake: parts.wake,
                         metrics: parts.metrics,
                         health: parts.health,
+                        bounces: parts.bounces,
                     };
                     let _ = ready_tx.send(Ok(()));
                     let served = nurture_server::serve(listener, state, async move {

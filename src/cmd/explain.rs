@@ -115,6 +115,13 @@ pub async fn explain(
     if !contact.attributes.is_empty() {
         out.push(format!("  attributes: {}", pairs(&contact.attributes)));
     }
+    let signals = tx.contact_signals(contact.id).await?;
+    if !signals.is_empty() {
+        out.push("  bounces and complaints:".into());
+        for line in super::bounces::signal_lines(&signals, &messages) {
+            out.push(format!("    {line}"));
+        }
+    }
 
     if enrollments.is_empty() {
         out.push(String::new());

@@ -1,5 +1,6 @@
 //! One module per command; each turns parsed arguments into calls on the library crates.
 
+mod bounces;
 mod common;
 mod contacts;
 mod engine;
@@ -55,6 +56,7 @@ async fn run_async(config: Config, command: Command) -> anyhow::Result<ExitCode>
             at,
         } => engine::enroll(&config, &campaign, &email, at.as_deref()).await,
         Command::Contacts(c) => contacts::run(&config, c).await,
+        Command::Bounces(c) => bounces::run(&config, c).await,
         Command::TestSend {
             campaign,
             to,

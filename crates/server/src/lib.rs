@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /api/events`, `POST /api/contacts` (bearer key, 64 KiB bodies) | `ingest` |
 //! | `GET`/`POST /u/TOKEN`, `GET /o/TOKEN`, `GET /c/TOKEN` | `links`, `pages` |
+//! | `POST /webhooks/bounces/{ses,sendgrid,postmark,mailgun,generic}` | [`bounces`] |
 //! | `GET /healthz`, `GET /metrics` | `ops`, with the counters of [`Metrics`] and the daemon's [`Health`] |
 //!
 //! [`serve`] accepts connections itself (module `listen`) so that idle, slow or greedy
@@ -18,6 +19,7 @@
 //! takes `now` as a parameter like the rest of the engine.
 
 mod auth;
+pub mod bounces;
 mod ingest;
 mod limits;
 mod links;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the daemon's last round worked; `/healthz` answers 503 while it does not.
     pub health: Arc<Health>,
+    /// The bounce webhooks' keys and policy (`/webhooks/bounces/*`).
+    pub bounces: Arc<bounces::Webhooks>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -104,8 +108,17 @@ pub fn router_with(state: AppState, limits: &Limits) -> Router {
             limits.page_body,
             limits::refuse_large,
         ));
+    // Providers batch their events: a larger body than the ingest API's, read only once
+    // each route has checked what its provider signs.
+    let webhooks = bounces::routes()
+        .layer(DefaultBodyLimit::max(bounces::MAX_WEBHOOK_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            bounces::MAX_WEBHOOK_BODY,
+            limits::refuse_large,
+        ));
     Router::new()
         .merge(api)
+        .merge(webhooks)
         .merge(rest)
         .layer(axum::middleware::from_fn_with_state(
             limits.request_timeout,

@@ -14,6 +14,7 @@ mod events;
 pub mod history;
 mod messages;
 mod metrics;
+mod signals;
 mod stats;
 
 use std::str::FromStr;
@@ -28,6 +29,7 @@ pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, New
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
 pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
+pub use signals::{NewSignal, SignalKind, SignalRow, normalize_message_id};
 pub use stats::{CampaignStats, StepStats};
 
 /// Result type of this crate.

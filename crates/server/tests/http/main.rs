@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bounces;
 mod ingest;
 mod limits;
 mod links;
