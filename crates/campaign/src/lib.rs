@@ -16,6 +16,7 @@ mod duration;
 mod load;
 mod model;
 mod schedule;
+mod split;
 pub mod schema;
 mod window;
 pub mod yaml;
@@ -31,4 +32,5 @@ pub use model::{
     Tracking, Trigger,
 };
 pub use schedule::Cron;
+pub use split::{AbTest, Arm, Metric, Variant};
 pub use window::{Hours, SendWindow, WindowZone, parse_weekday};
