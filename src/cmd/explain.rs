@@ -265,7 +265,7 @@ fn action_text(campaign: Option<&Campaign>, step: &str) -> String {
             .join(", "),
         Action::Goto(target) => format!("went on to `{target}`"),
         Action::Wait => "a pure wait".into(),
-        Action::Exit | Action::Send(_) => String::new(),
+        Action::Exit | Action::Send(_) | Action::Split(_) => String::new(),
     };
     match &step.when {
         Some(cond) => format!("{did}; {cond} held"),

@@ -759,15 +759,15 @@ impl<'f> Decoder<'f> {
         }
         let action = match actions.first().copied() {
             None => Some(Action::Wait),
-            Some("send") => self.send_action(&f, i).and_then(|mut send| {
-                match f.get("variants") {
+            Some("send") => self
+                .send_action(&f, i)
+                .and_then(|mut send| match f.get("variants") {
                     Some(n) => {
                         send.variants = self.variants(n, &send, i)?;
                         Some(Action::Send(send))
                     }
                     None => Some(Action::Send(send)),
-                }
-            }),
+                }),
             Some("split") => f
                 .get("split")
                 .and_then(|n| self.split_arms(n, i))

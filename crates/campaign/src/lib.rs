@@ -16,8 +16,8 @@ mod duration;
 mod load;
 mod model;
 mod schedule;
-mod split;
 pub mod schema;
+mod split;
 mod window;
 pub mod yaml;
 

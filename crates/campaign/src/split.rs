@@ -352,7 +352,10 @@ impl Decoder<'_> {
                         "`weight` must be a positive whole number, found {}",
                         n.describe()
                     ),
-                    Some("weights are relative shares: `weight: 50` and `weight: 50` split evenly".into()),
+                    Some(
+                        "weights are relative shares: `weight: 50` and `weight: 50` split evenly"
+                            .into(),
+                    ),
                 );
                 None
             }

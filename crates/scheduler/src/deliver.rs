@@ -532,8 +532,7 @@ impl Engine {
         }
         // Frequency caps (SPEC §13): decided here, under the contacts' locks, so they hold
         // across campaigns and daemons; a message that does not fit goes back to the queue.
-        let (marks, capped, postponed) =
-            crate::frequency::admit(self, &mut tx, marks, now).await?;
+        let (marks, capped, postponed) = crate::frequency::admit(self, &mut tx, marks, now).await?;
         let mut marked = Vec::with_capacity(marks.len());
         let mut dropped = Vec::new();
         if !marks.is_empty() {

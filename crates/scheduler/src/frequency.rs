@@ -38,7 +38,11 @@ impl std::fmt::Display for FrequencyCap {
 /// An email at `s` counts in the window `(t - per, t]`: it stops counting at `s + per`.
 /// Moving later only lets emails fall out of windows, so the answer is found by pushing `t`
 /// forward until no cap is full.
-pub fn first_fit(sent: &[DateTime<Utc>], caps: &[FrequencyCap], now: DateTime<Utc>) -> DateTime<Utc> {
+pub fn first_fit(
+    sent: &[DateTime<Utc>],
+    caps: &[FrequencyCap],
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
     let mut sent: Vec<DateTime<Utc>> = sent.iter().copied().filter(|s| *s <= now).collect();
     sent.sort_unstable();
     let mut t = now;
@@ -167,7 +171,12 @@ pub(crate) async fn admit<'a, P>(
 }
 
 /// `at`, or the next opening of the message's send window after it.
-async fn in_window(engine: &Engine, tx: &mut Tx, m: &MessageRow, at: DateTime<Utc>) -> Result<DateTime<Utc>> {
+async fn in_window(
+    engine: &Engine,
+    tx: &mut Tx,
+    m: &MessageRow,
+    at: DateTime<Utc>,
+) -> Result<DateTime<Utc>> {
     let c = engine.version(m.version_id).await?;
     let Some(step) = c.steps.iter().find(|s| s.id.as_str() == m.step_id) else {
         return Ok(at);
@@ -210,7 +219,11 @@ mod tests {
             (&[], vec![], now),
             (&[], vec![cap(1, "1d")], now),
             // One email an hour ago, 1 per day: a day after it.
-            (&["2026-03-02T09:00:00Z"], vec![cap(1, "1d")], "2026-03-03T09:00:00Z"),
+            (
+                &["2026-03-02T09:00:00Z"],
+                vec![cap(1, "1d")],
+                "2026-03-03T09:00:00Z",
+            ),
             // One email exactly a day ago has left the window.
             (&["2026-03-01T10:00:00Z"], vec![cap(1, "1d")], now),
             // 2 per day with one sent: fits now.

@@ -75,7 +75,11 @@ pub(crate) async fn choose(
 }
 
 /// The winner of a step's test if it has `auto_winner: true` and the winner is called.
-pub(crate) async fn auto_winner(tx: &mut Tx, campaign: &str, step: &Step) -> Result<Option<String>> {
+pub(crate) async fn auto_winner(
+    tx: &mut Tx,
+    campaign: &str,
+    step: &Step,
+) -> Result<Option<String>> {
     let Some(test) = step.test.filter(|t| t.auto_winner) else {
         return Ok(None);
     };
@@ -121,6 +125,9 @@ mod tests {
         }
         assert!((800..1_200).contains(&a), "{a} of 10000 in a");
         assert_eq!(assign("c", "x@example.com", "s", &[]), None);
-        assert_eq!(assign("c", "x@example.com", "s", &[("only", 3)]), Some("only"));
+        assert_eq!(
+            assign("c", "x@example.com", "s", &[("only", 3)]),
+            Some("only")
+        );
     }
 }

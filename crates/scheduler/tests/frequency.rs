@@ -101,7 +101,10 @@ async fn second_campaign_waits_for_the_next_day(backend: Backend) {
     let next_day = (t0 + Duration::days(1)).timestamp_millis();
     let m = messages(&e, lead).await;
     let states: Vec<&str> = m.iter().map(|(_, s, _)| s.as_str()).collect();
-    assert!(states.contains(&"sent") && states.contains(&"queued"), "{m:?}");
+    assert!(
+        states.contains(&"sent") && states.contains(&"queued"),
+        "{m:?}"
+    );
     let (waiting, _, due) = m.iter().find(|(_, s, _)| s == "queued").unwrap();
     assert_eq!(*due, Some(next_day));
 
@@ -186,7 +189,9 @@ async fn send_window_applies_after_the_cap(backend: Backend) {
     let e = engine(&w, caps(&[(1, "6h")])).await;
     let t0 = at("2026-03-02T10:00:00Z");
     let alpha = campaign("alpha", "");
-    e.sync(std::slice::from_ref(&alpha), true, t0).await.unwrap();
+    e.sync(std::slice::from_ref(&alpha), true, t0)
+        .await
+        .unwrap();
     let lead = support::capture(&e, "ana@x.example", "lead.captured", t0).await;
     let courier = Arc::new(Accepting::default());
     e.run_once(t0).await.unwrap();
@@ -245,9 +250,17 @@ async fn two_engines_racing_never_send_past_the_cap(backend: Backend) {
     assert_eq!(da.unwrap().sent + db.unwrap().sent, 12);
     let sent = courier.0.lock().unwrap().clone();
     for lead in &leads {
-        assert_eq!(sent.iter().filter(|(c, _)| c == lead).count(), 1, "lead {lead}: {sent:?}");
+        assert_eq!(
+            sent.iter().filter(|(c, _)| c == lead).count(),
+            1,
+            "lead {lead}: {sent:?}"
+        );
         let m = messages(&a, *lead).await;
-        assert_eq!(m.iter().filter(|(_, s, _)| s == "queued").count(), 2, "{m:?}");
+        assert_eq!(
+            m.iter().filter(|(_, s, _)| s == "queued").count(),
+            2,
+            "{m:?}"
+        );
     }
 }
 

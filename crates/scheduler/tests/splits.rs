@@ -91,11 +91,16 @@ async fn variants_are_assigned_by_the_stable_hash_and_sent(backend: Backend) {
     let w = World::new(backend).await;
     let e = &w.engine;
     let t0 = at("2026-03-02T09:00:00Z");
-    e.sync(&[load("subjects", VARIANTS)], true, t0).await.unwrap();
+    e.sync(&[load("subjects", VARIANTS)], true, t0)
+        .await
+        .unwrap();
     let mut leads = Vec::new();
     for i in 0..40 {
         let email = format!("lead{i}@x.example");
-        leads.push((support::capture(e, &email, "lead.captured", t0).await, email));
+        leads.push((
+            support::capture(e, &email, "lead.captured", t0).await,
+            email,
+        ));
     }
     let courier = Arc::new(Accepting::default());
 
@@ -117,7 +122,10 @@ async fn variants_are_assigned_by_the_stable_hash_and_sent(backend: Backend) {
         match want {
             "bold" => {
                 bold += 1;
-                assert_eq!((subject.as_str(), template.as_str()), ("HELLO!", "hello-bold"));
+                assert_eq!(
+                    (subject.as_str(), template.as_str()),
+                    ("HELLO!", "hello-bold")
+                );
             }
             _ => assert_eq!((subject.as_str(), template.as_str()), ("Hello", "hello")),
         }
@@ -161,7 +169,10 @@ async fn split_routes_by_arm_and_auto_winner_takes_over(backend: Backend) {
     let mut leads = Vec::new();
     for i in 0..30 {
         let email = format!("lead{i}@x.example");
-        leads.push((support::capture(e, &email, "lead.captured", t0).await, email));
+        leads.push((
+            support::capture(e, &email, "lead.captured", t0).await,
+            email,
+        ));
     }
     let courier = Arc::new(Accepting::default());
     e.run_once(t0).await.unwrap();
@@ -179,7 +190,11 @@ async fn split_routes_by_arm_and_auto_winner_takes_over(backend: Backend) {
             short.push(*id);
         }
     }
-    assert!(short.len() >= 5 && short.len() <= 25, "{} short", short.len());
+    assert!(
+        short.len() >= 5 && short.len() <= 25,
+        "{} short",
+        short.len()
+    );
     // The split is recorded with its arm, for explain and stats.
     let mut tx = e.store().begin().await.unwrap();
     let en = tx.contact_enrollments(leads[0].0).await.unwrap();
