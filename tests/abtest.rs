@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use crate::support::Project;
 
-const TEMPLATE: &str = "<p>Hello {{contact.email}}</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>\n";
+const TEMPLATE: &str =
+    "<p>Hello {{contact.email}}</p><p><a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>\n";
 
 fn campaign(id: &str, steps: &str) -> String {
     format!(
@@ -82,15 +83,17 @@ fn cap_of_one_a_day_postpones_the_second_campaign_to_the_next_day() {
         explain.contains("postponed  (frequency cap)") && explain.contains("2026-03-03T09:00:00Z"),
         "{explain}"
     );
-    let stats: Value = serde_json::from_str(
-        &p.nurture(&["stats", "--json"]).output().success().stdout,
-    )
-    .unwrap();
+    let stats: Value =
+        serde_json::from_str(&p.nurture(&["stats", "--json"]).output().success().stdout).unwrap();
     let postponed: i64 = stats["campaigns"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["steps"][0]["postponed_by_frequency_cap"].as_i64().unwrap())
+        .map(|c| {
+            c["steps"][0]["postponed_by_frequency_cap"]
+                .as_i64()
+                .unwrap()
+        })
         .sum();
     assert_eq!(postponed, 1, "{stats:#}");
 }
@@ -125,7 +128,11 @@ fn nurture_frequency_overrides_the_file() {
     let zero = project("[[frequency]]\nmax = 0\nper = \"1d\"\n", &[]);
     let out = zero.nurture(&["stats"]).output();
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("`max` must be at least 1"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`max` must be at least 1"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -296,7 +296,11 @@ async fn message_lines(
             "message {}",
             m.message_id.as_deref().unwrap_or("(no Message-ID)")
         ),
-        "queued" => format!("waiting for delivery since {}", utc(m.created_at)),
+        "queued" => match m.next_attempt_at {
+            // Postponed (by the frequency cap): the decision line below says why.
+            Some(next) if next > m.created_at => format!("waiting for delivery at {}", utc(next)),
+            _ => format!("waiting for delivery since {}", utc(m.created_at)),
+        },
         "deferred" => format!(
             "retrying {}; last reply: {}",
             m.next_attempt_at.map_or_else(|| "-".to_string(), utc),
