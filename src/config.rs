@@ -56,6 +56,69 @@ struct FileConfig {
     mailgun_signing_key: Option<Secret>,
     ses_topic_arns: Option<Vec<String>>,
     soft_bounce_limit: Option<u32>,
+    frequency: Option<Vec<FrequencyRule>>,
+}
+
+/// One `[[frequency]]` table: at most `max` emails per contact in any `per`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrequencyRule {
+    max: u32,
+    per: String,
+}
+
+/// The frequency caps: `NURTURE_FREQUENCY` (`2/1d,5/1w`, or `none`) beats the file's
+/// `[[frequency]]` tables.
+fn frequency_caps(
+    var: Option<String>,
+    file: Option<Vec<FrequencyRule>>,
+) -> anyhow::Result<Vec<nurture_scheduler::FrequencyCap>> {
+    let rules: Vec<(u32, String, String)> = match var {
+        Some(v) if v.trim() == "none" => Vec::new(),
+        Some(v) => {
+            let mut out = Vec::new();
+            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let Some((max, per)) = part.split_once('/') else {
+                    return Err(invalid(format!(
+                        "NURTURE_FREQUENCY must look like `2/1d,5/1w` (max/per, comma-separated), not `{v}`"
+                    )));
+                };
+                let max = max.trim().parse::<u32>().map_err(|_| {
+                    invalid(format!(
+                        "NURTURE_FREQUENCY: `{max}` in `{part}` is not a whole number of emails"
+                    ))
+                })?;
+                out.push((
+                    max,
+                    per.trim().to_string(),
+                    format!("NURTURE_FREQUENCY `{part}`"),
+                ));
+            }
+            out
+        }
+        None => file
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (r.max, r.per, format!("[[frequency]] table {}", i + 1)))
+            .collect(),
+    };
+    let mut caps = Vec::new();
+    for (max, per, at) in rules {
+        if max == 0 {
+            return Err(invalid(format!("{at}: `max` must be at least 1")));
+        }
+        let per: nurture_campaign::Delay = per.parse().map_err(|e| {
+            invalid(format!(
+                "{at}: `per = \"{per}\"` is not a duration ({e}); write e.g. `per = \"1d\"`"
+            ))
+        })?;
+        if per.is_zero() {
+            return Err(invalid(format!("{at}: `per` must be longer than zero")));
+        }
+        caps.push(nurture_scheduler::FrequencyCap { max, per });
+    }
+    Ok(caps)
 }
 
 /// The resolved configuration.
@@ -92,6 +155,8 @@ pub struct Config {
     pub ses_topic_arns: Vec<String>,
     /// Soft bounces in a row that make a contact `bounced`.
     pub soft_bounce_limit: u32,
+    /// Frequency caps across campaigns (SPEC §13); empty: none.
+    pub frequency: Vec<nurture_scheduler::FrequencyCap>,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -168,7 +233,9 @@ impl Config {
                 .collect(),
             None => file.ses_topic_arns.unwrap_or_default(),
         };
+        let frequency = frequency_caps(env("NURTURE_FREQUENCY"), file.frequency)?;
         Ok(Self {
+            frequency,
             database_url: pick_secret(
                 global.database_url.as_ref(),
                 "NURTURE_DATABASE_URL",

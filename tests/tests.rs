@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod abtest;
 mod bounces;
 mod cli;
 mod daemon;

@@ -35,6 +35,7 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
         store,
         EngineConfig {
             default_timezone: config.default_timezone,
+            frequency: config.frequency.clone(),
             ..EngineConfig::default()
         },
     ))

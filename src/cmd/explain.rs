@@ -272,7 +272,7 @@ fn action_text(campaign: Option<&Campaign>, step: &str) -> String {
             .join(", "),
         Action::Goto(target) => format!("went on to `{target}`"),
         Action::Wait => "a pure wait".into(),
-        Action::Exit | Action::Send(_) => String::new(),
+        Action::Exit | Action::Send(_) | Action::Split(_) => String::new(),
     };
     match &step.when {
         Some(cond) => format!("{did}; {cond} held"),
@@ -303,7 +303,11 @@ async fn message_lines(
             "message {}",
             m.message_id.as_deref().unwrap_or("(no Message-ID)")
         ),
-        "queued" => format!("waiting for delivery since {}", utc(m.created_at)),
+        "queued" => match m.next_attempt_at {
+            // Postponed (by the frequency cap): the decision line below says why.
+            Some(next) if next > m.created_at => format!("waiting for delivery at {}", utc(next)),
+            _ => format!("waiting for delivery since {}", utc(m.created_at)),
+        },
         "deferred" => format!(
             "retrying {}; last reply: {}",
             m.next_attempt_at.map_or_else(|| "-".to_string(), utc),

@@ -1,5 +1,6 @@
 //! One module per command; each turns parsed arguments into calls on the library crates.
 
+mod ab;
 mod bounces;
 mod common;
 mod contacts;

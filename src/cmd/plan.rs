@@ -219,6 +219,9 @@ fn step_changes(old: &Step, new: &Step) -> Vec<String> {
             if a.layout != b.layout {
                 out.push("layout".into());
             }
+            if a.variants != b.variants {
+                out.push("variants".into());
+            }
         }
         (a, b) if a.kind() != b.kind() => {
             out.push(format!("action {} → {}", a.kind(), b.kind()));

@@ -97,6 +97,7 @@ pub async fn simulate(config: &Config, args: &Args<'_>) -> anyhow::Result<ExitCo
         store,
         EngineConfig {
             default_timezone: config.default_timezone,
+            frequency: config.frequency.clone(),
             ..EngineConfig::default()
         },
     )
@@ -649,6 +650,13 @@ fn action_reason(campaign: &nurture_campaign::Campaign, step: &str) -> String {
         Action::Goto(target) => format!("continues at `{target}`"),
         Action::Wait => "a pure wait".into(),
         Action::Exit => "leaves the campaign".into(),
+        Action::Split(arms) => format!(
+            "splits between {}",
+            arms.iter()
+                .map(|a| format!("`{}` → `{}`", a.id, a.goto))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Action::Send(_) => String::new(),
     };
     match &step.when {

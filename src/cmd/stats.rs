@@ -20,6 +20,9 @@ pub async fn stats(config: &Config, only: Option<&str>, as_json: bool) -> anyhow
         return Err(invalid(format!("there is no campaign `{id}`")));
     }
     let mut campaigns = Vec::new();
+    // SPEC §13: per step, A/B tests and frequency-cap postponements.
+    let mut tests = std::collections::BTreeMap::new();
+    let mut postponed = std::collections::BTreeMap::new();
     for row in rows.iter().filter(|r| only.is_none_or(|id| id == r.id)) {
         let mut s = tx.campaign_stats(&row.id).await?;
         // Order steps as the campaign lists them, with every step present.
@@ -37,7 +40,12 @@ pub async fn stats(config: &Config, only: Option<&str>, as_json: bool) -> anyhow
             }
             ordered.append(&mut s.steps);
             s.steps = ordered;
+            tests.insert(
+                row.id.clone(),
+                super::ab::step_tests(&mut tx, &live.campaign).await?,
+            );
         }
+        postponed.insert(row.id.clone(), tx.cap_postponements(&row.id).await?);
         campaigns.push((row.status.clone(), s));
     }
     tx.commit().await?;
@@ -58,7 +66,18 @@ pub async fn stats(config: &Config, only: Option<&str>, as_json: bool) -> anyhow
                     "active": s.active,
                     "completed": s.completed,
                     "exited": exited,
-                    "steps": s.steps,
+                    "steps": s.steps.iter().map(|st| {
+                        let mut v = serde_json::to_value(st).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            let test = tests.get(&s.id).and_then(|t| t.get(&st.id));
+                            for (k, x) in super::ab::json_fields(test) {
+                                o.insert(k.into(), x);
+                            }
+                            let n = postponed.get(&s.id).and_then(|p| p.get(&st.id)).copied().unwrap_or(0);
+                            o.insert("postponed_by_frequency_cap".into(), json!(n));
+                        }
+                        v
+                    }).collect::<Vec<_>>(),
                 })
             }).collect::<Vec<_>>()
         });
@@ -105,6 +124,18 @@ pub async fn stats(config: &Config, only: Option<&str>, as_json: bool) -> anyhow
                 st.bounced,
                 st.unknown
             );
+        }
+        for st in &s.steps {
+            if let Some(n) = postponed.get(&s.id).and_then(|p| p.get(&st.id))
+                && *n > 0
+            {
+                outln!("  {}: {n} postponed by the frequency cap", st.id);
+            }
+            if let Some(t) = tests.get(&s.id).and_then(|t| t.get(&st.id)) {
+                for line in super::ab::lines(&st.id, t) {
+                    outln!("{line}");
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

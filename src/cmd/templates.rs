@@ -21,50 +21,67 @@ pub fn check(config: &Config, campaigns: &[CampaignFile]) -> Vec<Diagnostic> {
     for file in campaigns {
         let c = &file.campaign;
         for (i, step) in c.steps.iter().enumerate() {
-            let Action::Send(send) = &step.action else {
+            let Action::Send(base) = &step.action else {
                 continue;
             };
-            let layout = c.layout_for(send).map(|l| l.as_str());
-            for problem in templates.check_send(
-                send.template.as_str(),
-                layout,
-                &send.subject,
-                send.preheader.as_deref(),
-            ) {
-                let key = match &problem {
-                    TemplateProblem::Subject { .. } => format!("steps.{i}.subject"),
-                    TemplateProblem::Preheader { .. } => format!("steps.{i}.preheader"),
-                    TemplateProblem::MissingLayout { .. } if send.layout.is_some() => {
-                        format!("steps.{i}.layout")
-                    }
-                    TemplateProblem::MissingLayout { .. } => "layout".to_string(),
-                    _ => format!("steps.{i}.send"),
-                };
-                match &problem {
-                    TemplateProblem::Compile {
-                        path,
-                        line,
-                        col,
-                        message,
-                    } => {
-                        if reported.insert(path.display().to_string()) {
-                            out.push(in_template(path, *line, *col, message));
+            // The step's email and each A/B variant that differs from it (SPEC §13).
+            let sends = std::iter::once((None, base)).chain(
+                base.variants
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| {
+                        (&v.send.template, &v.send.subject, &v.send.preheader)
+                            != (&base.template, &base.subject, &base.preheader)
+                    })
+                    .map(|(n, v)| (Some(n), &v.send)),
+            );
+            for (variant, send) in sends {
+                let layout = c.layout_for(send).map(|l| l.as_str());
+                for problem in templates.check_send(
+                    send.template.as_str(),
+                    layout,
+                    &send.subject,
+                    send.preheader.as_deref(),
+                ) {
+                    let key = if let Some(n) = variant {
+                        format!("steps.{i}.variants.{n}.send")
+                    } else {
+                        match &problem {
+                            TemplateProblem::Subject { .. } => format!("steps.{i}.subject"),
+                            TemplateProblem::Preheader { .. } => format!("steps.{i}.preheader"),
+                            TemplateProblem::MissingLayout { .. } if send.layout.is_some() => {
+                                format!("steps.{i}.layout")
+                            }
+                            TemplateProblem::MissingLayout { .. } => "layout".to_string(),
+                            _ => format!("steps.{i}.send"),
                         }
-                    }
-                    TemplateProblem::MissingPartial { .. }
-                    | TemplateProblem::NoUnsubscribeLink { .. } => {
-                        // Several steps may share one template: say it once.
-                        if reported.insert(problem.to_string()) {
-                            out.push(
-                                file.diagnostic(&key, problem.to_string())
-                                    .hint(hint(&problem)),
-                            );
+                    };
+                    match &problem {
+                        TemplateProblem::Compile {
+                            path,
+                            line,
+                            col,
+                            message,
+                        } => {
+                            if reported.insert(path.display().to_string()) {
+                                out.push(in_template(path, *line, *col, message));
+                            }
                         }
+                        TemplateProblem::MissingPartial { .. }
+                        | TemplateProblem::NoUnsubscribeLink { .. } => {
+                            // Several steps may share one template: say it once.
+                            if reported.insert(problem.to_string()) {
+                                out.push(
+                                    file.diagnostic(&key, problem.to_string())
+                                        .hint(hint(&problem)),
+                                );
+                            }
+                        }
+                        _ => out.push(
+                            file.diagnostic(&key, problem.to_string())
+                                .hint(hint(&problem)),
+                        ),
                     }
-                    _ => out.push(
-                        file.diagnostic(&key, problem.to_string())
-                            .hint(hint(&problem)),
-                    ),
                 }
             }
         }

@@ -33,6 +33,7 @@ pub const CAMPAIGN_KEYS: &[&str] = &[
     "reentry",
     "send_window",
     "steps",
+    "frequency",
 ];
 /// Keys of a step.
 pub const STEP_KEYS: &[&str] = &[
@@ -51,6 +52,13 @@ pub const STEP_KEYS: &[&str] = &[
     "set",
     "goto",
     "exit",
+    "split",
+    "variants",
+    "frequency",
+    "metric",
+    "confidence",
+    "min_sample",
+    "auto_winner",
 ];
 /// Keys of a trigger.
 pub const TRIGGER_KEYS: &[&str] = &["event", "when", "schedule", "timezone"];
@@ -72,8 +80,16 @@ pub const CONDITION_HEADS: &[&str] = &[
     "opened",
     "clicked",
 ];
-const SEND_ONLY: &[&str] = &["subject", "preheader", "from", "reply_to", "layout"];
-const ACTIONS: &[&str] = &["send", "tag", "untag", "set", "goto", "exit"];
+const SEND_ONLY: &[&str] = &[
+    "subject",
+    "preheader",
+    "from",
+    "reply_to",
+    "layout",
+    "variants",
+    "frequency",
+];
+const ACTIONS: &[&str] = &["send", "tag", "untag", "set", "goto", "exit", "split"];
 
 /// Where a condition sits, which decides what it may refer to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +116,7 @@ pub(crate) struct Decoder<'f> {
 }
 
 /// A mapping's known entries, after unknown and duplicate keys were reported.
-struct Fields<'n> {
+pub(crate) struct Fields<'n> {
     node: &'n Node,
     entries: Vec<(&'n str, &'n Node, &'n Node)>,
     /// Keys suggested for typos; a missing key that was probably mistyped is not reported
@@ -109,14 +125,14 @@ struct Fields<'n> {
 }
 
 impl<'n> Fields<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries
             .iter()
             .find(|(k, ..)| *k == key)
             .map(|(_, _, v)| *v)
     }
 
-    fn key_span(&self, key: &str) -> Option<Span> {
+    pub(crate) fn key_span(&self, key: &str) -> Option<Span> {
         self.entries
             .iter()
             .find(|(k, ..)| *k == key)
@@ -158,13 +174,13 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+    pub(crate) fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
         let mut d = Diagnostic::at(self.file, span, message);
         d.hint = hint;
         self.diags.push(d);
     }
 
-    fn fields<'n>(
+    pub(crate) fn fields<'n>(
         &mut self,
         node: &'n Node,
         what: &str,
@@ -224,7 +240,7 @@ impl<'f> Decoder<'f> {
         })
     }
 
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match &node.kind {
             Kind::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
             _ => {
@@ -238,7 +254,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
         match node.to_json() {
             serde_json::Value::Bool(b) => Some(b),
             _ => {
@@ -326,7 +342,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn template_name(&mut self, node: &Node, what: &str) -> Option<TemplateName> {
+    pub(crate) fn template_name(&mut self, node: &Node, what: &str) -> Option<TemplateName> {
         let text = self.string(node, what)?;
         match TemplateName::new(text) {
             Ok(t) => Some(t),
@@ -337,7 +353,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn step_id(&mut self, node: &Node) -> Option<StepId> {
+    pub(crate) fn step_id(&mut self, node: &Node) -> Option<StepId> {
         let text = self.string(node, "a step id")?;
         match StepId::new(text) {
             Ok(s) => Some(s),
@@ -348,7 +364,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn record(&mut self, key: impl Into<String>, span: Span) {
+    pub(crate) fn record(&mut self, key: impl Into<String>, span: Span) {
         self.spans.insert(key.into(), span);
     }
 
@@ -423,6 +439,7 @@ impl<'f> Decoder<'f> {
             .map(|n| self.condition(n, Scope::Audience));
         let reentry = f.get("reentry").map(|n| self.reentry(n));
         let send_window = f.get("send_window").map(|n| self.window(n));
+        let frequency_exempt = f.get("frequency").map(|n| self.frequency(n));
 
         // Steps are decoded before exit_when so its `opened:`/`clicked:` can be checked.
         let steps = match f.get("steps") {
@@ -460,6 +477,10 @@ impl<'f> Decoder<'f> {
             reentry: reentry.flatten().unwrap_or_default(),
             send_window: send_window.flatten(),
             steps: steps?,
+            frequency_exempt: match frequency_exempt {
+                Some(e) => e?,
+                None => false,
+            },
         })
     }
 
@@ -738,7 +759,19 @@ impl<'f> Decoder<'f> {
         }
         let action = match actions.first().copied() {
             None => Some(Action::Wait),
-            Some("send") => self.send_action(&f, i).map(Action::Send),
+            Some("send") => self
+                .send_action(&f, i)
+                .and_then(|mut send| match f.get("variants") {
+                    Some(n) => {
+                        send.variants = self.variants(n, &send, i)?;
+                        Some(Action::Send(send))
+                    }
+                    None => Some(Action::Send(send)),
+                }),
+            Some("split") => f
+                .get("split")
+                .and_then(|n| self.split_arms(n, i))
+                .map(Action::Split),
             Some("tag") => f
                 .get("tag")
                 .and_then(|n| self.string_list(n, "`tag`"))
@@ -769,12 +802,20 @@ impl<'f> Decoder<'f> {
             }),
             Some(_) => None,
         };
+        let frequency_exempt = f.get("frequency").map(|n| self.frequency(n));
+        let has_choices = f.has("split") || f.has("variants");
+        let test = self.ab_test(&f, has_choices);
         Some(Step {
             id: id?,
             after: after.flatten(),
             when: when.flatten(),
             send_window: send_window.flatten(),
             action: action?,
+            frequency_exempt: match frequency_exempt {
+                Some(e) => e?,
+                None => false,
+            },
+            test: test?,
         })
     }
 
@@ -827,6 +868,7 @@ impl<'f> Decoder<'f> {
                 Some(l) => Some(l?),
                 None => None,
             },
+            variants: Vec::new(),
         })
     }
 
@@ -1078,21 +1120,28 @@ impl<'f> Decoder<'f> {
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
         let mut broken = false;
         for (i, step) in steps.iter().enumerate() {
-            let falls_through =
-                !matches!(step.action, Action::Goto(_) | Action::Exit) || step.when.is_some();
+            let falls_through = !matches!(
+                step.action,
+                Action::Goto(_) | Action::Exit | Action::Split(_)
+            ) || step.when.is_some();
+            let targets: Vec<(&StepId, String)> = match &step.action {
+                Action::Goto(target) => vec![(target, format!("steps.{i}.goto"))],
+                Action::Split(arms) => arms
+                    .iter()
+                    .enumerate()
+                    .map(|(n, a)| (&a.goto, format!("steps.{i}.split.{n}.goto")))
+                    .collect(),
+                _ => Vec::new(),
+            };
             if falls_through && i + 1 < steps.len() {
                 edges[i].push(i + 1);
             }
-            if let Action::Goto(target) = &step.action {
+            for (target, at) in targets {
                 match index.get(target) {
                     Some(&t) => edges[i].push(t),
                     None => {
                         broken = true;
-                        let span = self
-                            .spans
-                            .get(&format!("steps.{i}.goto"))
-                            .copied()
-                            .unwrap_or_default();
+                        let span = self.spans.get(&at).copied().unwrap_or_default();
                         let names: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
                         let hint = did_you_mean(target.as_str(), &names)
                             .map(|m| format!("did you mean `{m}`?"))

@@ -17,6 +17,7 @@ mod load;
 mod model;
 mod schedule;
 pub mod schema;
+mod split;
 mod window;
 pub mod yaml;
 
@@ -31,4 +32,5 @@ pub use model::{
     Tracking, Trigger,
 };
 pub use schedule::Cron;
+pub use split::{AbTest, Arm, Metric, Variant};
 pub use window::{Hours, SendWindow, WindowZone, parse_weekday};

@@ -10,6 +10,7 @@ use std::fmt;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::split::{AbTest, Arm, Variant};
 use crate::{Condition, Cron, Delay, Mailbox, SendWindow};
 
 macro_rules! name_type {
@@ -185,6 +186,9 @@ pub struct SendAction {
     pub reply_to: Option<Mailbox>,
     /// Overrides the campaign's layout.
     pub layout: Option<TemplateName>,
+    /// A/B variants of this email (SPEC §13); empty when the step has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
 }
 
 /// What a step does when it runs.
@@ -203,6 +207,8 @@ pub enum Action {
     Goto(StepId),
     /// Leave the campaign.
     Exit,
+    /// An A/B split: each contact continues at one arm's step (SPEC §13).
+    Split(Vec<Arm>),
     /// Nothing: a pure wait.
     Wait,
 }
@@ -217,6 +223,7 @@ impl Action {
             Action::Set(_) => "set",
             Action::Goto(_) => "goto",
             Action::Exit => "exit",
+            Action::Split(_) => "split",
             Action::Wait => "wait",
         }
     }
@@ -235,6 +242,12 @@ pub struct Step {
     pub send_window: Option<SendWindow>,
     /// What the step does.
     pub action: Action,
+    /// `frequency: exempt`: this email neither counts toward nor waits for the frequency caps.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frequency_exempt: bool,
+    /// How the winner of this step's split or variants is called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<AbTest>,
 }
 
 /// A validated campaign.
@@ -266,6 +279,9 @@ pub struct Campaign {
     pub send_window: Option<SendWindow>,
     /// The sequence, in order.
     pub steps: Vec<Step>,
+    /// `frequency: exempt`: none of this campaign's emails count toward or wait for the caps.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frequency_exempt: bool,
 }
 
 impl Campaign {
@@ -287,6 +303,12 @@ impl Campaign {
     /// The Reply-To of a send step.
     pub fn reply_to_for<'a>(&'a self, send: &'a SendAction) -> Option<&'a Mailbox> {
         send.reply_to.as_ref().or(self.reply_to.as_ref())
+    }
+
+    /// Whether a step's email is outside the frequency caps (`frequency: exempt` on the
+    /// step or on the campaign).
+    pub fn frequency_exempt(&self, step: &Step) -> bool {
+        self.frequency_exempt || step.frequency_exempt
     }
 
     /// The layout of a send step.

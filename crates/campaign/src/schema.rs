@@ -41,6 +41,44 @@ pub struct RawCampaign {
     pub send_window: Option<RawWindow>,
     /// The sequence of steps.
     pub steps: Vec<RawStep>,
+    /// `exempt`: no email of this campaign counts toward or waits for the frequency caps.
+    pub frequency: Option<RawFrequency>,
+}
+
+/// The only value of `frequency`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFrequency {
+    /// Outside the frequency caps (receipts, confirmations).
+    Exempt,
+}
+
+/// One arm of a `split`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawArm {
+    /// Unique within the split.
+    pub id: String,
+    /// Relative share of contacts (default 1).
+    pub weight: Option<u32>,
+    /// The step its contacts continue at.
+    pub goto: String,
+}
+
+/// One variant of an email step.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVariant {
+    /// Unique within the step.
+    pub id: String,
+    /// Relative share of contacts (default 1).
+    pub weight: Option<u32>,
+    /// This variant's subject (default: the step's).
+    pub subject: Option<String>,
+    /// This variant's template (default: the step's).
+    pub send: Option<String>,
+    /// This variant's preview text (default: the step's).
+    pub preheader: Option<String>,
 }
 
 /// Campaign status.
@@ -170,6 +208,20 @@ pub struct RawStep {
     pub goto: Option<String>,
     /// Leave the campaign.
     pub exit: Option<bool>,
+    /// A/B split: each contact continues at one arm's step, assigned by a stable hash.
+    pub split: Option<Vec<RawArm>>,
+    /// A/B variants of this email step.
+    pub variants: Option<Vec<RawVariant>>,
+    /// `exempt`: this email neither counts toward nor waits for the frequency caps.
+    pub frequency: Option<RawFrequency>,
+    /// What the A/B test compares: `opened`, `clicked` (default) or `goal`.
+    pub metric: Option<String>,
+    /// Confidence needed to call a winner (default 0.95).
+    pub confidence: Option<f64>,
+    /// Contacts sent per variant before a winner may be called (default 100).
+    pub min_sample: Option<u64>,
+    /// Once a winner is called, later contacts get only the winner.
+    pub auto_winner: Option<bool>,
 }
 
 /// One name or a list of names.

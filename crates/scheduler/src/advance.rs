@@ -101,7 +101,7 @@ pub(crate) async fn advance_batch(
 /// in a few multi-row statements (inside the same transaction, so a crash still loses or
 /// doubles nothing).
 #[derive(Default)]
-struct Writes {
+pub(crate) struct Writes {
     step_runs: Vec<NewStepRun>,
     messages: Vec<NewMessage>,
     advances: Vec<Advance>,
@@ -109,6 +109,8 @@ struct Writes {
     /// they are at the end of the batch, not written from the batch's copy, which another
     /// writer may have changed since it was read).
     profiles: std::collections::BTreeMap<i64, nurture_store::ProfileChange>,
+    /// The called winners of `auto_winner` tests, read once per batch and step.
+    pub(crate) winners: HashMap<(String, String), Option<String>>,
 }
 
 impl Writes {
@@ -126,6 +128,7 @@ impl Writes {
             step_id: step.to_string(),
             outcome,
             reason,
+            variant: None,
         });
     }
 
@@ -282,6 +285,8 @@ async fn advance_one(
                 let mut jump = None;
                 let outcome = match &step.action {
                     Action::Send(_) => {
+                        let variant =
+                            crate::split::choose(tx, w, c, step, &known.contact.email).await?;
                         w.messages.push(NewMessage {
                             enrollment_id: e.id,
                             seq,
@@ -290,6 +295,7 @@ async fn advance_one(
                             version_id: live.version_id,
                             step_id: step.id.to_string(),
                             due: now_ms,
+                            variant,
                         });
                         "queued"
                     }
@@ -324,6 +330,21 @@ async fn advance_one(
                         jump = c.step_index(target);
                         "goto"
                     }
+                    Action::Split(arms) => {
+                        let arm = crate::split::choose(tx, w, c, step, &known.contact.email)
+                            .await?
+                            .and_then(|id| arms.iter().find(|a| a.id == id));
+                        jump = arm.and_then(|a| c.step_index(&a.goto));
+                        w.step_runs.push(NewStepRun {
+                            enrollment_id: e.id,
+                            seq,
+                            step_id: step.id.to_string(),
+                            outcome: "split",
+                            reason: arm.map(|a| format!("arm `{}`: went on to `{}`", a.id, a.goto)),
+                            variant: arm.map(|a| a.id.clone()),
+                        });
+                        "split"
+                    }
                     Action::Exit => {
                         w.step_run(
                             &e,
@@ -336,7 +357,9 @@ async fn advance_one(
                     }
                     Action::Wait => "waited",
                 };
-                w.step_run(&e, seq, step.id.as_str(), outcome, None);
+                if outcome != "split" {
+                    w.step_run(&e, seq, step.id.as_str(), outcome, None);
+                }
                 if let Some(target) = jump {
                     idx = target;
                     let due = now

@@ -530,6 +530,9 @@ impl Engine {
         if leases.renewal_due() {
             leases.renew(&mut tx, &done).await?;
         }
+        // Frequency caps (SPEC §13): decided here, under the contacts' locks, so they hold
+        // across campaigns and daemons; a message that does not fit goes back to the queue.
+        let (marks, capped, postponed) = crate::frequency::admit(self, &mut tx, marks, now).await?;
         let mut marked = Vec::with_capacity(marks.len());
         let mut dropped = Vec::new();
         if !marks.is_empty() {
@@ -542,6 +545,10 @@ impl Engine {
                 .await?
                 .into_iter()
                 .collect();
+            let stamp: Vec<i64> = capped.into_iter().filter(|id| ok.contains(id)).collect();
+            if !stamp.is_empty() {
+                tx.stamp_capped(&stamp, now_ms).await?;
+            }
             for (m, _, p) in marks {
                 if ok.contains(&m.id) {
                     marked.push((m, p));
@@ -568,7 +575,7 @@ impl Engine {
             }
         }
         tx.commit().await?;
-        leases.release(done.into_iter().chain(dropped));
+        leases.release(done.into_iter().chain(dropped).chain(postponed));
         Ok((marked, out, started.elapsed()))
     }
 
@@ -1101,7 +1108,7 @@ fn job<'a>(
     };
     let step = campaign.steps.iter().find(|s| s.id.as_str() == m.step_id);
     let Some((step, send)) = step.and_then(|s| match &s.action {
-        Action::Send(send) => Some((s, send)),
+        Action::Send(send) => Some((s, send.variant(m.variant.as_deref()))),
         _ => None,
     }) else {
         return Err(settled(

@@ -11,8 +11,11 @@ mod advance;
 mod deliver;
 mod enroll;
 mod facts;
+pub mod frequency;
 mod live;
+pub mod split;
 mod time;
+pub mod winner;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +28,7 @@ use tokio::sync::RwLock;
 
 pub use deliver::{Courier, Delivered, Failure, Job, backoff, next_attempt};
 pub use enroll::EnrollOutcome;
+pub use frequency::FrequencyCap;
 pub use live::{LiveCampaign, SyncReport, remap_target};
 pub use time::{Clock, ManualClock, from_ms, to_ms};
 
@@ -115,6 +119,8 @@ pub struct EngineConfig {
     pub default_timezone: Tz,
     /// Enrollments advanced per transaction.
     pub batch: i64,
+    /// The frequency caps across campaigns (`[[frequency]]`; none by default).
+    pub frequency: Vec<FrequencyCap>,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +128,7 @@ impl Default for EngineConfig {
         Self {
             default_timezone: Tz::UTC,
             batch: 500,
+            frequency: Vec::new(),
         }
     }
 }

@@ -71,6 +71,8 @@ pub struct NewStepRun {
     pub outcome: &'static str,
     /// Why (a skip's false condition, a goal).
     pub reason: Option<String>,
+    /// The arm a `split` step assigned (SPEC §13).
+    pub variant: Option<String>,
 }
 
 /// Where an enrollment goes after a run (see [`Tx::advance_enrollments`]).
@@ -391,8 +393,8 @@ impl Tx {
     pub async fn insert_step_runs(&mut self, runs: &[NewStepRun], at: i64) -> Result<()> {
         for chunk in runs.chunks(crate::CHUNK) {
             let mut sql = format!(
-                "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at) VALUES {}",
-                self.value_rows(chunk.len(), 6)
+                "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at, variant) VALUES {}",
+                self.value_rows(chunk.len(), 7)
             );
             sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
             let mut q = crate::batched(sql);
@@ -403,7 +405,8 @@ impl Tx {
                     .bind(r.step_id.clone())
                     .bind(r.outcome)
                     .bind(r.reason.clone())
-                    .bind(at);
+                    .bind(at)
+                    .bind(r.variant.clone());
             }
             q.execute(self.conn()).await?;
         }

@@ -75,6 +75,8 @@ pub struct MessageRow {
     pub sent_at: Option<i64>,
     /// Next attempt (ms).
     pub next_attempt_at: Option<i64>,
+    /// The A/B variant of the step's email it was assigned (SPEC §13), if the step has any.
+    pub variant: Option<String>,
 }
 
 /// An email to queue (see [`Tx::queue_messages`]).
@@ -94,6 +96,8 @@ pub struct NewMessage {
     pub step_id: String,
     /// First attempt at (ms).
     pub due: i64,
+    /// The A/B variant of the step's email, if the step has variants.
+    pub variant: Option<String>,
 }
 
 /// Whose waiting mail [`Tx::suppress_waiting_messages`] settles.
@@ -126,6 +130,7 @@ fn decode(r: &AnyRow) -> Result<MessageRow> {
         created_at: r.try_get("created_at")?,
         sent_at: r.try_get("sent_at")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
+        variant: r.try_get("variant")?,
     })
 }
 
@@ -168,8 +173,8 @@ impl Tx {
         let mut n = 0;
         for chunk in messages.chunks(crate::CHUNK) {
             let mut sql = format!(
-                "INSERT INTO messages (enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, next_attempt_at, created_at, updated_at) VALUES {}",
-                self.value_rows(chunk.len(), 10)
+                "INSERT INTO messages (enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, next_attempt_at, created_at, updated_at, variant) VALUES {}",
+                self.value_rows(chunk.len(), 11)
             );
             sql.push_str(" ON CONFLICT (enrollment_id, seq) DO NOTHING");
             let mut q = crate::batched(sql);
@@ -184,7 +189,8 @@ impl Tx {
                     .bind("queued")
                     .bind(m.due)
                     .bind(now)
-                    .bind(now);
+                    .bind(now)
+                    .bind(m.variant.clone());
             }
             n += q.execute(self.conn()).await?.rows_affected();
         }
@@ -219,11 +225,12 @@ impl Tx {
                 i64,
                 Option<i64>,
                 Option<i64>,
+                Option<String>,
             );
             let mut out: Vec<MessageRow> = self
                 .fetch_packed::<Packed>(
                     sqlx::query(
-                        "SELECT json_group_array(json_array(id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at))
+                        "SELECT json_group_array(json_array(id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at, variant))
                          FROM (SELECT * FROM messages
                                WHERE state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
                                ORDER BY next_attempt_at LIMIT $2)",
@@ -248,6 +255,7 @@ impl Tx {
                     created_at: r.11,
                     sent_at: r.12,
                     next_attempt_at: r.13,
+                    variant: r.14,
                 })
                 .collect();
             out.sort_by_key(|m| m.id);
@@ -265,12 +273,12 @@ impl Tx {
                  SELECT id FROM messages
                  WHERE state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
                  ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-             RETURNING id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at",
+             RETURNING id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at, variant",
             "UPDATE messages SET lease_until = $2, lease_owner = $4 WHERE id IN (
                  SELECT id FROM messages
                  WHERE state IN ('queued', 'deferred') AND held = 0 AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
                  ORDER BY next_attempt_at LIMIT $3)
-             RETURNING id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at",
+             RETURNING id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at, variant",
         );
         let rows = sqlx::query(sql)
             .bind(now)
@@ -688,7 +696,7 @@ impl Tx {
     /// Every message of a contact, oldest first.
     pub async fn contact_messages(&mut self, contact_id: i64) -> Result<Vec<MessageRow>> {
         let rows = sqlx::query(
-            "SELECT id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at
+            "SELECT id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at, variant
              FROM messages WHERE contact_id = $1 ORDER BY id",
         )
         .bind(contact_id)
@@ -715,7 +723,7 @@ impl Tx {
     /// A message by id.
     pub async fn message(&mut self, id: i64) -> Result<Option<MessageRow>> {
         let row = sqlx::query(
-            "SELECT id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at
+            "SELECT id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, attempts, message_id, error, created_at, sent_at, next_attempt_at, variant
              FROM messages WHERE id = $1",
         )
         .bind(id)
