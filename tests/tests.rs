@@ -5,6 +5,7 @@
 
 mod cli;
 mod daemon;
+mod dashboard;
 mod delivery;
 mod explain;
 mod plan;

@@ -87,6 +87,12 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             wake: wake.clone(),
             metrics,
             health: health.clone(),
+            dashboard: config.dashboard_password.as_ref().map(|p| {
+                std::sync::Arc::new(nurture_server::Dashboard::new(
+                    p.expose(),
+                    config.base_url.starts_with("https://"),
+                ))
+            }),
         },
     )
     .await?;
@@ -304,6 +310,7 @@ struct HttpParts {
     wake: std::sync::Arc<tokio::sync::Notify>,
     metrics: std::sync::Arc<nurture_server::Metrics>,
     health: std::sync::Arc<nurture_server::Health>,
+    dashboard: Option<std::sync::Arc<nurture_server::Dashboard>>,
 }
 
 /// The HTTP server on a thread and a runtime of its own, so that a busy delivery round (this
@@ -361,6 +368,7 @@ impl HttpThread {
                         wake: parts.wake,
                         metrics: parts.metrics,
                         health: parts.health,
+                        dashboard: parts.dashboard,
                     };
                     let _ = ready_tx.send(Ok(()));
                     let served = nurture_server::serve(listener, state, async move {

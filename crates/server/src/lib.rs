@@ -5,6 +5,7 @@
 //! | `POST /api/events`, `POST /api/contacts` (bearer key, 64 KiB bodies) | `ingest` |
 //! | `GET`/`POST /u/TOKEN`, `GET /o/TOKEN`, `GET /c/TOKEN` | `links`, `pages` |
 //! | `GET /healthz`, `GET /metrics` | `ops`, with the counters of [`Metrics`] and the daemon's [`Health`] |
+//! | `/dashboard/*` (when a password is set) | `dashboard` |
 //!
 //! [`serve`] accepts connections itself (module `listen`) so that idle, slow or greedy
 //! clients cannot exhaust the daemon: see [`Limits`] for the bounds. The daemon runs it on a
@@ -18,6 +19,7 @@
 //! takes `now` as a parameter like the rest of the engine.
 
 mod auth;
+mod dashboard;
 mod ingest;
 mod limits;
 mod links;
@@ -34,6 +36,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
+pub use dashboard::{Dashboard, LoginLimiter};
 pub use limits::Limits;
 pub use metrics::Metrics;
 pub use ops::Health;
@@ -57,6 +60,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the daemon's last round worked; `/healthz` answers 503 while it does not.
     pub health: Arc<Health>,
+    /// The dashboard (SPEC §12); `None` when no `dashboard_password` is set: its routes 404.
+    pub dashboard: Option<Arc<Dashboard>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,6 +103,7 @@ pub fn router_with(state: AppState, limits: &Limits) -> Router {
         .route("/c/{token}", get(links::click))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .merge(dashboard::routes(state.clone()))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(limits.page_body))
         .layer(axum::middleware::from_fn_with_state(

@@ -71,7 +71,11 @@ pub(crate) async fn accept(
         let http = http.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                // The client's address, for the dashboard's per-address sign-in limit.
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 // A Router is always ready: no poll_ready needed.
                 app.clone().call(request)
             });

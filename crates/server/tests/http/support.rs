@@ -79,6 +79,15 @@ pub async fn spawn_app(api_key: Option<&str>) -> TestApp {
 
 /// Starts a server with this API key (or none) and these limits.
 pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
+    spawn_app_full(api_key, limits, None).await
+}
+
+/// Starts a server with this API key, these limits and this dashboard (or none).
+pub async fn spawn_app_full(
+    api_key: Option<&str>,
+    limits: Limits,
+    dashboard: Option<Arc<nurture_server::Dashboard>>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nurture.db").display());
     let store = Store::open(&url).await.unwrap();
@@ -93,6 +102,7 @@ pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
         wake: wake.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
+        dashboard,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
