@@ -83,9 +83,10 @@ fn get_status(port: u16, path: &str) -> u16 {
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    reply
+    // The pixel is a GIF: read bytes, not text.
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply)
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
@@ -251,7 +252,7 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
     // Contact search by prefix, then a contact's explain page.
     b.goto(&format!("{base}/dashboard/contacts"));
     b.fill("#q", "BEN@");
-    b.click("button[type=submit]");
+    b.click("main button[type=submit]");
     assert_eq!(b.count("#results tbody tr"), 1);
     b.click("#results a");
     assert!(b.title().starts_with("ben@leads.example"), "{}", b.title());
