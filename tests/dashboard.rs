@@ -95,7 +95,10 @@ fn get_status(port: u16, path: &str) -> u16 {
 
 /// The path of the first `/o/TOKEN` open pixel in an `.eml` (quoted-printable HTML).
 fn open_pixel(eml: &str) -> String {
-    let unfolded = eml.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let unfolded = eml
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
     let at = unfolded.find("/o/").expect("an open pixel");
     let token: String = unfolded[at + 3..]
         .chars()
@@ -105,7 +108,9 @@ fn open_pixel(eml: &str) -> String {
 }
 
 fn cell(b: &mut Browser, row: &str, col: &str) -> String {
-    b.text(&format!("{row} [data-col={col}]")).trim().to_string()
+    b.text(&format!("{row} [data-col={col}]"))
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -132,7 +137,10 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
         ]);
     }
     cli(&["tick"]);
-    assert_eq!(std::fs::read_dir(p.path().join("outbox")).unwrap().count(), 3);
+    assert_eq!(
+        std::fs::read_dir(p.path().join("outbox")).unwrap().count(),
+        3
+    );
     // Ben buys; Dan arrives. Three days later (the nudge is due) Ben has reached the goal,
     // Ana and Cleo get the nudge and complete, Dan gets the welcome and waits for the nudge.
     cli(&["event", "ben@leads.example", "purchase.completed"]);
@@ -197,8 +205,11 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
     // The campaign page: the flow picture with the counts of each step.
     assert_eq!(b.count("figure.flow svg g.step"), 3);
     let step = |b: &mut Browser, id: &str, what: &str| {
-        b.attribute(&format!("svg g.step[data-step={id}]"), &format!("data-{what}"))
-            .unwrap_or_default()
+        b.attribute(
+            &format!("svg g.step[data-step={id}]"),
+            &format!("data-{what}"),
+        )
+        .unwrap_or_default()
     };
     for (id, what, n) in [
         ("welcome", "sent", "4"),
@@ -213,7 +224,11 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
         assert_eq!(step(&mut b, id, what), n, "{id} {what}");
     }
     let svg = b.text("figure.flow");
-    for label in ["wait 2d", "else skip", "enrolled by the event lead.captured"] {
+    for label in [
+        "wait 2d",
+        "else skip",
+        "enrolled by the event lead.captured",
+    ] {
         assert!(svg.contains(label), "{label} not in the flow: {svg}");
     }
     assert_eq!(cell(&mut b, "#steps tr[data-step=welcome]", "sent"), "4");
@@ -236,7 +251,11 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
     assert_eq!(b.text("#conversion"), "25.0%");
     // Times are the viewer's (the script ran: Berlin), and the page says so.
     assert_eq!(b.attribute("main time", "data-local").as_deref(), Some("1"));
-    assert!(b.text("footer").contains("Europe/Berlin"), "{}", b.text("footer"));
+    assert!(
+        b.text("footer").contains("Europe/Berlin"),
+        "{}",
+        b.text("footer")
+    );
     b.screenshot("dashboard-campaign");
 
     // The campaigns list.
@@ -281,9 +300,16 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
     b.goto(&format!("{base}/dashboard"));
     b.fill("#password", PASSWORD);
     b.click("button[type=submit]");
-    assert_eq!(cell(&mut b, "#campaigns tr[data-campaign=welcome]", "enrolled"), "4");
+    assert_eq!(
+        cell(&mut b, "#campaigns tr[data-campaign=welcome]", "enrolled"),
+        "4"
+    );
     b.goto(&format!("{base}/dashboard/campaigns/welcome"));
-    assert!(b.text("main time").ends_with(" UTC"), "{}", b.text("main time"));
+    assert!(
+        b.text("main time").ends_with(" UTC"),
+        "{}",
+        b.text("main time")
+    );
     assert_eq!(b.text("footer").trim(), "Times are shown in UTC.");
     b.screenshot("dashboard-campaign-no-js");
 }

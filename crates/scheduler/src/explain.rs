@@ -48,11 +48,7 @@ impl Entry<'_> {
 
 /// Why a contact got, or did not get, each step: the lines `nurture explain EMAIL
 /// [CAMPAIGN]` prints, also shown by the dashboard's contact page. Reads only; times are UTC.
-pub async fn explain(
-    tx: &mut Tx,
-    email: &str,
-    campaign: Option<&str>,
-) -> Result<Vec<String>> {
+pub async fn explain(tx: &mut Tx, email: &str, campaign: Option<&str>) -> Result<Vec<String>> {
     let Some(contact) = tx.contact_by_email(email).await? else {
         return Err(EngineError::UnknownContact(email.to_string()));
     };
@@ -205,9 +201,7 @@ pub async fn explain(
                     let m = messages
                         .iter()
                         .find(|m| m.enrollment_id == e.id && m.seq == r.seq);
-                    out.extend(
-                        message_lines(tx, r, m, &contact, &email_events, step_w).await?,
-                    );
+                    out.extend(message_lines(tx, r, m, &contact, &email_events, step_w).await?);
                 }
                 Entry::Run(r) => out.push(format!(
                     "  {}  {:<step_w$}  {:<9}  {}",

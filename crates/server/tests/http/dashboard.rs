@@ -21,7 +21,10 @@ async fn app(secure: bool) -> TestApp {
 }
 
 async fn login(app: &TestApp, password: &str) -> Response {
-    let body = format!("password={}&next=%2Fdashboard%2Fforms", password.replace(' ', "+"));
+    let body = format!(
+        "password={}&next=%2Fdashboard%2Fforms",
+        password.replace(' ', "+")
+    );
     app.request("POST", "/dashboard/login", &[FORM], body.as_bytes())
         .await
 }
@@ -57,7 +60,12 @@ async fn the_right_password_sets_a_strict_http_only_cookie_that_opens_the_pages(
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some("/dashboard/forms"));
     let set = r.header("set-cookie").unwrap().to_string();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/dashboard", "Max-Age=43200"] {
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/dashboard",
+        "Max-Age=43200",
+    ] {
         assert!(set.contains(attribute), "{attribute} missing: {set}");
     }
     assert!(!set.contains("Secure"), "plain http: no Secure: {set}");
