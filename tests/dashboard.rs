@@ -107,6 +107,13 @@ fn open_pixel(eml: &str) -> String {
     format!("/o/{token}")
 }
 
+/// The real time: the daemon's funnel window is measured from it, so the test's enrollments
+/// must be recent in wall-clock terms.
+#[allow(clippy::disallowed_methods)]
+fn wall_clock() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
 fn cell(b: &mut Browser, row: &str, col: &str) -> String {
     b.text(&format!("{row} [data-col={col}]"))
         .trim()
@@ -145,9 +152,7 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
     // Ana and Cleo get the nudge and complete, Dan gets the welcome and waits for the nudge.
     cli(&["event", "ben@leads.example", "purchase.completed"]);
     cli(&["event", "dan@leads.example", "lead.captured"]);
-    let later = (chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
-        + chrono::Duration::days(3))
-    .to_rfc3339();
+    let later = (wall_clock() + chrono::Duration::days(3)).to_rfc3339();
     cli(&["tick", "--now", &later]);
     cli(&["tick", "--now", &later]);
     let outbox: Vec<_> = std::fs::read_dir(p.path().join("outbox"))
