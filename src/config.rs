@@ -44,6 +44,7 @@ struct FileConfig {
     listen: Option<String>,
     secret: Option<Secret>,
     api_key: Option<Secret>,
+    dashboard_password: Option<Secret>,
     default_timezone: Option<String>,
     rate_per_second: Option<u32>,
     postal_address: Option<String>,
@@ -138,6 +139,8 @@ pub struct Config {
     pub listen: String,
     pub secret: Option<Secret>,
     pub api_key: Option<Secret>,
+    /// The dashboard's password; `None`: no dashboard (its routes answer 404).
+    pub dashboard_password: Option<Secret>,
     pub default_timezone: chrono_tz::Tz,
     pub rate_per_second: u32,
     pub postal_address: Option<String>,
@@ -267,6 +270,12 @@ impl Config {
             listen: pick("NURTURE_LISTEN", file.listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
             secret: pick_secret(None, "NURTURE_SECRET", file.secret),
             api_key: pick_secret(None, "NURTURE_API_KEY", file.api_key),
+            dashboard_password: pick_secret(
+                None,
+                "NURTURE_DASHBOARD_PASSWORD",
+                file.dashboard_password,
+            )
+            .filter(|p| !p.expose().is_empty()),
             default_timezone,
             rate_per_second,
             postal_address: pick("NURTURE_POSTAL_ADDRESS", file.postal_address),

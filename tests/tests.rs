@@ -7,6 +7,7 @@ mod abtest;
 mod bounces;
 mod cli;
 mod daemon;
+mod dashboard;
 mod delivery;
 mod explain;
 mod plan;

@@ -88,6 +88,12 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
             metrics,
             health: health.clone(),
             bounces: std::sync::Arc::new(super::bounces::webhooks(config)?),
+            dashboard: config.dashboard_password.as_ref().map(|p| {
+                std::sync::Arc::new(nurture_server::Dashboard::new(
+                    p.expose(),
+                    config.base_url.starts_with("https://"),
+                ))
+            }),
         },
     )
     .await?;
@@ -306,6 +312,7 @@ struct HttpParts {
     metrics: std::sync::Arc<nurture_server::Metrics>,
     health: std::sync::Arc<nurture_server::Health>,
     bounces: std::sync::Arc<nurture_server::bounces::Webhooks>,
+    dashboard: Option<std::sync::Arc<nurture_server::Dashboard>>,
 }
 
 /// The HTTP server on a thread and a runtime of its own, so that a busy delivery round (this
@@ -364,6 +371,7 @@ impl HttpThread {
                         metrics: parts.metrics,
                         health: parts.health,
                         bounces: parts.bounces,
+                        dashboard: parts.dashboard,
                     };
                     let _ = ready_tx.send(Ok(()));
                     let served = nurture_server::serve(listener, state, async move {

@@ -10,6 +10,7 @@
 mod advance;
 mod deliver;
 mod enroll;
+mod explain;
 mod facts;
 pub mod frequency;
 mod live;
@@ -28,6 +29,7 @@ use tokio::sync::RwLock;
 
 pub use deliver::{Courier, Delivered, Failure, Job, backoff, next_attempt};
 pub use enroll::EnrollOutcome;
+pub use explain::explain;
 pub use frequency::FrequencyCap;
 pub use live::{LiveCampaign, SyncReport, remap_target};
 pub use time::{Clock, ManualClock, from_ms, to_ms};

@@ -6,6 +6,7 @@
 //! | `GET`/`POST /u/TOKEN`, `GET /o/TOKEN`, `GET /c/TOKEN` | `links`, `pages` |
 //! | `POST /webhooks/bounces/{ses,sendgrid,postmark,mailgun,generic}` | [`bounces`] |
 //! | `GET /healthz`, `GET /metrics` | `ops`, with the counters of [`Metrics`] and the daemon's [`Health`] |
+//! | `/dashboard/*` (when a password is set) | `dashboard` |
 //!
 //! [`serve`] accepts connections itself (module `listen`) so that idle, slow or greedy
 //! clients cannot exhaust the daemon: see [`Limits`] for the bounds. The daemon runs it on a
@@ -20,6 +21,7 @@
 
 mod auth;
 pub mod bounces;
+mod dashboard;
 mod ingest;
 mod limits;
 mod links;
@@ -36,6 +38,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
+pub use dashboard::{Dashboard, LoginLimiter};
 pub use limits::Limits;
 pub use metrics::Metrics;
 pub use ops::Health;
@@ -61,6 +64,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// The bounce webhooks' keys and policy (`/webhooks/bounces/*`).
     pub bounces: Arc<bounces::Webhooks>,
+    /// The dashboard (SPEC §12); `None` when no `dashboard_password` is set: its routes 404.
+    pub dashboard: Option<Arc<Dashboard>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -102,6 +107,7 @@ pub fn router_with(state: AppState, limits: &Limits) -> Router {
         .route("/c/{token}", get(links::click))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .merge(dashboard::routes(state.clone()))
         .fallback(pages::not_found)
         .layer(DefaultBodyLimit::max(limits.page_body))
         .layer(axum::middleware::from_fn_with_state(

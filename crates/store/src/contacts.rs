@@ -33,7 +33,7 @@ impl ContactStatus {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "unsubscribed" => Self::Unsubscribed,
             "bounced" => Self::Bounced,

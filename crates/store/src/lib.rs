@@ -8,6 +8,7 @@
 
 mod campaigns;
 mod contacts;
+mod dashboard;
 mod enrollments;
 mod error;
 mod events;
@@ -26,6 +27,7 @@ use sqlx::{AnyPool, Row};
 
 pub use campaigns::{CampaignRow, VersionRow};
 pub use contacts::{Contact, ContactStatus, ProfileChange, Upsert};
+pub use dashboard::{CampaignTotals, ContactHit, Funnel};
 pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, NewStepRun};
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bounces;
+mod dashboard;
 mod ingest;
 mod limits;
 mod links;

@@ -79,10 +79,11 @@ pub async fn spawn_app(api_key: Option<&str>) -> TestApp {
 
 /// Starts a server with this API key (or none) and these limits.
 pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
-    spawn_app_full(
+    spawn_app_all(
         api_key,
         limits,
         nurture_server::bounces::Webhooks::default(),
+        None,
     )
     .await
 }
@@ -92,6 +93,31 @@ pub async fn spawn_app_full(
     api_key: Option<&str>,
     limits: Limits,
     bounces: nurture_server::bounces::Webhooks,
+) -> TestApp {
+    spawn_app_all(api_key, limits, bounces, None).await
+}
+
+/// Starts a server with this API key, these limits and this dashboard (or none).
+pub async fn spawn_app_dashboard(
+    api_key: Option<&str>,
+    limits: Limits,
+    dashboard: Option<Arc<nurture_server::Dashboard>>,
+) -> TestApp {
+    spawn_app_all(
+        api_key,
+        limits,
+        nurture_server::bounces::Webhooks::default(),
+        dashboard,
+    )
+    .await
+}
+
+/// Starts a server with everything chosen.
+pub async fn spawn_app_all(
+    api_key: Option<&str>,
+    limits: Limits,
+    bounces: nurture_server::bounces::Webhooks,
+    dashboard: Option<Arc<nurture_server::Dashboard>>,
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nurture.db").display());
@@ -108,6 +134,7 @@ pub async fn spawn_app_full(
         metrics: metrics.clone(),
         health: health.clone(),
         bounces: Arc::new(bounces),
+        dashboard,
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

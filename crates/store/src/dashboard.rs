@@ -1,0 +1,193 @@
+//! Reads for the dashboard (SPEC §12): campaign totals, per-step counts, a campaign's funnel
+//! over a window, and a contact search by email prefix.
+//!
+//! The dashboard must stay fast with a million enrollments, so every query here is either
+//! bounded by a `LIMIT` (keyset pagination, never `OFFSET`) or is an aggregate that the
+//! indexes of migration 0009 answer without reading table rows: totals and per-step counts
+//! come from `enrollments_campaign_state` and `messages_campaign_step`, the funnel's cohort
+//! from `enrollments_campaign_enrolled` (then one primary-key or index probe per enrollment
+//! of the window), the search from the unique index on `email_key`.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use crate::{ContactStatus, Result, Tx};
+
+/// One campaign's enrollment totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignTotals {
+    /// Campaign id.
+    pub id: String,
+    /// Enrollments ever.
+    pub enrolled: i64,
+    /// Active now.
+    pub active: i64,
+    /// Completed the sequence.
+    pub completed: i64,
+    /// Left because the goal (`exit_when`) was reached.
+    pub goal: i64,
+    /// Left for any other reason (unsubscribed, bounced, an exit step, failed, ...).
+    pub exited: i64,
+}
+
+/// A campaign's funnel over a window: of the contacts enrolled since a time, how many got an
+/// email, opened, clicked and reached the goal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Funnel {
+    /// Enrolled in the window.
+    pub enrolled: i64,
+    /// Of those, sent at least one email.
+    pub emailed: i64,
+    /// Of those, opened at least one email.
+    pub opened: i64,
+    /// Of those, clicked at least one link.
+    pub clicked: i64,
+    /// Of those, reached the goal.
+    pub goal: i64,
+}
+
+/// A contact found by the search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactHit {
+    /// Row id.
+    pub id: i64,
+    /// Address as first given.
+    pub email: String,
+    /// The lower-cased address the search pages by.
+    pub key: String,
+    /// Mailability.
+    pub status: ContactStatus,
+    /// When created (ms).
+    pub created_at: i64,
+}
+
+impl Tx {
+    /// Enrollment totals of every campaign, by campaign id (campaigns without enrollments are
+    /// absent). One pass over `enrollments_campaign_state`, never over the table.
+    pub async fn campaign_totals(&mut self) -> Result<BTreeMap<String, CampaignTotals>> {
+        let rows = sqlx::query(
+            "SELECT campaign_id, state, COALESCE(exit_reason, ''), COUNT(*) FROM enrollments
+             GROUP BY campaign_id, state, exit_reason",
+        )
+        .fetch_all(self.conn())
+        .await?;
+        let mut out: BTreeMap<String, CampaignTotals> = BTreeMap::new();
+        for r in rows {
+            let id: String = r.try_get(0)?;
+            let state: String = r.try_get(1)?;
+            let reason: String = r.try_get(2)?;
+            let n: i64 = r.try_get(3)?;
+            let t = out.entry(id.clone()).or_insert_with(|| CampaignTotals {
+                id,
+                ..CampaignTotals::default()
+            });
+            t.enrolled += n;
+            match (state.as_str(), reason.as_str()) {
+                ("active", _) => t.active += n,
+                ("completed", _) => t.completed += n,
+                ("exited", "goal") => t.goal += n,
+                _ => t.exited += n,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Enrollments of a campaign that reached its goal while waiting at each step:
+    /// (step id, count).
+    pub async fn goals_by_step(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT step_id, COUNT(*) FROM enrollments
+             WHERE campaign_id = $1 AND state = 'exited' AND exit_reason = 'goal' GROUP BY step_id",
+        )
+        .bind(campaign_id)
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                    r.try_get(1)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The funnel of the contacts enrolled in a campaign at or after `since` (ms).
+    ///
+    /// The cohort comes from `enrollments_campaign_enrolled`; each enrollment in it costs one
+    /// probe of `messages (enrollment_id, seq)` and two of `events_enrollment`, so the cost
+    /// grows with the window, not with the table.
+    pub async fn funnel(&mut self, campaign_id: &str, since: i64) -> Result<Funnel> {
+        let row = sqlx::query(
+            "SELECT COUNT(*),
+                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.enrollment_id = en.id AND m.state = 'sent') THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM events ev WHERE ev.enrollment_id = en.id AND ev.name = 'email.opened') THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM events ev WHERE ev.enrollment_id = en.id AND ev.name = 'email.clicked') THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN en.exit_reason = 'goal' THEN 1 ELSE 0 END), 0)
+             FROM enrollments en WHERE en.campaign_id = $1 AND en.enrolled_at >= $2",
+        )
+        .bind(campaign_id)
+        .bind(since)
+        .fetch_one(self.conn())
+        .await?;
+        Ok(Funnel {
+            enrolled: row.try_get(0)?,
+            emailed: row.try_get(1)?,
+            opened: row.try_get(2)?,
+            clicked: row.try_get(3)?,
+            goal: row.try_get(4)?,
+        })
+    }
+
+    /// Contacts whose address starts with `prefix` (any case), in address order, after the
+    /// address `after` (keyset pagination), at most `limit` (capped at 200).
+    pub async fn search_contacts(
+        &mut self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ContactHit>> {
+        let prefix = prefix.trim().to_lowercase();
+        let limit = limit.clamp(1, 200);
+        // A range on the unique index: `email_key >= prefix AND email_key < prefix + U+10FFFF`
+        // reads only matching keys (byte order in SQLite; PostgreSQL's collation also sorts
+        // the highest code point after every address character). The `starts_with` below
+        // keeps the answer exact whatever the collation.
+        let low = match after {
+            Some(a) if a.to_lowercase() > prefix => a.to_lowercase(),
+            _ => prefix.clone(),
+        };
+        let strict = after.is_some_and(|a| a.to_lowercase() >= prefix);
+        let high = format!("{prefix}\u{10FFFF}");
+        let sql = if strict {
+            "SELECT id, email, email_key, status, created_at FROM contacts
+             WHERE email_key > $1 AND email_key < $2 ORDER BY email_key LIMIT $3"
+        } else {
+            "SELECT id, email, email_key, status, created_at FROM contacts
+             WHERE email_key >= $1 AND email_key < $2 ORDER BY email_key LIMIT $3"
+        };
+        let rows = sqlx::query(sql)
+            .bind(low)
+            .bind(high)
+            .bind(limit)
+            .fetch_all(self.conn())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let key: String = r.try_get(2)?;
+            if !key.starts_with(&prefix) {
+                continue;
+            }
+            let status: String = r.try_get(3)?;
+            out.push(ContactHit {
+                id: r.try_get(0)?,
+                email: r.try_get(1)?,
+                key,
+                status: ContactStatus::parse(&status),
+                created_at: r.try_get(4)?,
+            });
+        }
+        Ok(out)
+    }
+}
