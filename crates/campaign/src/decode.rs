@@ -12,7 +12,7 @@ use crate::condition::OPERATORS;
 use crate::diagnostic::{Diagnostic, SourceFile, Span};
 use crate::model::{
     Action, Campaign, CampaignId, Reentry, SendAction, Status, Step, StepId, TemplateName,
-    Tracking, Trigger,
+    Tracking, Trigger, WebhookAction,
 };
 use crate::window::{Hours, SendWindow, WindowZone, parse_weekday};
 use crate::yaml::{Kind, Node};
@@ -51,9 +51,12 @@ pub const STEP_KEYS: &[&str] = &[
     "set",
     "goto",
     "exit",
+    "webhook",
 ];
 /// Keys of a trigger.
-pub const TRIGGER_KEYS: &[&str] = &["event", "when", "schedule", "timezone"];
+pub const TRIGGER_KEYS: &[&str] = &["event", "when", "schedule", "timezone", "score"];
+/// Keys of a webhook action.
+pub const WEBHOOK_KEYS: &[&str] = &["url", "body"];
 /// Keys of a send window.
 pub const WINDOW_KEYS: &[&str] = &["days", "hours", "timezone"];
 /// Keys of the tracking mapping.
@@ -71,9 +74,10 @@ pub const CONDITION_HEADS: &[&str] = &[
     "event",
     "opened",
     "clicked",
+    "score",
 ];
 const SEND_ONLY: &[&str] = &["subject", "preheader", "from", "reply_to", "layout"];
-const ACTIONS: &[&str] = &["send", "tag", "untag", "set", "goto", "exit"];
+const ACTIONS: &[&str] = &["send", "tag", "untag", "set", "goto", "exit", "webhook"];
 
 /// Where a condition sits, which decides what it may refer to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +104,7 @@ pub(crate) struct Decoder<'f> {
 }
 
 /// A mapping's known entries, after unknown and duplicate keys were reported.
-struct Fields<'n> {
+pub(crate) struct Fields<'n> {
     node: &'n Node,
     entries: Vec<(&'n str, &'n Node, &'n Node)>,
     /// Keys suggested for typos; a missing key that was probably mistyped is not reported
@@ -109,14 +113,14 @@ struct Fields<'n> {
 }
 
 impl<'n> Fields<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries
             .iter()
             .find(|(k, ..)| *k == key)
             .map(|(_, _, v)| *v)
     }
 
-    fn key_span(&self, key: &str) -> Option<Span> {
+    pub(crate) fn key_span(&self, key: &str) -> Option<Span> {
         self.entries
             .iter()
             .find(|(k, ..)| *k == key)
@@ -158,13 +162,13 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+    pub(crate) fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
         let mut d = Diagnostic::at(self.file, span, message);
         d.hint = hint;
         self.diags.push(d);
     }
 
-    fn fields<'n>(
+    pub(crate) fn fields<'n>(
         &mut self,
         node: &'n Node,
         what: &str,
@@ -224,7 +228,7 @@ impl<'f> Decoder<'f> {
         })
     }
 
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match &node.kind {
             Kind::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
             _ => {
@@ -279,7 +283,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn delay(&mut self, node: &Node, what: &str) -> Option<Delay> {
+    pub(crate) fn delay(&mut self, node: &Node, what: &str) -> Option<Delay> {
         let text = self.string(node, what)?;
         match text.parse::<Delay>() {
             Ok(d) => Some(d),
@@ -482,6 +486,26 @@ impl<'f> Decoder<'f> {
 
     fn trigger(&mut self, node: &Node) -> Option<Trigger> {
         let f = self.fields(node, "the trigger", TRIGGER_KEYS)?;
+        if let Some(score) = f.get("score") {
+            if f.has("event") || f.has("schedule") {
+                self.error(
+                    f.node.span,
+                    "a trigger has one of `event`, `schedule` or `score`",
+                    None,
+                );
+                return None;
+            }
+            for key in ["when", "timezone"] {
+                if let Some(span) = f.key_span(key) {
+                    self.error(
+                        span,
+                        format!("`{key}` does not apply to a score trigger"),
+                        Some("use `audience` to filter who enters".into()),
+                    );
+                }
+            }
+            return self.score_op(score).map(Trigger::Score);
+        }
         match (f.get("event"), f.get("schedule")) {
             (Some(e), None) => {
                 if let Some(span) = f.key_span("timezone") {
@@ -534,7 +558,7 @@ impl<'f> Decoder<'f> {
             (None, None) => {
                 self.error(
                     f.node.span,
-                    "the trigger needs `event` or `schedule`",
+                    "the trigger needs `event`, `schedule` or `score`",
                     Some("e.g. `trigger: { event: lead.captured }`".into()),
                 );
                 None
@@ -767,6 +791,10 @@ impl<'f> Decoder<'f> {
                 }
                 None => None,
             }),
+            Some("webhook") => f.get("webhook").and_then(|n| {
+                self.record(format!("steps.{i}.webhook"), n.span);
+                self.webhook(n)
+            }),
             Some(_) => None,
         };
         Some(Step {
@@ -859,6 +887,62 @@ impl<'f> Decoder<'f> {
         Some(out)
     }
 
+    /// A webhook action: `{ url, body? }`.
+    fn webhook(&mut self, node: &Node) -> Option<Action> {
+        let f = self.fields(node, "`webhook`", WEBHOOK_KEYS)?;
+        let Some(url_node) = f.get("url") else {
+            self.error(
+                node.span,
+                "`webhook` needs a `url`",
+                Some("e.g. `webhook: { url: \"https://hooks.example.com/lead\" }`".into()),
+            );
+            return None;
+        };
+        let url = self.string(url_node, "the webhook's `url`")?;
+        let host = match crate::scoring::url_host(&url) {
+            Ok(h) => h,
+            Err(e) => {
+                self.error(url_node.span, e, Some("write an absolute `https://` URL".into()));
+                return None;
+            }
+        };
+        let body = f.get("body").map(Node::to_json);
+        Some(Action::Webhook(WebhookAction { url, host, body }))
+    }
+
+    /// `{OP: NUMBER}`, the comparison of a `score` condition or trigger.
+    pub(crate) fn score_op(&mut self, node: &Node) -> Option<Op> {
+        const NUMERIC: &[&str] = &["gt", "gte", "lt", "lte", "equals", "not_equals"];
+        let f = self.fields(node, "a score comparison", NUMERIC)?;
+        let [(op, _, value)] = f.entries.as_slice() else {
+            self.error(
+                node.span,
+                "a score comparison has exactly one operator",
+                Some("e.g. `{ score: { gte: 50 } }`".into()),
+            );
+            return None;
+        };
+        if !value.to_json().is_number() {
+            self.error(
+                value.span,
+                format!("`{op}` compares the score with a number, found {}", value.describe()),
+                None,
+            );
+            return None;
+        }
+        self.operator(op, value)
+    }
+
+    /// Spans of `opened`/`clicked` references collected so far (a scoring rule may not use them).
+    pub(crate) fn take_step_ref_spans(&mut self) -> Vec<Span> {
+        std::mem::take(&mut self.refs).into_iter().map(|r| r.span).collect()
+    }
+
+    /// A condition in a scoring rule: about the contact and the scored event.
+    pub(crate) fn rule_condition(&mut self, node: &Node) -> Option<Condition> {
+        self.condition(node, Scope::Trigger)
+    }
+
     fn condition(&mut self, node: &Node, scope: Scope) -> Option<Condition> {
         let mut allowed: Vec<&str> = CONDITION_HEADS.to_vec();
         allowed.push("within");
@@ -943,6 +1027,7 @@ impl<'f> Decoder<'f> {
                 .condition(value, scope)
                 .map(|c| Condition::Not(Box::new(c))),
             "tag" => self.string(value, "`tag`").map(Condition::Tag),
+            "score" => self.score_op(value).map(Condition::Score),
             "event" => {
                 let name = self.string(value, "`event`");
                 let within = f.get("within").map(|n| self.delay(n, "`within`"));

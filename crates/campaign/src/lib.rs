@@ -16,6 +16,7 @@ mod duration;
 mod load;
 mod model;
 mod schedule;
+pub mod scoring;
 pub mod schema;
 mod window;
 pub mod yaml;
@@ -28,7 +29,8 @@ pub use duration::{Delay, DelayError};
 pub use load::{CampaignFile, Loaded, campaign_files, load_paths, parse_campaign};
 pub use model::{
     Action, Campaign, CampaignId, Reentry, SendAction, Status, Step, StepId, TemplateName,
-    Tracking, Trigger,
+    Tracking, Trigger, WebhookAction,
 };
 pub use schedule::Cron;
+pub use scoring::{Decay, Rule, RuleSource, Scoring};
 pub use window::{Hours, SendWindow, WindowZone, parse_weekday};

@@ -82,6 +82,37 @@ pub struct RawTrigger {
     pub schedule: Option<String>,
     /// IANA time zone the schedule is read in (default UTC).
     pub timezone: Option<String>,
+    /// Enroll when the lead score starts to satisfy this, e.g. `{gte: 50}` (once per crossing).
+    pub score: Option<RawScoreOp>,
+}
+
+/// A comparison of the lead score with a number: exactly one operator.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawScoreOp {
+    /// Greater than.
+    pub gt: Option<f64>,
+    /// Greater than or equal.
+    pub gte: Option<f64>,
+    /// Less than.
+    pub lt: Option<f64>,
+    /// Less than or equal.
+    pub lte: Option<f64>,
+    /// Equal to.
+    pub equals: Option<f64>,
+    /// Not equal to.
+    pub not_equals: Option<f64>,
+}
+
+/// A webhook step: POST signed JSON to a host allowed by `webhook_hosts`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// An `https://` (or `http://`) URL.
+    pub url: String,
+    /// The JSON body; every text inside is a Handlebars template (default: contact,
+    /// campaign, step and score).
+    pub body: Option<serde_json::Value>,
 }
 
 /// Re-entry rule.
@@ -170,6 +201,8 @@ pub struct RawStep {
     pub goto: Option<String>,
     /// Leave the campaign.
     pub exit: Option<bool>,
+    /// POST a signed JSON document (the sales hand-off).
+    pub webhook: Option<RawWebhook>,
 }
 
 /// One name or a list of names.
@@ -207,6 +240,8 @@ pub struct RawCondition {
     pub opened: Option<String>,
     /// A link in the email of this (earlier) step was clicked.
     pub clicked: Option<String>,
+    /// The lead score compared with a number, e.g. `{gte: 50}`.
+    pub score: Option<RawScoreOp>,
     /// Equal to.
     pub equals: Option<serde_json::Value>,
     /// Not equal to (or missing).
