@@ -14,7 +14,9 @@ mod events;
 pub mod history;
 mod messages;
 mod metrics;
+mod scores;
 mod stats;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,7 +30,9 @@ pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, New
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
 pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
+pub use scores::{ScorePoint, ScoreRow};
 pub use stats::{CampaignStats, StepStats};
+pub use webhooks::{NewWebhook, WebhookAttempt, WebhookRow};
 
 /// Result type of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
