@@ -50,6 +50,9 @@ struct FileConfig {
     dkim_domain: Option<String>,
     dkim_selector: Option<String>,
     dkim_private_key: Option<Secret>,
+    scoring_file: Option<PathBuf>,
+    webhook_secret: Option<Secret>,
+    webhook_hosts: Option<Vec<String>>,
 }
 
 /// The resolved configuration.
@@ -75,6 +78,12 @@ pub struct Config {
     pub dkim_domain: Option<String>,
     pub dkim_selector: Option<String>,
     pub dkim_private_key: Option<Secret>,
+    /// Lead scoring rules (SPEC §11); optional file.
+    pub scoring_file: PathBuf,
+    /// Signs every webhook step (Standard Webhooks; `whsec_BASE64` or any text).
+    pub webhook_secret: Option<Secret>,
+    /// The hosts webhook steps may call (`*.example.com` for a domain's names).
+    pub webhook_hosts: Vec<String>,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -169,6 +178,17 @@ impl Config {
             dkim_domain: pick("NURTURE_DKIM_DOMAIN", file.dkim_domain),
             dkim_selector: pick("NURTURE_DKIM_SELECTOR", file.dkim_selector),
             dkim_private_key: pick_secret(None, "NURTURE_DKIM_PRIVATE_KEY", file.dkim_private_key),
+            scoring_file: pick_path(None, "NURTURE_SCORING_FILE", file.scoring_file, "scoring.yaml"),
+            webhook_secret: pick_secret(None, "NURTURE_WEBHOOK_SECRET", file.webhook_secret),
+            webhook_hosts: env("NURTURE_WEBHOOK_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .or(file.webhook_hosts)
+                .unwrap_or_default(),
         })
     }
 }

@@ -5,6 +5,7 @@ mod contacts;
 mod engine;
 mod explain;
 mod plan;
+mod scores;
 mod send;
 mod simulate;
 mod stats;
