@@ -12,3 +12,4 @@ mod send;
 mod simulate;
 mod support;
 mod validate;
+mod webhook;
