@@ -178,7 +178,12 @@ impl Config {
             dkim_domain: pick("NURTURE_DKIM_DOMAIN", file.dkim_domain),
             dkim_selector: pick("NURTURE_DKIM_SELECTOR", file.dkim_selector),
             dkim_private_key: pick_secret(None, "NURTURE_DKIM_PRIVATE_KEY", file.dkim_private_key),
-            scoring_file: pick_path(None, "NURTURE_SCORING_FILE", file.scoring_file, "scoring.yaml"),
+            scoring_file: pick_path(
+                None,
+                "NURTURE_SCORING_FILE",
+                file.scoring_file,
+                "scoring.yaml",
+            ),
             webhook_secret: pick_secret(None, "NURTURE_WEBHOOK_SECRET", file.webhook_secret),
             webhook_hosts: env("NURTURE_WEBHOOK_HOSTS")
                 .map(|v| {

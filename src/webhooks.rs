@@ -31,7 +31,11 @@ impl Poster for Hooks {
         now: DateTime<Utc>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = PostOutcome> + Send + 'a>> {
         Box::pin(async move {
-            match self.0.post(hook, webhook_id, context, now.timestamp()).await {
+            match self
+                .0
+                .post(hook, webhook_id, context, now.timestamp())
+                .await
+            {
                 WebhookReply::Delivered(r) => PostOutcome::Delivered(r),
                 WebhookReply::Transient(r) => PostOutcome::Transient(r),
                 WebhookReply::Permanent(r) => PostOutcome::Permanent(r),

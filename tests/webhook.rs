@@ -108,7 +108,10 @@ fn receiver(statuses: Vec<u16>) -> (u16, Arc<Mutex<Vec<Got>>>) {
             seen.lock().unwrap().push(g);
             let reason = if status == 200 { "OK" } else { "Busy" };
             let _ = stream.write_all(
-                format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").as_bytes(),
+                format!(
+                    "HTTP/1.1 {status} {reason}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                )
+                .as_bytes(),
             );
         }
     });
@@ -168,7 +171,11 @@ fn click_path(message: &str, port: u16) -> String {
 fn get(port: u16, path: &str) -> u16 {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
     reply
@@ -197,7 +204,10 @@ fn clicks_over_the_threshold_hand_the_lead_to_sales_once_after_a_503() {
         ("NURTURE_SMTP_URL", sink.url()),
         ("NURTURE_LISTEN", format!("127.0.0.1:{port}")),
         ("NURTURE_BASE_URL", format!("http://127.0.0.1:{port}")),
-        ("NURTURE_SECRET", "a-test-signing-secret-that-is-long-enough".into()),
+        (
+            "NURTURE_SECRET",
+            "a-test-signing-secret-that-is-long-enough".into(),
+        ),
         ("NURTURE_WEBHOOK_SECRET", SECRET.into()),
         ("NURTURE_WEBHOOK_HOSTS", hosts.into()),
     ];
@@ -213,8 +223,12 @@ fn clicks_over_the_threshold_hand_the_lead_to_sales_once_after_a_503() {
 
     // Arrange: the daemon, and a lead whose welcome email arrives.
     let mut daemon = with(&["run"]).spawn();
-    wait_until(20, "the daemon answers", || crate::support::healthy(&port.to_string()));
-    with(&["event", "lead@x.example", "lead.captured"]).output().success();
+    wait_until(20, "the daemon answers", || {
+        crate::support::healthy(&port.to_string())
+    });
+    with(&["event", "lead@x.example", "lead.captured"])
+        .output()
+        .success();
     let mail = sink.wait_for(1, Duration::from_secs(20));
     assert_eq!(mail.len(), 1);
     let click = click_path(&mail[0].message_text(), port);
@@ -226,7 +240,9 @@ fn clicks_over_the_threshold_hand_the_lead_to_sales_once_after_a_503() {
     });
     assert!(got.lock().unwrap().is_empty(), "30 is below the threshold");
     assert_eq!(get(port, &click), 302);
-    wait_until(20, "the hand-off is tried", || !got.lock().unwrap().is_empty());
+    wait_until(20, "the hand-off is tried", || {
+        !got.lock().unwrap().is_empty()
+    });
     wait_until(20, "the 503 is recorded", || {
         show(&p, &env)["webhooks"][0]["status"] == "deferred"
     });
@@ -234,6 +250,8 @@ fn clicks_over_the_threshold_hand_the_lead_to_sales_once_after_a_503() {
     let _ = daemon.wait();
 
     // The retry is due a minute later: a tick ten minutes on makes it.
+    // The daemon ran on the wall clock, so the tick's time is read from it too.
+    #[allow(clippy::disallowed_methods)]
     let later = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
     with(&["tick", "--now", &later]).output().success();
     with(&["tick", "--now", &later]).output().success();
@@ -260,7 +278,10 @@ fn clicks_over_the_threshold_hand_the_lead_to_sales_once_after_a_503() {
     assert_eq!(doc["webhooks"].as_array().unwrap().len(), 1);
     let reasons = doc["score_reasons"].as_array().unwrap();
     assert_eq!(reasons[0]["reason"], "clicked any");
-    let explain = with(&["explain", "lead@x.example", "hot"]).output().success().stdout;
+    let explain = with(&["explain", "lead@x.example", "hot"])
+        .output()
+        .success()
+        .stdout;
     assert!(explain.contains("HTTP 503"), "{explain}");
     assert!(explain.contains("delivered"), "{explain}");
     assert!(explain.contains("score: "), "{explain}");
@@ -270,9 +291,17 @@ fn clicks_over_the_threshold_hand_the_lead_to_sales_once_after_a_503() {
 fn validate_refuses_a_webhook_host_not_allowed_and_a_bad_scoring_file() {
     let p = project(9);
     p.file("scoring.yaml", "rules:\n  - { event: a, point: 3 }\n");
-    let out = p.nurture(&["validate"]).env("NURTURE_WEBHOOK_HOSTS", "hooks.example.com").output();
+    let out = p
+        .nurture(&["validate"])
+        .env("NURTURE_WEBHOOK_HOSTS", "hooks.example.com")
+        .output();
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(out.stderr.contains("the webhook host `127.0.0.1` is not in webhook_hosts"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("the webhook host `127.0.0.1` is not in webhook_hosts"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("hot.yaml:6:"), "{}", out.stderr);
     assert!(out.stderr.contains("unknown key `point`"), "{}", out.stderr);
     assert!(out.stderr.contains("scoring.yaml:2:"), "{}", out.stderr);

@@ -18,7 +18,10 @@ pub fn points(v: f64) -> f64 {
 }
 
 /// The contact's score now and what made it (largest first); `None` when never scored.
-pub async fn score(tx: &mut Tx, contact_id: i64) -> anyhow::Result<Option<(f64, Vec<(String, f64)>)>> {
+pub async fn score(
+    tx: &mut Tx,
+    contact_id: i64,
+) -> anyhow::Result<Option<(f64, Vec<(String, f64)>)>> {
     let now = to_ms(now_or(None)?);
     let Some(row) = tx.scores(&[contact_id]).await?.into_iter().next() else {
         return Ok(None);
@@ -85,8 +88,14 @@ pub async fn webhook_lines(
             "to be retried {}",
             w.next_attempt_at.map_or_else(|| "-".to_string(), utc)
         ),
-        "failed" => format!("failed: {}", w.error.as_deref().unwrap_or("no reason recorded")),
-        "unknown" => "unknown: the sending process stopped before the reply was recorded; not posted again".into(),
+        "failed" => format!(
+            "failed: {}",
+            w.error.as_deref().unwrap_or("no reason recorded")
+        ),
+        "unknown" => {
+            "unknown: the sending process stopped before the reply was recorded; not posted again"
+                .into()
+        }
         other => other.to_string(),
     };
     let mut out = vec![format!(

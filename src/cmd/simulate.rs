@@ -372,7 +372,12 @@ async fn run(
                 "enrolled by hand at the start (the trigger is the score crossing {{{}: {}}}: a real lead enters when its score crosses it)",
                 op.key(),
                 match op {
-                    nurture_campaign::Op::Gte(v) | nurture_campaign::Op::Gt(v) | nurture_campaign::Op::Lte(v) | nurture_campaign::Op::Lt(v) | nurture_campaign::Op::Equals(v) | nurture_campaign::Op::NotEquals(v) => v.to_string(),
+                    nurture_campaign::Op::Gte(v)
+                    | nurture_campaign::Op::Gt(v)
+                    | nurture_campaign::Op::Lte(v)
+                    | nurture_campaign::Op::Lt(v)
+                    | nurture_campaign::Op::Equals(v)
+                    | nurture_campaign::Op::NotEquals(v) => v.to_string(),
                     _ => String::new(),
                 }
             )),

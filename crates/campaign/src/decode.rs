@@ -902,7 +902,11 @@ impl<'f> Decoder<'f> {
         let host = match crate::scoring::url_host(&url) {
             Ok(h) => h,
             Err(e) => {
-                self.error(url_node.span, e, Some("write an absolute `https://` URL".into()));
+                self.error(
+                    url_node.span,
+                    e,
+                    Some("write an absolute `https://` URL".into()),
+                );
                 return None;
             }
         };
@@ -925,7 +929,10 @@ impl<'f> Decoder<'f> {
         if !value.to_json().is_number() {
             self.error(
                 value.span,
-                format!("`{op}` compares the score with a number, found {}", value.describe()),
+                format!(
+                    "`{op}` compares the score with a number, found {}",
+                    value.describe()
+                ),
                 None,
             );
             return None;
@@ -935,7 +942,10 @@ impl<'f> Decoder<'f> {
 
     /// Spans of `opened`/`clicked` references collected so far (a scoring rule may not use them).
     pub(crate) fn take_step_ref_spans(&mut self) -> Vec<Span> {
-        std::mem::take(&mut self.refs).into_iter().map(|r| r.span).collect()
+        std::mem::take(&mut self.refs)
+            .into_iter()
+            .map(|r| r.span)
+            .collect()
     }
 
     /// A condition in a scoring rule: about the contact and the scored event.

@@ -16,8 +16,8 @@ mod duration;
 mod load;
 mod model;
 mod schedule;
-pub mod scoring;
 pub mod schema;
+pub mod scoring;
 mod window;
 pub mod yaml;
 

@@ -141,11 +141,7 @@ impl Scoring {
                 }
                 RuleSource::Profile => false,
             })
-            .filter(|r| {
-                r.campaign
-                    .as_deref()
-                    .is_none_or(|c| Some(c) == campaign)
-            })
+            .filter(|r| r.campaign.as_deref().is_none_or(|c| Some(c) == campaign))
             .filter(|r| r.when.as_ref().is_none_or(|w| w.eval(facts, now)))
             .map(|r| (r, r.points))
             .collect()
@@ -252,7 +248,7 @@ fn decode(d: &mut Decoder<'_>, root: &Node) -> Option<Scoring> {
             ..
         }) => {
             for item in items {
-                if let Some(rule) = decode_rule(d, &item) {
+                if let Some(rule) = decode_rule(d, item) {
                     rules.push(rule);
                 }
             }
@@ -404,9 +400,20 @@ rules:
     fn mistakes_are_reported_with_their_line() {
         let e = parse("rules:\n  - { event: a, point: 3 }\n  - { clicked: any, points: many }\n")
             .unwrap_err();
-        let text: Vec<String> = e.iter().map(|d| format!("{}: {}", d.location(), d.message)).collect();
-        assert!(text.iter().any(|t| t.contains(":2:") && t.contains("unknown key `point`")), "{text:?}");
-        assert!(text.iter().any(|t| t.contains(":3:") && t.contains("`points` must be a number")), "{text:?}");
+        let text: Vec<String> = e
+            .iter()
+            .map(|d| format!("{}: {}", d.location(), d.message))
+            .collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains(":2:") && t.contains("unknown key `point`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains(":3:") && t.contains("`points` must be a number")),
+            "{text:?}"
+        );
     }
 
     #[test]
@@ -420,7 +427,10 @@ rules:
 
     #[test]
     fn hosts_and_the_allow_list() {
-        assert_eq!(url_host("https://Hooks.Example.com:8443/x?y").unwrap(), "hooks.example.com");
+        assert_eq!(
+            url_host("https://Hooks.Example.com:8443/x?y").unwrap(),
+            "hooks.example.com"
+        );
         assert_eq!(url_host("http://[::1]:80/").unwrap(), "::1");
         assert!(url_host("ftp://x").is_err());
         assert!(url_host("https://user:pw@x.example/").is_err());

@@ -92,9 +92,9 @@ pub(crate) async fn score_events(
         if earned.is_empty() && old.is_none() && profile.is_empty() {
             continue;
         }
-        let mut signal = old
-            .as_ref()
-            .map_or(0.0, |r| decayed(r.points, now_ms - r.computed_at, r.half_life_ms));
+        let mut signal = old.as_ref().map_or(0.0, |r| {
+            decayed(r.points, now_ms - r.computed_at, r.half_life_ms)
+        });
         for (rule, p) in &earned {
             signal += decayed(*p, now_ms - event.occurred_at, half_life);
             points.push(ScorePoint {
@@ -109,10 +109,7 @@ pub(crate) async fn score_events(
             contact_id: contact.id,
             points: signal,
             profile: profile_total,
-            profile_reasons: profile
-                .iter()
-                .map(|(r, p)| (r.label.clone(), *p))
-                .collect(),
+            profile_reasons: profile.iter().map(|(r, p)| (r.label.clone(), *p)).collect(),
             half_life_ms: half_life,
             computed_at: now_ms,
         };
@@ -184,7 +181,11 @@ mod tests {
         };
         let reasons = score_reasons(
             &row(0.0, 15.0, 0),
-            &[p(0, 20.0, "clicked any"), p(10_000, 20.0, "clicked any"), p(10_000, 4.0, "opened any")],
+            &[
+                p(0, 20.0, "clicked any"),
+                p(10_000, 20.0, "clicked any"),
+                p(10_000, 4.0, "opened any"),
+            ],
             10_000,
         );
         assert_eq!(

@@ -176,7 +176,10 @@ impl Engine {
     ) -> Result<std::result::Result<(WebhookAction, Value), String>> {
         let campaign = self.version(row.version_id).await?;
         let Some(step) = campaign.steps.iter().find(|s| s.id.as_str() == row.step_id) else {
-            return Ok(Err(format!("step `{}` is no longer in the campaign", row.step_id)));
+            return Ok(Err(format!(
+                "step `{}` is no longer in the campaign",
+                row.step_id
+            )));
         };
         let Action::Webhook(hook) = &step.action else {
             return Ok(Err(format!("step `{}` is not a webhook step", row.step_id)));

@@ -47,7 +47,14 @@ async fn world(backend: Backend, files: &[CampaignFile], t0: DateTime<Utc>) -> (
     (w, engine)
 }
 
-async fn event(engine: &Engine, email: &str, name: &str, props: Value, attrs: Value, t: DateTime<Utc>) {
+async fn event(
+    engine: &Engine,
+    email: &str,
+    name: &str,
+    props: Value,
+    attrs: Value,
+    t: DateTime<Utc>,
+) {
     let mut tx = engine.store().begin().await.unwrap();
     let (contact, _) = tx
         .upsert_contact(
@@ -80,7 +87,9 @@ async fn score(engine: &Engine, email: &str, t: DateTime<Utc>) -> f64 {
     let c = tx.contact_by_email(email).await.unwrap().unwrap();
     let s = tx.scores(&[c.id]).await.unwrap();
     tx.commit().await.unwrap();
-    s.first().map_or(0.0, |r| (score_at(r, t.timestamp_millis()) * 1000.0).round() / 1000.0)
+    s.first().map_or(0.0, |r| {
+        (score_at(r, t.timestamp_millis()) * 1000.0).round() / 1000.0
+    })
 }
 
 async fn enrollments(engine: &Engine, email: &str, campaign: &str) -> usize {
@@ -109,9 +118,17 @@ async fn score_trigger_fires_once_per_upward_crossing(backend: Backend) {
     assert_eq!(score(&engine, lead, t).await, 40.0);
     assert_eq!(enrollments(&engine, lead, "hot").await, 0, "40 is below 50");
     view(t).await;
-    assert_eq!(enrollments(&engine, lead, "hot").await, 1, "40 -> 60 crosses 50");
+    assert_eq!(
+        enrollments(&engine, lead, "hot").await,
+        1,
+        "40 -> 60 crosses 50"
+    );
     view(t).await;
-    assert_eq!(enrollments(&engine, lead, "hot").await, 1, "60 -> 80 stays above: no new crossing");
+    assert_eq!(
+        enrollments(&engine, lead, "hot").await,
+        1,
+        "60 -> 80 stays above: no new crossing"
+    );
 
     // Four half-lives later 80 points are worth 5.
     t += Duration::days(40);
@@ -120,7 +137,11 @@ async fn score_trigger_fires_once_per_upward_crossing(backend: Backend) {
     view(t).await; // ~45
     assert_eq!(enrollments(&engine, lead, "hot").await, 1);
     view(t).await; // ~65: rises through 50 again
-    assert_eq!(enrollments(&engine, lead, "hot").await, 2, "a fall and a rise is a new crossing");
+    assert_eq!(
+        enrollments(&engine, lead, "hot").await,
+        2,
+        "a fall and a rise is a new crossing"
+    );
 }
 
 async fn points_follow_rules_filters_and_attributes(backend: Backend) {
@@ -131,9 +152,25 @@ async fn points_follow_rules_filters_and_attributes(backend: Backend) {
     );
     let (_w, engine) = world(backend, &[nurture], t0).await;
     // Live webinar (30) and a CTO (15): 45, the step's condition holds.
-    event(&engine, "cto@x.example", "webinar.attended", json!({"live": true}), json!({"role": "cto"}), t0).await;
+    event(
+        &engine,
+        "cto@x.example",
+        "webinar.attended",
+        json!({"live": true}),
+        json!({"role": "cto"}),
+        t0,
+    )
+    .await;
     // A recording (the rule's `when` is false) and no role: 0.
-    event(&engine, "dev@x.example", "webinar.attended", json!({"live": false}), json!({"role": "dev"}), t0).await;
+    event(
+        &engine,
+        "dev@x.example",
+        "webinar.attended",
+        json!({"live": false}),
+        json!({"role": "dev"}),
+        t0,
+    )
+    .await;
     engine.run_once(t0).await.unwrap();
     assert_eq!(score(&engine, "cto@x.example", t0).await, 45.0);
     assert_eq!(score(&engine, "dev@x.example", t0).await, 0.0);
@@ -145,7 +182,10 @@ async fn points_follow_rules_filters_and_attributes(backend: Backend) {
     assert_eq!(cto.tags, vec!["hot".to_string()]);
     assert!(dev.tags.is_empty());
     assert_eq!(points.len(), 1);
-    assert_eq!(points[0].reason, "event webinar.attended when {property: live, equals: true}");
+    assert_eq!(
+        points[0].reason,
+        "event webinar.attended when {property: live, equals: true}"
+    );
 }
 
 /// Answers from a script, and remembers every delivery it was asked to make.
@@ -191,18 +231,35 @@ async fn webhook_step_posts_once_and_retries_transient_failures(backend: Backend
         calls: Mutex::new(Vec::new()),
     };
     for _ in 0..3 {
-        event(&engine, "lead@x.example", "pricing.viewed", json!({}), json!({"role": "vp"}), t0).await;
+        event(
+            &engine,
+            "lead@x.example",
+            "pricing.viewed",
+            json!({}),
+            json!({"role": "vp"}),
+            t0,
+        )
+        .await;
     }
     engine.run_once(t0).await.unwrap();
     engine.run_once(t0).await.unwrap();
     let first = engine.deliver_webhooks(&poster, t0).await.unwrap();
     // crm: 503 (deferred); chat: 404 (failed).
     assert_eq!((first.sent, first.deferred, first.failed), (0, 1, 1));
-    let again = engine.deliver_webhooks(&poster, t0 + Duration::seconds(30)).await.unwrap();
+    let again = engine
+        .deliver_webhooks(&poster, t0 + Duration::seconds(30))
+        .await
+        .unwrap();
     assert_eq!(again, Default::default(), "the retry waits for its backoff");
-    let retry = engine.deliver_webhooks(&poster, t0 + Duration::minutes(2)).await.unwrap();
+    let retry = engine
+        .deliver_webhooks(&poster, t0 + Duration::minutes(2))
+        .await
+        .unwrap();
     assert_eq!(retry.sent, 1);
-    let after = engine.deliver_webhooks(&poster, t0 + Duration::hours(5)).await.unwrap();
+    let after = engine
+        .deliver_webhooks(&poster, t0 + Duration::hours(5))
+        .await
+        .unwrap();
     assert_eq!(after, Default::default(), "nothing is posted twice");
     let calls = poster.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 3);
@@ -211,14 +268,27 @@ async fn webhook_step_posts_once_and_retries_transient_failures(backend: Backend
     assert_eq!(calls[0].1["campaign"]["id"], json!("handoff"));
     assert_eq!(calls[0].1["score"], json!(75.0));
     let mut tx = engine.store().begin().await.unwrap();
-    let c = tx.contact_by_email("lead@x.example").await.unwrap().unwrap();
+    let c = tx
+        .contact_by_email("lead@x.example")
+        .await
+        .unwrap()
+        .unwrap();
     let hooks = tx.contact_webhooks(c.id).await.unwrap();
     let attempts = tx.webhook_attempts(hooks[0].id).await.unwrap();
     tx.commit().await.unwrap();
-    let states: Vec<(&str, &str)> = hooks.iter().map(|h| (h.step_id.as_str(), h.state.as_str())).collect();
+    let states: Vec<(&str, &str)> = hooks
+        .iter()
+        .map(|h| (h.step_id.as_str(), h.state.as_str()))
+        .collect();
     assert_eq!(states, vec![("crm", "sent"), ("chat", "failed")]);
-    let replies: Vec<_> = attempts.iter().map(|a| a.reply.clone().unwrap_or_default()).collect();
-    assert_eq!(replies, vec!["HTTP 503: busy".to_string(), "HTTP 200".to_string()]);
+    let replies: Vec<_> = attempts
+        .iter()
+        .map(|a| a.reply.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        replies,
+        vec!["HTTP 503: busy".to_string(), "HTTP 200".to_string()]
+    );
 }
 
 both!(

@@ -81,7 +81,9 @@ fn target(url: &str) -> Result<Target, String> {
     } else {
         path.to_string()
     };
-    let port_text = authority.rsplit_once(':').map(|(h, p)| (h.ends_with(']') || !h.contains(':'), p));
+    let port_text = authority
+        .rsplit_once(':')
+        .map(|(h, p)| (h.ends_with(']') || !h.contains(':'), p));
     let port = match port_text {
         Some((true, p)) => p
             .parse()
@@ -191,10 +193,9 @@ impl WebhookClient {
             Err(e) => return WebhookReply::Permanent(format!("cannot build the request: {e}")),
         };
         match tokio::time::timeout(self.timeout, self.send(&target, request)).await {
-            Err(_) => WebhookReply::Transient(format!(
-                "no answer within {} s",
-                self.timeout.as_secs()
-            )),
+            Err(_) => {
+                WebhookReply::Transient(format!("no answer within {} s", self.timeout.as_secs()))
+            }
             Ok(Err(e)) => WebhookReply::Transient(e),
             Ok(Ok((status, reply))) => classify(status, &reply),
         }
@@ -229,7 +230,10 @@ impl WebhookClient {
     }
 }
 
-async fn exchange<S>(stream: S, request: hyper::Request<Full<Bytes>>) -> Result<(u16, String), String>
+async fn exchange<S>(
+    stream: S,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(u16, String), String>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -286,13 +290,19 @@ mod tests {
         assert!(matches!(classify(204, ""), WebhookReply::Delivered(_)));
         assert!(classify(503, "busy").is_transient());
         assert!(classify(429, "").is_transient());
-        assert_eq!(classify(404, "no"), WebhookReply::Permanent("HTTP 404: no".into()));
+        assert_eq!(
+            classify(404, "no"),
+            WebhookReply::Permanent("HTTP 404: no".into())
+        );
     }
 
     #[test]
     fn urls_become_targets() {
         let t = target("http://127.0.0.1:8099/hooks/lead?x=1").unwrap();
-        assert_eq!((t.tls, t.host.as_str(), t.port, t.path.as_str()), (false, "127.0.0.1", 8099, "/hooks/lead?x=1"));
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.path.as_str()),
+            (false, "127.0.0.1", 8099, "/hooks/lead?x=1")
+        );
         let t = target("https://crm.example.com").unwrap();
         assert_eq!((t.tls, t.port, t.path.as_str()), (true, 443, "/"));
     }
@@ -310,7 +320,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_host_outside_the_allow_list_is_never_called() {
-        let client = WebhookClient::new(Some("s"), vec!["hooks.example.com".into()], TlsTrust::system());
+        let client = WebhookClient::new(
+            Some("s"),
+            vec!["hooks.example.com".into()],
+            TlsTrust::system(),
+        );
         let hook = WebhookAction {
             url: "http://169.254.169.254/latest/meta-data".into(),
             host: "169.254.169.254".into(),
