@@ -29,7 +29,7 @@ pub struct RawCampaign {
     pub layout: Option<String>,
     /// Open and click tracking; `false` turns both off.
     pub tracking: Option<RawTracking>,
-    /// What enrolls contacts: exactly one of `event` or `schedule`.
+    /// What enrolls contacts: exactly one of `event`, `schedule` or `score`.
     pub trigger: RawTrigger,
     /// The contact must match this when entering.
     pub audience: Option<RawCondition>,
@@ -216,7 +216,7 @@ pub enum RawNames {
 }
 
 /// A condition: exactly one test (`all`, `any`, `not`, `tag`, `attribute`, `property`,
-/// `event`, `opened`, `clicked`); `attribute` and `property` take one comparison.
+/// `event`, `opened`, `clicked`, `score`); `attribute` and `property` take one comparison.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCondition {
