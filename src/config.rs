@@ -58,6 +58,9 @@ struct FileConfig {
     ses_topic_arns: Option<Vec<String>>,
     soft_bounce_limit: Option<u32>,
     frequency: Option<Vec<FrequencyRule>>,
+    scoring_file: Option<PathBuf>,
+    webhook_secret: Option<Secret>,
+    webhook_hosts: Option<Vec<String>>,
 }
 
 /// One `[[frequency]]` table: at most `max` emails per contact in any `per`.
@@ -160,6 +163,12 @@ pub struct Config {
     pub soft_bounce_limit: u32,
     /// Frequency caps across campaigns (SPEC §13); empty: none.
     pub frequency: Vec<nurture_scheduler::FrequencyCap>,
+    /// Lead scoring rules (SPEC §11); optional file.
+    pub scoring_file: PathBuf,
+    /// Signs every webhook step (Standard Webhooks; `whsec_BASE64` or any text).
+    pub webhook_secret: Option<Secret>,
+    /// The hosts webhook steps may call (`*.example.com` for a domain's names).
+    pub webhook_hosts: Vec<String>,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -292,6 +301,22 @@ impl Config {
             ),
             ses_topic_arns,
             soft_bounce_limit,
+            scoring_file: pick_path(
+                None,
+                "NURTURE_SCORING_FILE",
+                file.scoring_file,
+                "scoring.yaml",
+            ),
+            webhook_secret: pick_secret(None, "NURTURE_WEBHOOK_SECRET", file.webhook_secret),
+            webhook_hosts: env("NURTURE_WEBHOOK_HOSTS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .or(file.webhook_hosts)
+                .unwrap_or_default(),
         })
     }
 }

@@ -46,6 +46,8 @@ pub struct Mailer {
     pub concurrency: usize,
     /// Send latency and SMTP replies by class, for `/metrics` (the daemon's).
     pub metrics: Option<Arc<nurture_server::Metrics>>,
+    /// Delivers webhook steps.
+    pub webhooks: crate::webhooks::Hooks,
 }
 
 /// Spaces sends evenly under `rate_per_second` across all concurrent senders.
@@ -138,6 +140,7 @@ impl Mailer {
             None => Transport::Outbox(Outbox::new(config.outbox_dir.clone())),
         };
         Ok(Self {
+            webhooks: crate::webhooks::Hooks::new(config),
             templates: Arc::new(templates),
             signer: Signer::new(secret),
             base_url: config.base_url.clone(),
@@ -462,7 +465,18 @@ pub async fn run_and_deliver(
     engine: &Engine,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(nurture_scheduler::Outcome, Delivered)> {
-    Ok(engine
+    let done = engine
         .run_and_deliver(mailer, now, mailer.concurrency)
-        .await?)
+        .await?;
+    let hooks = engine.deliver_webhooks(&mailer.webhooks, now).await?;
+    if hooks != nurture_scheduler::WebhookReport::default() {
+        tracing::info!(
+            sent = hooks.sent,
+            deferred = hooks.deferred,
+            failed = hooks.failed,
+            unknown = hooks.unknown,
+            "webhooks delivered"
+        );
+    }
+    Ok(done)
 }

@@ -14,6 +14,7 @@ mod cmd;
 mod config;
 mod delivery;
 mod exit;
+mod webhooks;
 
 use std::process::ExitCode;
 

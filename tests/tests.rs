@@ -15,3 +15,4 @@ mod send;
 mod simulate;
 mod support;
 mod validate;
+mod webhook;

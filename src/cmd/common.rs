@@ -38,7 +38,27 @@ pub async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
             frequency: config.frequency.clone(),
             ..EngineConfig::default()
         },
-    ))
+    )
+    .with_scoring(load_scoring(config)?))
+}
+
+/// Reads `scoring_file` (absent: no scoring); a file that does not validate is refused
+/// with its first problem at `file:line:col` (exit 2).
+pub fn load_scoring(
+    config: &Config,
+) -> anyhow::Result<Option<std::sync::Arc<nurture_campaign::Scoring>>> {
+    match nurture_campaign::Scoring::load(&config.scoring_file) {
+        Ok(s) => Ok(s.map(std::sync::Arc::new)),
+        Err(diags) => {
+            let first = diags.first().map_or_else(String::new, |d| {
+                format!(": {}: {}", d.location(), d.message)
+            });
+            Err(crate::exit::invalid(format!(
+                "the scoring file {} is invalid{first}",
+                config.scoring_file.display()
+            )))
+        }
+    }
 }
 
 /// Reads the campaign files and makes them the versions in use. Broken files are logged and

@@ -216,8 +216,10 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
     let enrollments = tx.contact_enrollments(contact.id).await?;
     let messages = tx.contact_messages(contact.id).await?;
     let signals = tx.contact_signals(contact.id).await?;
+    let score = super::scores::score(&mut tx, contact.id).await?;
+    let webhooks = tx.contact_webhooks(contact.id).await?;
     tx.commit().await?;
-    let doc = json!({
+    let mut doc = json!({
         "email": contact.email,
         "status": contact.status.as_str(),
         "status_reason": contact.status_reason,
@@ -246,6 +248,18 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
         })).collect::<Vec<_>>(),
         "signals": super::bounces::signals_json(&signals),
     });
+    doc["score"] = json!(score.as_ref().map_or(0.0, |s| s.0));
+    doc["score_reasons"] = json!(
+        score
+            .as_ref()
+            .map(|s| s
+                .1
+                .iter()
+                .map(|(reason, points)| json!({"reason": reason, "points": points}))
+                .collect::<Vec<_>>())
+            .unwrap_or_default()
+    );
+    doc["webhooks"] = super::scores::webhooks_json(&webhooks);
     if as_json {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -266,6 +280,16 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
         outln!(
             "  {k}: {}",
             v.as_str().map_or_else(|| v.to_string(), String::from)
+        );
+    }
+    if let Some((total, reasons)) = &score {
+        outln!(
+            "  score: {total} ({})",
+            reasons
+                .iter()
+                .map(|(r, p)| format!("{r}: {p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     outln!("enrollments:");

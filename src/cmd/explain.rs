@@ -122,6 +122,8 @@ pub async fn explain(
             out.push(format!("    {line}"));
         }
     }
+    out.extend(super::scores::score_lines(&mut tx, contact.id).await?);
+    let webhooks = tx.contact_webhooks(contact.id).await?;
 
     if enrollments.is_empty() {
         out.push(String::new());
@@ -150,6 +152,7 @@ pub async fn explain(
             Some(Trigger::Schedule { cron, .. }) => {
                 format!(" by the schedule `{cron}` or by hand")
             }
+            Some(Trigger::Score(_)) => super::scores::crossing_text(&e.trigger_properties),
             None => String::new(),
         };
         out.push(format!(
@@ -216,6 +219,13 @@ pub async fn explain(
                     d.kind,
                     d.detail
                 )),
+                Entry::Run(r)
+                    if let Some(w) = webhooks
+                        .iter()
+                        .find(|w| w.enrollment_id == e.id && w.seq == r.seq) =>
+                {
+                    out.extend(super::scores::webhook_lines(&mut tx, r, w, step_w).await?);
+                }
                 Entry::Run(r) if r.outcome == "queued" => {
                     let m = messages
                         .iter()
@@ -272,6 +282,7 @@ fn action_text(campaign: Option<&Campaign>, step: &str) -> String {
             .join(", "),
         Action::Goto(target) => format!("went on to `{target}`"),
         Action::Wait => "a pure wait".into(),
+        Action::Webhook(h) => format!("posted to {}", h.url),
         Action::Exit | Action::Send(_) | Action::Split(_) => String::new(),
     };
     match &step.when {
@@ -402,6 +413,11 @@ fn never_enrolled(c: &Campaign, events: &[nurture_store::EventRow]) -> Vec<Strin
             out.push("    and the contact must be subscribed".into());
             out
         }
+        Trigger::Score(op) => vec![format!(
+            "  the campaign enrolls a contact when its score starts to satisfy {{{}: {}}}; see the score above",
+            op.key(),
+            super::scores::operand(op)
+        )],
         Trigger::Schedule { cron, timezone } => vec![format!(
             "  the campaign enrolls at each firing of `{cron}` ({timezone}) every contact in its audience{}",
             c.audience

@@ -7,6 +7,7 @@ mod contacts;
 mod engine;
 mod explain;
 mod plan;
+mod scores;
 mod send;
 mod simulate;
 mod stats;

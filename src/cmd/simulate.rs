@@ -364,9 +364,27 @@ async fn run(
                 }
             });
         }
-        Trigger::Schedule { .. } => {}
+        Trigger::Schedule { .. } | Trigger::Score(_) => {}
     }
     tx.commit().await?;
+    if let Trigger::Score(op) = &campaign.trigger {
+        entry = match engine.enroll(id, &lead.sample.email, start).await? {
+            EnrollOutcome::Enrolled(_) => Ok(format!(
+                "enrolled by hand at the start (the trigger is the score crossing {{{}: {}}}: a real lead enters when its score crosses it)",
+                op.key(),
+                match op {
+                    nurture_campaign::Op::Gte(v)
+                    | nurture_campaign::Op::Gt(v)
+                    | nurture_campaign::Op::Lte(v)
+                    | nurture_campaign::Op::Lt(v)
+                    | nurture_campaign::Op::Equals(v)
+                    | nurture_campaign::Op::NotEquals(v) => v.to_string(),
+                    _ => String::new(),
+                }
+            )),
+            other => Err(refusal(&other, lead)),
+        };
+    }
     if let Trigger::Schedule { cron, timezone } = &campaign.trigger {
         entry = match engine.enroll(id, &lead.sample.email, start).await? {
             EnrollOutcome::Enrolled(_) => Ok(format!(
@@ -657,6 +675,7 @@ fn action_reason(campaign: &nurture_campaign::Campaign, step: &str) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        Action::Webhook(h) => format!("posts to {}", h.url),
         Action::Send(_) => String::new(),
     };
     match &step.when {

@@ -18,6 +18,10 @@ pub fn validate(config: &Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> 
     let loaded = load_paths(&paths);
     let mut diagnostics = loaded.diagnostics;
     diagnostics.extend(super::templates::check(config, &loaded.campaigns));
+    diagnostics.extend(webhook_hosts(config, &loaded.campaigns));
+    if let Err(mut d) = nurture_campaign::Scoring::load(&config.scoring_file) {
+        diagnostics.append(&mut d);
+    }
     print_diagnostics(&diagnostics);
     let campaigns = loaded.campaigns.len();
     if diagnostics.is_empty() {
@@ -36,6 +40,31 @@ pub fn validate(config: &Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> 
         );
         Ok(ExitCode::from(2))
     }
+}
+
+/// Every webhook step whose host `webhook_hosts` does not allow (SPEC §11: a campaign file
+/// cannot make the daemon call an address the operator did not list).
+fn webhook_hosts(config: &Config, files: &[nurture_campaign::CampaignFile]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for f in files {
+        for (i, step) in f.campaign.steps.iter().enumerate() {
+            if let nurture_campaign::Action::Webhook(h) = &step.action
+                && !nurture_campaign::scoring::host_allowed(&h.host, &config.webhook_hosts)
+            {
+                out.push(
+                    f.diagnostic(
+                        &format!("steps.{i}.webhook"),
+                        format!("the webhook host `{}` is not in webhook_hosts", h.host),
+                    )
+                    .hint(format!(
+                        "add `{}` to webhook_hosts in nurture.toml (or NURTURE_WEBHOOK_HOSTS) if this receiver is trusted",
+                        h.host
+                    )),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// Prints each diagnostic with its `[file:line:col]`, the snippet and the hint.

@@ -47,6 +47,8 @@ pub enum Condition {
     Opened(StepId),
     /// A link in the email of this step was clicked, in this enrollment.
     Clicked(StepId),
+    /// The contact's lead score (decayed to now) compared with a number (SPEC §11).
+    Score(Op),
 }
 
 /// A comparison on an attribute or property.
@@ -100,6 +102,10 @@ pub trait Facts {
     fn opened(&self, step: &StepId) -> bool;
     /// The email of this step was clicked in the current enrollment.
     fn clicked(&self, step: &StepId) -> bool;
+    /// The contact's lead score as of now (0 when nothing has scored yet).
+    fn score(&self) -> f64 {
+        0.0
+    }
 }
 
 impl Condition {
@@ -139,6 +145,7 @@ impl Condition {
             }
             Condition::Opened(step) => facts.opened(step),
             Condition::Clicked(step) => facts.clicked(step),
+            Condition::Score(op) => op.holds(Some(&crate::scoring::score_value(facts.score()))),
             Condition::All(_) | Condition::Any(_) | Condition::Not(_) => self.eval(facts, now),
         }
     }
@@ -152,6 +159,13 @@ impl Condition {
             _ => {}
         });
         out
+    }
+
+    /// Whether `score:` is tested anywhere inside.
+    pub fn uses_score(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |c| found |= matches!(c, Condition::Score(_)));
+        found
     }
 
     /// Every event name tested by `event:` anywhere inside.
@@ -299,6 +313,7 @@ impl fmt::Display for Condition {
             Condition::Event { name, within: None } => write!(f, "{{event: {name}}}"),
             Condition::Opened(s) => write!(f, "{{opened: {s}}}"),
             Condition::Clicked(s) => write!(f, "{{clicked: {s}}}"),
+            Condition::Score(op) => write!(f, "{{score: {{{}: {}}}}}", op.key(), op.operand()),
         }
     }
 }

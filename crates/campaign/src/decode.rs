@@ -12,7 +12,7 @@ use crate::condition::OPERATORS;
 use crate::diagnostic::{Diagnostic, SourceFile, Span};
 use crate::model::{
     Action, Campaign, CampaignId, Reentry, SendAction, Status, Step, StepId, TemplateName,
-    Tracking, Trigger,
+    Tracking, Trigger, WebhookAction,
 };
 use crate::window::{Hours, SendWindow, WindowZone, parse_weekday};
 use crate::yaml::{Kind, Node};
@@ -59,9 +59,12 @@ pub const STEP_KEYS: &[&str] = &[
     "confidence",
     "min_sample",
     "auto_winner",
+    "webhook",
 ];
 /// Keys of a trigger.
-pub const TRIGGER_KEYS: &[&str] = &["event", "when", "schedule", "timezone"];
+pub const TRIGGER_KEYS: &[&str] = &["event", "when", "schedule", "timezone", "score"];
+/// Keys of a webhook action.
+pub const WEBHOOK_KEYS: &[&str] = &["url", "body"];
 /// Keys of a send window.
 pub const WINDOW_KEYS: &[&str] = &["days", "hours", "timezone"];
 /// Keys of the tracking mapping.
@@ -79,6 +82,7 @@ pub const CONDITION_HEADS: &[&str] = &[
     "event",
     "opened",
     "clicked",
+    "score",
 ];
 const SEND_ONLY: &[&str] = &[
     "subject",
@@ -89,7 +93,9 @@ const SEND_ONLY: &[&str] = &[
     "variants",
     "frequency",
 ];
-const ACTIONS: &[&str] = &["send", "tag", "untag", "set", "goto", "exit", "split"];
+const ACTIONS: &[&str] = &[
+    "send", "tag", "untag", "set", "goto", "exit", "split", "webhook",
+];
 
 /// Where a condition sits, which decides what it may refer to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,7 +301,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn delay(&mut self, node: &Node, what: &str) -> Option<Delay> {
+    pub(crate) fn delay(&mut self, node: &Node, what: &str) -> Option<Delay> {
         let text = self.string(node, what)?;
         match text.parse::<Delay>() {
             Ok(d) => Some(d),
@@ -503,6 +509,26 @@ impl<'f> Decoder<'f> {
 
     fn trigger(&mut self, node: &Node) -> Option<Trigger> {
         let f = self.fields(node, "the trigger", TRIGGER_KEYS)?;
+        if let Some(score) = f.get("score") {
+            if f.has("event") || f.has("schedule") {
+                self.error(
+                    f.node.span,
+                    "a trigger has one of `event`, `schedule` or `score`",
+                    None,
+                );
+                return None;
+            }
+            for key in ["when", "timezone"] {
+                if let Some(span) = f.key_span(key) {
+                    self.error(
+                        span,
+                        format!("`{key}` does not apply to a score trigger"),
+                        Some("use `audience` to filter who enters".into()),
+                    );
+                }
+            }
+            return self.score_op(score).map(Trigger::Score);
+        }
         match (f.get("event"), f.get("schedule")) {
             (Some(e), None) => {
                 if let Some(span) = f.key_span("timezone") {
@@ -555,7 +581,7 @@ impl<'f> Decoder<'f> {
             (None, None) => {
                 self.error(
                     f.node.span,
-                    "the trigger needs `event` or `schedule`",
+                    "the trigger needs `event`, `schedule` or `score`",
                     Some("e.g. `trigger: { event: lead.captured }`".into()),
                 );
                 None
@@ -800,6 +826,10 @@ impl<'f> Decoder<'f> {
                 }
                 None => None,
             }),
+            Some("webhook") => f.get("webhook").and_then(|n| {
+                self.record(format!("steps.{i}.webhook"), n.span);
+                self.webhook(n)
+            }),
             Some(_) => None,
         };
         let frequency_exempt = f.get("frequency").map(|n| self.frequency(n));
@@ -901,6 +931,72 @@ impl<'f> Decoder<'f> {
         Some(out)
     }
 
+    /// A webhook action: `{ url, body? }`.
+    fn webhook(&mut self, node: &Node) -> Option<Action> {
+        let f = self.fields(node, "`webhook`", WEBHOOK_KEYS)?;
+        let Some(url_node) = f.get("url") else {
+            self.error(
+                node.span,
+                "`webhook` needs a `url`",
+                Some("e.g. `webhook: { url: \"https://hooks.example.com/lead\" }`".into()),
+            );
+            return None;
+        };
+        let url = self.string(url_node, "the webhook's `url`")?;
+        let host = match crate::scoring::url_host(&url) {
+            Ok(h) => h,
+            Err(e) => {
+                self.error(
+                    url_node.span,
+                    e,
+                    Some("write an absolute `https://` URL".into()),
+                );
+                return None;
+            }
+        };
+        let body = f.get("body").map(Node::to_json);
+        Some(Action::Webhook(WebhookAction { url, host, body }))
+    }
+
+    /// `{OP: NUMBER}`, the comparison of a `score` condition or trigger.
+    pub(crate) fn score_op(&mut self, node: &Node) -> Option<Op> {
+        const NUMERIC: &[&str] = &["gt", "gte", "lt", "lte", "equals", "not_equals"];
+        let f = self.fields(node, "a score comparison", NUMERIC)?;
+        let [(op, _, value)] = f.entries.as_slice() else {
+            self.error(
+                node.span,
+                "a score comparison has exactly one operator",
+                Some("e.g. `{ score: { gte: 50 } }`".into()),
+            );
+            return None;
+        };
+        if !value.to_json().is_number() {
+            self.error(
+                value.span,
+                format!(
+                    "`{op}` compares the score with a number, found {}",
+                    value.describe()
+                ),
+                None,
+            );
+            return None;
+        }
+        self.operator(op, value)
+    }
+
+    /// Spans of `opened`/`clicked` references collected so far (a scoring rule may not use them).
+    pub(crate) fn take_step_ref_spans(&mut self) -> Vec<Span> {
+        std::mem::take(&mut self.refs)
+            .into_iter()
+            .map(|r| r.span)
+            .collect()
+    }
+
+    /// A condition in a scoring rule: about the contact and the scored event.
+    pub(crate) fn rule_condition(&mut self, node: &Node) -> Option<Condition> {
+        self.condition(node, Scope::Trigger)
+    }
+
     fn condition(&mut self, node: &Node, scope: Scope) -> Option<Condition> {
         let mut allowed: Vec<&str> = CONDITION_HEADS.to_vec();
         allowed.push("within");
@@ -985,6 +1081,7 @@ impl<'f> Decoder<'f> {
                 .condition(value, scope)
                 .map(|c| Condition::Not(Box::new(c))),
             "tag" => self.string(value, "`tag`").map(Condition::Tag),
+            "score" => self.score_op(value).map(Condition::Score),
             "event" => {
                 let name = self.string(value, "`event`");
                 let within = f.get("within").map(|n| self.delay(n, "`within`"));

@@ -17,6 +17,7 @@ mod load;
 mod model;
 mod schedule;
 pub mod schema;
+pub mod scoring;
 mod split;
 mod window;
 pub mod yaml;
@@ -29,8 +30,9 @@ pub use duration::{Delay, DelayError};
 pub use load::{CampaignFile, Loaded, campaign_files, load_paths, parse_campaign};
 pub use model::{
     Action, Campaign, CampaignId, Reentry, SendAction, Status, Step, StepId, TemplateName,
-    Tracking, Trigger,
+    Tracking, Trigger, WebhookAction,
 };
 pub use schedule::Cron;
+pub use scoring::{Decay, Rule, RuleSource, Scoring};
 pub use split::{AbTest, Arm, Metric, Variant};
 pub use window::{Hours, SendWindow, WindowZone, parse_weekday};

@@ -156,6 +156,9 @@ pub enum Trigger {
         /// Whose clock the cron is read on.
         timezone: Tz,
     },
+    /// The contact's lead score starts to satisfy this comparison (once per upward
+    /// crossing: it fires again only after the score fell back and rose again).
+    Score(crate::Op),
 }
 
 /// Whether a contact may enter the campaign again.
@@ -209,8 +212,22 @@ pub enum Action {
     Exit,
     /// An A/B split: each contact continues at one arm's step (SPEC §13).
     Split(Vec<Arm>),
+    /// POST a signed JSON document to a CRM or chat tool (SPEC §11).
+    Webhook(WebhookAction),
     /// Nothing: a pure wait.
     Wait,
+}
+
+/// A webhook step: where to POST and what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookAction {
+    /// An `http` or `https` URL; its host must be in `webhook_hosts`.
+    pub url: String,
+    /// The host of `url`, lower case (checked against `webhook_hosts`).
+    pub host: String,
+    /// The JSON body; every text inside is a Handlebars template. `None`: contact, campaign,
+    /// step and score.
+    pub body: Option<serde_json::Value>,
 }
 
 impl Action {
@@ -224,6 +241,7 @@ impl Action {
             Action::Goto(_) => "goto",
             Action::Exit => "exit",
             Action::Split(_) => "split",
+            Action::Webhook(_) => "webhook",
             Action::Wait => "wait",
         }
     }

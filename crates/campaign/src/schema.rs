@@ -29,7 +29,7 @@ pub struct RawCampaign {
     pub layout: Option<String>,
     /// Open and click tracking; `false` turns both off.
     pub tracking: Option<RawTracking>,
-    /// What enrolls contacts: exactly one of `event` or `schedule`.
+    /// What enrolls contacts: exactly one of `event`, `schedule` or `score`.
     pub trigger: RawTrigger,
     /// The contact must match this when entering.
     pub audience: Option<RawCondition>,
@@ -120,6 +120,37 @@ pub struct RawTrigger {
     pub schedule: Option<String>,
     /// IANA time zone the schedule is read in (default UTC).
     pub timezone: Option<String>,
+    /// Enroll when the lead score starts to satisfy this, e.g. `{gte: 50}` (once per crossing).
+    pub score: Option<RawScoreOp>,
+}
+
+/// A comparison of the lead score with a number: exactly one operator.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawScoreOp {
+    /// Greater than.
+    pub gt: Option<f64>,
+    /// Greater than or equal.
+    pub gte: Option<f64>,
+    /// Less than.
+    pub lt: Option<f64>,
+    /// Less than or equal.
+    pub lte: Option<f64>,
+    /// Equal to.
+    pub equals: Option<f64>,
+    /// Not equal to.
+    pub not_equals: Option<f64>,
+}
+
+/// A webhook step: POST signed JSON to a host allowed by `webhook_hosts`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// An `https://` (or `http://`) URL.
+    pub url: String,
+    /// The JSON body; every text inside is a Handlebars template (default: contact,
+    /// campaign, step and score).
+    pub body: Option<serde_json::Value>,
 }
 
 /// Re-entry rule.
@@ -222,6 +253,8 @@ pub struct RawStep {
     pub min_sample: Option<u64>,
     /// Once a winner is called, later contacts get only the winner.
     pub auto_winner: Option<bool>,
+    /// POST a signed JSON document (the sales hand-off).
+    pub webhook: Option<RawWebhook>,
 }
 
 /// One name or a list of names.
@@ -235,7 +268,7 @@ pub enum RawNames {
 }
 
 /// A condition: exactly one test (`all`, `any`, `not`, `tag`, `attribute`, `property`,
-/// `event`, `opened`, `clicked`); `attribute` and `property` take one comparison.
+/// `event`, `opened`, `clicked`, `score`); `attribute` and `property` take one comparison.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCondition {
@@ -259,6 +292,8 @@ pub struct RawCondition {
     pub opened: Option<String>,
     /// A link in the email of this (earlier) step was clicked.
     pub clicked: Option<String>,
+    /// The lead score compared with a number, e.g. `{gte: 50}`.
+    pub score: Option<RawScoreOp>,
     /// Equal to.
     pub equals: Option<serde_json::Value>,
     /// Not equal to (or missing).

@@ -104,6 +104,7 @@ pub(crate) async fn advance_batch(
 pub(crate) struct Writes {
     step_runs: Vec<NewStepRun>,
     messages: Vec<NewMessage>,
+    webhooks: Vec<nurture_store::NewWebhook>,
     advances: Vec<Advance>,
     /// What steps changed in contacts' tags and attributes (applied to the stored rows as
     /// they are at the end of the batch, not written from the batch's copy, which another
@@ -164,6 +165,7 @@ impl Writes {
             }
         }
         let queued = tx.queue_messages(&self.messages, now_ms).await?;
+        tx.queue_webhooks(&self.webhooks, now_ms).await?;
         let moved = tx.advance_enrollments(&self.advances, now_ms).await?;
         if moved != self.advances.len() as u64 {
             // Someone else advanced one: impossible while we hold the rows, so refuse to
@@ -354,6 +356,18 @@ async fn advance_one(
                             Some("exit step".into()),
                         );
                         break 'run End::Exited("exit_step".into());
+                    }
+                    Action::Webhook(_) => {
+                        w.webhooks.push(nurture_store::NewWebhook {
+                            enrollment_id: e.id,
+                            seq,
+                            contact_id: e.contact_id,
+                            campaign_id: c.id.to_string(),
+                            version_id: live.version_id,
+                            step_id: step.id.to_string(),
+                            due: now_ms,
+                        });
+                        "queued"
                     }
                     Action::Wait => "waited",
                 };

@@ -123,6 +123,7 @@ pub(crate) async fn process_events(
             };
             when.into_iter().chain(live.campaign.audience.as_ref())
         })
+        .chain(crate::score::rule_conditions(engine.scoring.as_deref()))
         .collect();
     // Stopping between batches loses nothing: the events not claimed stay new.
     while !engine.is_stopping() {
@@ -137,7 +138,15 @@ pub(crate) async fn process_events(
             .await?
             .with_enrollments(&mut tx)
             .await?;
-        let mut enroll = Vec::new();
+        let mut enroll = crate::score::score_events(
+            engine.scoring.as_deref(),
+            &mut tx,
+            &mut batch,
+            &events,
+            &campaigns,
+            now,
+        )
+        .await?;
         for event in &events {
             out.events += 1;
             let Some(contact) = batch.contacts.get(&event.contact_id).cloned() else {

@@ -131,6 +131,7 @@ pub async fn explain(tx: &mut Tx, email: &str, campaign: Option<&str>) -> Result
             Some(Trigger::Schedule { cron, .. }) => {
                 format!(" by the schedule `{cron}` or by hand")
             }
+            Some(Trigger::Score(op)) => format!(" when its score crossed {}", op.key()),
             None => String::new(),
         };
         out.push(format!(
@@ -247,6 +248,7 @@ fn action_text(campaign: Option<&Campaign>, step: &str) -> String {
             .join(", "),
         Action::Goto(target) => format!("went on to `{target}`"),
         Action::Wait => "a pure wait".into(),
+        Action::Webhook(h) => format!("posted to {}", h.url),
         Action::Exit | Action::Send(_) | Action::Split(_) => String::new(),
     };
     match &step.when {
@@ -343,6 +345,10 @@ async fn message_lines(
 /// Why a contact may never have entered a campaign, from its trigger and the contact's events.
 fn never_enrolled(c: &Campaign, events: &[nurture_store::EventRow]) -> Vec<String> {
     match &c.trigger {
+        Trigger::Score(op) => vec![format!(
+            "  the campaign enrolls a contact when its score starts to satisfy `{}`",
+            op.key()
+        )],
         Trigger::Event { name, when } => {
             let seen: Vec<_> = events.iter().filter(|e| &e.name == name).collect();
             if seen.is_empty() {

@@ -18,6 +18,8 @@ pub(crate) struct Known {
     latest: HashMap<String, i64>,
     opened: HashSet<String>,
     clicked: HashSet<String>,
+    /// The lead score as of the batch's time.
+    score: f64,
 }
 
 /// What a batch of contacts' conditions may ask, read in a few statements for the whole
@@ -30,6 +32,9 @@ pub(crate) struct Batch {
     latest: HashMap<(i64, String), i64>,
     email_events: HashSet<(i64, String, String)>,
     pub last_enrollment: HashMap<(String, i64), EnrollmentSummary>,
+    /// Stored lead scores of the contacts, and the time they are read at (ms).
+    pub scores: HashMap<i64, nurture_store::ScoreRow>,
+    now_ms: i64,
 }
 
 impl Batch {
@@ -66,8 +71,16 @@ impl Batch {
         let mut names: Vec<&str> = conditions.iter().flat_map(|c| c.event_names()).collect();
         names.sort_unstable();
         names.dedup();
+        let scores = tx
+            .scores(&ids)
+            .await?
+            .into_iter()
+            .map(|s| (s.contact_id, s))
+            .collect();
         let mut batch = Self {
             contacts,
+            scores,
+            now_ms: to_ms(now),
             ..Self::default()
         };
         for (contact, name, at) in tx.latest_events(&ids, &names, to_ms(now)).await? {
@@ -88,6 +101,13 @@ impl Batch {
         let ids: Vec<i64> = self.contacts.keys().copied().collect();
         self.last_enrollment = tx.last_enrollments(&ids).await?.into_iter().collect();
         Ok(self)
+    }
+}
+
+impl Batch {
+    /// Replaces a contact's score (scored in this batch).
+    pub fn set_score(&mut self, row: nurture_store::ScoreRow) {
+        self.scores.insert(row.contact_id, row);
     }
 }
 
@@ -127,12 +147,17 @@ impl Known {
                 }
             }
         }
+        let score = batch
+            .scores
+            .get(&contact.id)
+            .map_or(0.0, |r| crate::score::score_at(r, batch.now_ms));
         Self {
             contact,
             properties,
             latest,
             opened,
             clicked,
+            score,
         }
     }
 
@@ -175,6 +200,10 @@ impl Facts for Known {
 
     fn clicked(&self, step: &StepId) -> bool {
         self.clicked.contains(step.as_str())
+    }
+
+    fn score(&self) -> f64 {
+        self.score
     }
 }
 

@@ -14,8 +14,10 @@ mod explain;
 mod facts;
 pub mod frequency;
 mod live;
+mod score;
 pub mod split;
 mod time;
+mod webhook;
 pub mod winner;
 
 use std::sync::Arc;
@@ -32,7 +34,9 @@ pub use enroll::EnrollOutcome;
 pub use explain::explain;
 pub use frequency::FrequencyCap;
 pub use live::{LiveCampaign, SyncReport, remap_target};
+pub use score::{score_at, score_reasons};
 pub use time::{Clock, ManualClock, from_ms, to_ms};
+pub use webhook::{PostOutcome, Poster, WebhookReport, webhook_context};
 
 /// Engine failures.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +151,8 @@ pub struct Engine {
     owner: i64,
     /// Set by [`Engine::stop`]; shared by every clone.
     stopping: Arc<AtomicBool>,
+    /// The scoring rules (`scoring.yaml`), if any.
+    scoring: Option<Arc<nurture_campaign::Scoring>>,
 }
 
 impl Engine {
@@ -159,7 +165,14 @@ impl Engine {
             clock: time::Timing::Elapsed,
             owner: new_owner(),
             stopping: Arc::default(),
+            scoring: None,
         }
+    }
+
+    /// The same engine scoring new events by `scoring` (SPEC §11).
+    pub fn with_scoring(mut self, scoring: Option<Arc<nurture_campaign::Scoring>>) -> Self {
+        self.scoring = scoring;
+        self
     }
 
     /// The same engine reading the time from `clock` while its rounds run (leases, retry
@@ -255,8 +268,13 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let steps = tx.next_due().await?;
         let messages = tx.next_message_due().await?;
+        let webhooks = tx.next_webhook_due().await?;
         tx.commit().await?;
-        Ok([steps, messages].into_iter().flatten().min().map(from_ms))
+        Ok([steps, messages, webhooks]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(from_ms))
     }
 
     /// Enrolls a contact by hand (`nurture enroll`), obeying audience and re-entry.

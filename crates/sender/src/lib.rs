@@ -29,6 +29,7 @@ mod smtp;
 mod templates;
 mod tracking;
 mod trust;
+mod webhook;
 
 pub use message::{
     BuiltMessage, DkimSigner, MessageError, OutgoingEmail, build_message, sanitize_header_text,
@@ -42,3 +43,4 @@ pub use smtp::{
 pub use templates::{LoadError, TemplateProblem, Templates};
 pub use tracking::{LinkRewriter, Tracking, rewrite_links};
 pub use trust::{TlsTrust, TrustError};
+pub use webhook::{WEBHOOK_TIMEOUT, WebhookClient, WebhookReply, render_body};

@@ -137,6 +137,15 @@ impl TlsTrust {
         self.roots.is_empty()
     }
 
+    /// A rustls root store of these authorities, for HTTPS webhooks.
+    pub(crate) fn root_store(&self) -> RootCertStore {
+        let mut store = RootCertStore::empty();
+        for root in &self.roots {
+            let _ = store.add(root.clone());
+        }
+        store
+    }
+
     /// The TLS parameters for a server named `host` (a name or an IP address).
     pub(crate) fn parameters(
         &self,

@@ -16,8 +16,10 @@ mod frequency;
 pub mod history;
 mod messages;
 mod metrics;
+mod scores;
 mod signals;
 mod stats;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,8 +35,10 @@ pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
 pub use frequency::VariantCounts;
 pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
+pub use scores::{ScorePoint, ScoreRow};
 pub use signals::{NewSignal, SignalKind, SignalRow, normalize_message_id};
 pub use stats::{CampaignStats, StepStats};
+pub use webhooks::{NewWebhook, WebhookAttempt, WebhookRow};
 
 /// Result type of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -17,6 +17,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+mod webhook;
+pub use webhook::WebhookSigner;
+
 const MAC_LEN: usize = 16;
 
 /// What a valid token names.

@@ -177,7 +177,7 @@ impl Report<'_> {
                     },
                     properties: &self.lead.sample.event,
                 }),
-                Trigger::Schedule { .. } => None,
+                Trigger::Schedule { .. } | Trigger::Score(_) => None,
             },
             enrolled: self.sim.entry.as_ref().ok().map(String::as_str),
             state,

@@ -62,6 +62,7 @@ fn action_label(action: &Action) -> String {
                 .collect::<Vec<_>>()
                 .join(" · ")
         ),
+        Action::Webhook(h) => format!("webhook {}", h.url),
         Action::Exit => "exit the campaign".into(),
         Action::Wait => "wait".into(),
     }
@@ -94,6 +95,7 @@ pub(crate) fn svg(campaign: &Campaign, counts: &HashMap<String, StepCounts>) -> 
         Trigger::Schedule { cron, timezone } => {
             format!("enrolled by the schedule {cron} ({timezone})")
         }
+        Trigger::Score(op) => format!("enrolled when the score crosses ({})", op.key()),
     };
     let _ = write!(
         s,
