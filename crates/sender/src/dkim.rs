@@ -58,6 +58,16 @@ pub enum DkimError {
     /// The message has no blank line between its header and body.
     #[error("cannot DKIM-sign the message: it has no body")]
     NoBody,
+    /// `dkim_algorithm` names another algorithm than the key's, or none nurture knows.
+    #[error(
+        "dkim_algorithm is `{given}` but the DKIM private key signs {key} (`rsa` or `ed25519`)"
+    )]
+    Algorithm {
+        /// What the configuration said.
+        given: String,
+        /// What the key signs.
+        key: &'static str,
+    },
     /// The RSA operation failed (ring gives no detail).
     #[error("cannot DKIM-sign the message: the signature operation failed")]
     Sign,
@@ -143,6 +153,22 @@ impl DkimSigner {
         match self.key {
             Key::Rsa(_) => "rsa-sha256",
             Key::Ed25519(_) => "ed25519-sha256",
+        }
+    }
+
+    /// Checks a configured `dkim_algorithm` (`rsa` or `ed25519`, or the full `a=` names)
+    /// against the key: the key decides the algorithm, this only catches a key file that is
+    /// not the one the operator meant.
+    pub fn require_algorithm(&self, given: &str) -> Result<(), DkimError> {
+        let a = self.algorithm();
+        let wanted = given.trim().to_ascii_lowercase();
+        if wanted == a || Some(wanted.as_str()) == a.strip_suffix("-sha256") {
+            Ok(())
+        } else {
+            Err(DkimError::Algorithm {
+                given: given.to_string(),
+                key: a,
+            })
         }
     }
 
@@ -404,6 +430,31 @@ mod tests {
         assert_eq!(fields, [&b"A: X"[..], b"B : Y\t\r\n\tZ  ", b"C:"]);
         assert!(field_name_is(b"B : Y", "b"));
         assert!(!field_name_is(b"Bc: Y", "b"));
+    }
+
+    #[test]
+    fn the_configured_algorithm_must_match_the_key() {
+        let dir = std::env::temp_dir().join(format!("nurture-dkim-alg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("ed.pem");
+        let ok = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let pem = std::fs::read_to_string(&key).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let signer = DkimSigner::new("x.example", "s", &pem).unwrap();
+        assert_eq!(signer.algorithm(), "ed25519-sha256");
+        for good in ["ed25519", "ED25519", "ed25519-sha256"] {
+            assert!(signer.require_algorithm(good).is_ok(), "{good}");
+        }
+        for bad in ["rsa", "rsa-sha256", "dsa", ""] {
+            let e = signer.require_algorithm(bad).unwrap_err().to_string();
+            assert!(e.contains("ed25519-sha256"), "{e}");
+        }
     }
 
     #[test]
