@@ -50,6 +50,7 @@ struct FileConfig {
     dkim_domain: Option<String>,
     dkim_selector: Option<String>,
     dkim_private_key: Option<Secret>,
+    dkim_algorithm: Option<String>,
 }
 
 /// The resolved configuration.
@@ -75,6 +76,8 @@ pub struct Config {
     pub dkim_domain: Option<String>,
     pub dkim_selector: Option<String>,
     pub dkim_private_key: Option<Secret>,
+    /// `rsa` or `ed25519`: checked against the key, which decides (unset: the key's own).
+    pub dkim_algorithm: Option<String>,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -169,6 +172,7 @@ impl Config {
             dkim_domain: pick("NURTURE_DKIM_DOMAIN", file.dkim_domain),
             dkim_selector: pick("NURTURE_DKIM_SELECTOR", file.dkim_selector),
             dkim_private_key: pick_secret(None, "NURTURE_DKIM_PRIVATE_KEY", file.dkim_private_key),
+            dkim_algorithm: pick("NURTURE_DKIM_ALGORITHM", file.dkim_algorithm),
         })
     }
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod daemon;
 mod delivery;
+mod dkim;
 mod explain;
 mod plan;
 mod send;
