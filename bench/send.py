@@ -110,7 +110,8 @@ def main():
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
         print(f"             peak RSS while sending: {peak} MB")
         print(f"smtp-source: {a.leads} messages of {size} bytes (unsigned), 10 sessions: median {dt2:.2f}s = {ref:,.0f} msg/s (runs: {spread(refs)})")
-        print(f"ratio:       nurture / smtp-source = {nurture_rate / ref:.2f} (medians of {a.repeat} alternating runs)")
+        what = ("DKIM " + a.dkim if a.dkim else "unsigned") + (", derived text" if a.derived_text else "")
+        print(f"ratio:       nurture ({what}, {a.leads} leads) / smtp-source = {nurture_rate / ref:.2f} (medians of {a.repeat} alternating runs)")
     finally:
         sink.terminate()
         sink.wait()
