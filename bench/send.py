@@ -4,7 +4,7 @@
 with Postfix's own `smtp-source -d -s 10` pushing messages of the same size into the same
 sink. Prints messages/s of each and the ratio.
 
-Usage: bench/send.py [--binary target/release/nurture] [--leads 5000] [--repeat 5] [--derived-text] [--dkim]
+Usage: bench/send.py [--binary target/release/nurture] [--leads 5000] [--repeat 5] [--derived-text] [--dkim [rsa|ed25519]]
 Build first: cargo build --release. Needs smtp-sink and smtp-source (Debian package postfix).
 """
 import argparse, os, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
@@ -47,8 +47,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=5, help="runs of each side, alternating (median reported)")
     ap.add_argument("--derived-text", action="store_true",
                     help="drop the welcome email's .txt.hbs so its text part is derived from the HTML")
-    ap.add_argument("--dkim", action="store_true",
-                    help="sign every message with DKIM (a 2048-bit RSA key made with openssl)")
+    ap.add_argument("--dkim", nargs="?", const="rsa", choices=["rsa", "ed25519"],
+                    help="sign every message with DKIM: rsa (the default, a 2048-bit key made with openssl) or ed25519")
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     for tool in ("smtp-sink", "smtp-source"):
@@ -79,7 +79,8 @@ def main():
         e["NURTURE_SMTP_URL"] = f"smtp://127.0.0.1:{port}"
         if a.dkim:
             key = os.path.join(work, "dkim.pem")
-            subprocess.run(["openssl", "genrsa", "-out", key, "2048"], check=True, capture_output=True)
+            gen = ["genrsa", "-out", key, "2048"] if a.dkim == "rsa" else ["genpkey", "-algorithm", "ed25519", "-out", key]
+            subprocess.run(["openssl", *gen], check=True, capture_output=True)
             e.update(NURTURE_DKIM_DOMAIN="leadcraft.example", NURTURE_DKIM_SELECTOR="nurture", NURTURE_DKIM_PRIVATE_KEY=key)
         db = os.path.join(work, "nurture.db")
         shutil.copy(db, db + ".imported")
@@ -102,13 +103,15 @@ def main():
         dt, dt2 = statistics.median(ticks), statistics.median(refs)
         nurture_rate, ref = a.leads / dt, a.leads / dt2
         spread = lambda xs: ", ".join(f"{a.leads / x:,.0f}" for x in sorted(xs, reverse=True))
-        print(f"nurture:     {a.leads} leads enrolled, rendered and sent by one tick: median {dt:.2f}s = {nurture_rate:,.0f} msg/s ({size} byte messages; runs: {spread(ticks)})")
+        signed = {"rsa": ", DKIM rsa-sha256 (2048-bit key)", "ed25519": ", DKIM ed25519-sha256"}.get(a.dkim, "")
+        print(f"nurture:     {a.leads} leads enrolled, rendered{signed} and sent by one tick: median {dt:.2f}s = {nurture_rate:,.0f} msg/s ({size} byte messages; runs: {spread(ticks)})")
         print(f"             {out}")
         # The largest child: a tick (the import and preview before it are smaller).
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
         print(f"             peak RSS while sending: {peak} MB")
-        print(f"smtp-source: {a.leads} messages of {size} bytes, 10 sessions: median {dt2:.2f}s = {ref:,.0f} msg/s (runs: {spread(refs)})")
-        print(f"ratio:       nurture / smtp-source = {nurture_rate / ref:.2f} (medians of {a.repeat} alternating runs)")
+        print(f"smtp-source: {a.leads} messages of {size} bytes (unsigned), 10 sessions: median {dt2:.2f}s = {ref:,.0f} msg/s (runs: {spread(refs)})")
+        what = ("DKIM " + a.dkim if a.dkim else "unsigned") + (", derived text" if a.derived_text else "")
+        print(f"ratio:       nurture ({what}, {a.leads} leads) / smtp-source = {nurture_rate / ref:.2f} (medians of {a.repeat} alternating runs)")
     finally:
         sink.terminate()
         sink.wait()

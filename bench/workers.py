@@ -220,8 +220,8 @@ def main():
                 finally:
                     shutil.rmtree(root, ignore_errors=True)
             raw = dict(rates)["raw"]
-            best = max(r for w, r in rates if w != "raw")
-            print(f"{backend:8} best nurture / raw loop = {best / raw:.2f}")
+            ratios = ", ".join(f"{w} worker{'s' if w > 1 else ''} {r / raw:.2f}" for w, r in rates if w != "raw")
+            print(f"{backend:8} nurture / raw loop: {ratios} (target on postgres: 3 workers >= 0.8)")
     finally:
         if pg:
             pg.stop()

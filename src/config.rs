@@ -61,6 +61,7 @@ struct FileConfig {
     scoring_file: Option<PathBuf>,
     webhook_secret: Option<Secret>,
     webhook_hosts: Option<Vec<String>>,
+    dkim_algorithm: Option<String>,
 }
 
 /// One `[[frequency]]` table: at most `max` emails per contact in any `per`.
@@ -169,6 +170,8 @@ pub struct Config {
     pub webhook_secret: Option<Secret>,
     /// The hosts webhook steps may call (`*.example.com` for a domain's names).
     pub webhook_hosts: Vec<String>,
+    /// `rsa` or `ed25519`: checked against the key, which decides (unset: the key's own).
+    pub dkim_algorithm: Option<String>,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -317,6 +320,7 @@ impl Config {
                 })
                 .or(file.webhook_hosts)
                 .unwrap_or_default(),
+            dkim_algorithm: pick("NURTURE_DKIM_ALGORITHM", file.dkim_algorithm),
         })
     }
 }

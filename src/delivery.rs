@@ -113,7 +113,13 @@ impl Mailer {
                         invalid(format!("cannot read the DKIM private key file: {e}"))
                     })?
                 };
-                Some(DkimSigner::new(d, s, &pem).map_err(|e| invalid(e.to_string()))?)
+                let signer = DkimSigner::new(d, s, &pem).map_err(|e| invalid(e.to_string()))?;
+                if let Some(a) = &config.dkim_algorithm {
+                    signer
+                        .require_algorithm(a)
+                        .map_err(|e| invalid(e.to_string()))?;
+                }
+                Some(signer)
             }
             (None, None, None) => None,
             _ => {

@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod dashboard;
 mod delivery;
+mod dkim;
 mod explain;
 mod plan;
 mod send;

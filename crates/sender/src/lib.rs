@@ -15,12 +15,14 @@
 //! | render | [`Templates::render`], the [`context`] of SPEC §4, the helpers |
 //! | tracking | [`Tracking`]: click-through links and the open pixel |
 //! | message | [`build_message`]: `multipart/alternative`, headers, DKIM |
+//! | dkim | [`DkimSigner`]: RFC 6376 signatures (`rsa-sha256` with ring, `ed25519-sha256`) |
 //! | smtp | [`SmtpUrl`], [`SmtpConnection`], [`SendError`] by [`Phase`] |
 //! | trust | [`TlsTrust`]: the system's certificate store plus `smtp_ca_file` |
 //! | outbox | [`Outbox`]: one `.eml` file per message, written atomically |
 //!
 //! Link tokens ([`Signer`], [`Claim`]) live in `nurture-token`, re-exported here.
 
+mod dkim;
 mod inline;
 mod message;
 mod outbox;
@@ -31,9 +33,8 @@ mod tracking;
 mod trust;
 mod webhook;
 
-pub use message::{
-    BuiltMessage, DkimSigner, MessageError, OutgoingEmail, build_message, sanitize_header_text,
-};
+pub use dkim::{Canonicalization, DkimError, DkimSigner, SIGNED_HEADERS};
+pub use message::{BuiltMessage, MessageError, OutgoingEmail, build_message, sanitize_header_text};
 pub use nurture_token::{Claim, NoRandomness, Signer, random_secret};
 pub use outbox::Outbox;
 pub use render::{RenderError, RenderRequest, Rendered, context};

@@ -4,8 +4,10 @@
 use std::time::SystemTime;
 
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart, dkim};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
+
+use crate::dkim::{DkimError, DkimSigner};
 
 /// One email to build.
 #[derive(Debug, Clone)]
@@ -58,63 +60,9 @@ pub enum MessageError {
     /// lettre refused the message.
     #[error("cannot build the message: {0}")]
     Build(String),
-    /// The DKIM key is not usable.
-    #[error("the DKIM private key is not a usable RSA key in PEM (PKCS#1 or PKCS#8): {0}")]
-    DkimKey(String),
-}
-
-/// Signs messages with DKIM.
-pub struct DkimSigner {
-    config: dkim::DkimConfig,
-}
-
-impl std::fmt::Debug for DkimSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DkimSigner(..)")
-    }
-}
-
-impl DkimSigner {
-    /// A signer for `domain`/`selector` with an RSA key in PEM (PKCS#1 `BEGIN RSA PRIVATE
-    /// KEY` or PKCS#8 `BEGIN PRIVATE KEY`, as `openssl genrsa` writes it).
-    pub fn new(domain: &str, selector: &str, pem: &str) -> Result<Self, MessageError> {
-        let pkcs1 = if pem.contains("BEGIN PRIVATE KEY") {
-            use rsa::pkcs1::EncodeRsaPrivateKey;
-            use rsa::pkcs8::DecodePrivateKey;
-            let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
-                .map_err(|e| MessageError::DkimKey(e.to_string()))?;
-            key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-                .map_err(|e| MessageError::DkimKey(e.to_string()))?
-                .to_string()
-        } else {
-            pem.to_string()
-        };
-        let key = dkim::DkimSigningKey::new(&pkcs1, dkim::DkimSigningAlgorithm::Rsa)
-            .map_err(|e| MessageError::DkimKey(e.to_string()))?;
-        let headers = [
-            "From",
-            "To",
-            "Subject",
-            "Date",
-            "Message-ID",
-            "List-Unsubscribe",
-            "List-Unsubscribe-Post",
-        ]
-        .into_iter()
-        .map(HeaderName::new_from_ascii_str)
-        .collect();
-        let config = dkim::DkimConfig::new(
-            selector.to_string(),
-            domain.to_string(),
-            key,
-            headers,
-            dkim::DkimCanonicalization {
-                header: dkim::DkimCanonicalizationType::Relaxed,
-                body: dkim::DkimCanonicalizationType::Relaxed,
-            },
-        );
-        Ok(Self { config })
-    }
+    /// DKIM signing failed.
+    #[error(transparent)]
+    Dkim(#[from] DkimError),
 }
 
 /// Makes contact data safe for a header: control characters (CR, LF, tab, …) become spaces,
@@ -300,13 +248,18 @@ pub fn build_message(
                 .header(ContentType::TEXT_HTML)
                 .body(qp(email.html)),
         );
-    let mut message = builder
+    let message = builder
         .multipart(body)
         .map_err(|e| MessageError::Build(e.to_string()))?;
-    if let Some(signer) = dkim {
-        message.sign(&signer.config);
-    }
     let mut bytes = message.formatted();
+    if let Some(signer) = dkim {
+        // `t=` is the message's own `Date`, so a signature is as reproducible as the message.
+        let t = email
+            .date
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        bytes = signer.sign(&bytes, t)?;
+    }
     // lettre grows the buffer by doubling; a message may wait in memory a while (rendered
     // ahead of delivery), so give back the slack (in place).
     bytes.shrink_to_fit();
