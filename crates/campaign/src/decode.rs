@@ -100,7 +100,7 @@ pub(crate) struct Decoder<'f> {
 }
 
 /// A mapping's known entries, after unknown and duplicate keys were reported.
-struct Fields<'n> {
+pub(crate) struct Fields<'n> {
     node: &'n Node,
     entries: Vec<(&'n str, &'n Node, &'n Node)>,
     /// Keys suggested for typos; a missing key that was probably mistyped is not reported
@@ -109,21 +109,21 @@ struct Fields<'n> {
 }
 
 impl<'n> Fields<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries
             .iter()
             .find(|(k, ..)| *k == key)
             .map(|(_, _, v)| *v)
     }
 
-    fn key_span(&self, key: &str) -> Option<Span> {
+    pub(crate) fn key_span(&self, key: &str) -> Option<Span> {
         self.entries
             .iter()
             .find(|(k, ..)| *k == key)
             .map(|(_, k, _)| k.span)
     }
 
-    fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
@@ -158,13 +158,13 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+    pub(crate) fn error(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
         let mut d = Diagnostic::at(self.file, span, message);
         d.hint = hint;
         self.diags.push(d);
     }
 
-    fn fields<'n>(
+    pub(crate) fn fields<'n>(
         &mut self,
         node: &'n Node,
         what: &str,
@@ -224,7 +224,7 @@ impl<'f> Decoder<'f> {
         })
     }
 
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match &node.kind {
             Kind::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
             _ => {
@@ -238,7 +238,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
         match node.to_json() {
             serde_json::Value::Bool(b) => Some(b),
             _ => {
@@ -255,7 +255,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
+    pub(crate) fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
         match &node.kind {
             Kind::Seq(items) => {
                 let list: Vec<Option<String>> =
@@ -279,7 +279,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn delay(&mut self, node: &Node, what: &str) -> Option<Delay> {
+    pub(crate) fn delay(&mut self, node: &Node, what: &str) -> Option<Delay> {
         let text = self.string(node, what)?;
         match text.parse::<Delay>() {
             Ok(d) => Some(d),
@@ -294,7 +294,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn mailbox(&mut self, node: &Node, what: &str) -> Option<Mailbox> {
+    pub(crate) fn mailbox(&mut self, node: &Node, what: &str) -> Option<Mailbox> {
         let text = self.string(node, what)?;
         match text.parse::<Mailbox>() {
             Ok(m) => Some(m),
@@ -326,7 +326,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn template_name(&mut self, node: &Node, what: &str) -> Option<TemplateName> {
+    pub(crate) fn template_name(&mut self, node: &Node, what: &str) -> Option<TemplateName> {
         let text = self.string(node, what)?;
         match TemplateName::new(text) {
             Ok(t) => Some(t),
@@ -348,7 +348,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn record(&mut self, key: impl Into<String>, span: Span) {
+    pub(crate) fn record(&mut self, key: impl Into<String>, span: Span) {
         self.spans.insert(key.into(), span);
     }
 

@@ -11,6 +11,7 @@ mod contacts;
 mod enrollments;
 mod error;
 mod events;
+mod forms;
 pub mod history;
 mod messages;
 mod metrics;
@@ -27,6 +28,9 @@ pub use contacts::{Contact, ContactStatus, ProfileChange, Upsert};
 pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, NewStepRun};
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
+pub use forms::{
+    Confirmed, Consent, FormCounts, FormMail, MailOutcome, NewSubmission, Submitted,
+};
 pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
 pub use stats::{CampaignStats, StepStats};
 
