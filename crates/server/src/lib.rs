@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `POST /api/events`, `POST /api/contacts` (bearer key, 64 KiB bodies) | `ingest` |
 //! | `GET`/`POST /u/TOKEN`, `GET /o/TOKEN`, `GET /c/TOKEN` | `links`, `pages` |
+//! | `GET`/`POST /f/FORM_ID`, `GET`/`POST /f/confirm/TOKEN` (public sign-up forms) | `forms` |
 //! | `GET /healthz`, `GET /metrics` | `ops`, with the counters of [`Metrics`] and the daemon's [`Health`] |
 //!
 //! [`serve`] accepts connections itself (module `listen`) so that idle, slow or greedy
@@ -18,6 +19,7 @@
 //! takes `now` as a parameter like the rest of the engine.
 
 mod auth;
+mod forms;
 mod ingest;
 mod limits;
 mod links;
@@ -34,6 +36,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
+pub use forms::{FormSettings, Forms, solve, stamp_for};
 pub use limits::Limits;
 pub use metrics::Metrics;
 pub use ops::Health;
@@ -57,6 +60,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether the daemon's last round worked; `/healthz` answers 503 while it does not.
     pub health: Arc<Health>,
+    /// The public sign-up forms and their defences.
+    pub forms: Arc<Forms>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -93,6 +98,15 @@ pub fn router_with(state: AppState, limits: &Limits) -> Router {
         .route(
             "/u/{token}",
             get(links::unsubscribe_page).post(links::unsubscribe),
+        )
+        .route("/f/confirm/{token}", get(forms::confirm_page).post(forms::confirm))
+        .route(
+            "/f/{id}",
+            get(forms::page).post(forms::submit).options(forms::preflight),
+        )
+        .route(
+            "/f/{id}/challenge",
+            get(forms::challenge).options(forms::preflight),
         )
         .route("/o/{token}", get(links::open))
         .route("/c/{token}", get(links::click))

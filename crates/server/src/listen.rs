@@ -71,7 +71,11 @@ pub(crate) async fn accept(
         let http = http.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                // The peer's address, for per-IP limits (the forms).
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 // A Router is always ready: no poll_ready needed.
                 app.clone().call(request)
             });

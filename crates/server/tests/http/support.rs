@@ -93,6 +93,7 @@ pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
         wake: wake.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
+        forms: Arc::new(nurture_server::Forms::none()),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
