@@ -7,6 +7,7 @@ mod cli;
 mod daemon;
 mod delivery;
 mod explain;
+mod forms;
 mod plan;
 mod send;
 mod simulate;

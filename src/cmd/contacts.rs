@@ -215,8 +215,9 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
     };
     let enrollments = tx.contact_enrollments(contact.id).await?;
     let messages = tx.contact_messages(contact.id).await?;
+    let consents = tx.consents(contact.id).await?;
     tx.commit().await?;
-    let doc = json!({
+    let mut doc = json!({
         "email": contact.email,
         "status": contact.status.as_str(),
         "status_reason": contact.status_reason,
@@ -244,6 +245,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
             "next_attempt_at": time(m.next_attempt_at),
         })).collect::<Vec<_>>(),
     });
+    doc["consents"] = super::forms::consents_json(&consents);
     if as_json {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -285,6 +287,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
         };
         outln!("  {:<24} {:<10} {detail}", e.campaign_id, e.state);
     }
+    super::forms::print_consents(&consents);
     outln!("messages:");
     if messages.is_empty() {
         outln!("  none");

@@ -280,3 +280,103 @@ mod tests {
         assert_eq!(got, [60, 300, 900, 3600, 14_400, 14_400, 14_400]);
     }
 }
+
+/// `validate`'s checks of forms beyond their own file: the confirmation template exists,
+/// and someone sends it (the form's `from`, or a campaign its event triggers).
+pub fn check(
+    config: &Config,
+    forms: &[nurture_campaign::FormFile],
+    campaigns: &[nurture_campaign::CampaignFile],
+) -> Vec<nurture_campaign::Diagnostic> {
+    let campaigns: Vec<nurture_campaign::Campaign> = campaigns.iter().map(|c| c.campaign.clone()).collect();
+    let mut out = Vec::new();
+    for file in forms {
+        let form = &file.form;
+        let Some(opt_in) = &form.double_opt_in else {
+            continue;
+        };
+        let html = config
+            .templates_dir
+            .join(format!("{}.html.hbs", opt_in.template.as_str()));
+        if !html.is_file() {
+            out.push(
+                file.diagnostic(
+                    "double_opt_in.send",
+                    format!("the confirmation template {} does not exist", html.display()),
+                )
+                .hint("create it; it gets `confirm_url` besides the usual context"),
+            );
+        }
+        if sender_of(form, &campaigns).is_none() {
+            out.push(
+                file.diagnostic(
+                    "event",
+                    format!(
+                        "nobody sends this form's confirmation: it has no `from`, and no campaign triggered by `{}` has one",
+                        form.event
+                    ),
+                )
+                .hint("add `from: \"Name <address>\"` to the form"),
+            );
+        }
+    }
+    out
+}
+
+fn time(ms: Option<i64>) -> serde_json::Value {
+    ms.map_or(serde_json::Value::Null, |ms| {
+        serde_json::Value::String(nurture_scheduler::from_ms(ms).to_rfc3339())
+    })
+}
+
+/// Consent records as `contacts show --json` gives them.
+pub fn consents_json(consents: &[nurture_store::Consent]) -> serde_json::Value {
+    serde_json::Value::Array(
+        consents
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::json!({
+                    "form": c.form,
+                    "text": c.text,
+                    "version": c.version,
+                    "submitted_at": time(Some(c.submitted_at)),
+                    "confirmed_at": time(c.confirmed_at),
+                    "confirmation_email": c.mail_state,
+                    "confirmation_sent_at": time(c.mail_sent_at),
+                });
+                if let Some(ip) = &c.ip {
+                    v["ip"] = serde_json::json!(ip);
+                }
+                if let Some(ua) = &c.user_agent {
+                    v["user_agent"] = serde_json::json!(ua);
+                }
+                if let Some(e) = &c.mail_error {
+                    v["confirmation_error"] = serde_json::json!(e);
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+/// One line per consent record, for `contacts show` and `explain`.
+pub fn print_consents(consents: &[nurture_store::Consent]) {
+    outln!("consents:");
+    if consents.is_empty() {
+        outln!("  none");
+    }
+    for c in consents {
+        let submitted = time(Some(c.submitted_at));
+        let confirmed = match c.confirmed_at {
+            Some(ms) => format!("confirmed {}", time(Some(ms)).as_str().unwrap_or("-")),
+            None => format!("not confirmed (confirmation email: {})", c.mail_state),
+        };
+        outln!(
+            "  form {:<16} submitted {}  {confirmed}{}",
+            c.form,
+            submitted.as_str().unwrap_or("-"),
+            c.ip.as_deref().map(|ip| format!("  from {ip}")).unwrap_or_default()
+        );
+        outln!("    \"{}\" (version {})", c.text, c.version);
+    }
+}

@@ -12,7 +12,7 @@
 //! The stamp is keyed with a key derived from the link-signing secret, so every daemon of a
 //! deployment accepts the stamps of the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -111,28 +111,35 @@ pub fn solve(challenge: &str, difficulty: u32) -> String {
         .unwrap_or_default()
 }
 
-/// Posts per IP address per minute, in fixed one-minute windows. State of one server
+/// Posts per IP address in the last minute (a sliding window). State of one server
 /// instance: every test server starts with an empty one.
 #[derive(Debug, Default)]
 pub(crate) struct IpLimiter {
-    windows: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    recent: Mutex<HashMap<IpAddr, VecDeque<i64>>>,
 }
 
 impl IpLimiter {
-    /// Counts a post from `ip` at `now`; false when it is over `per_minute`.
+    /// Counts a post from `ip` at `now`; false when it is over `per_minute` in the minute
+    /// up to `now` (a refused post counts too: a flood stays refused while it goes on).
     pub(crate) fn allow(&self, ip: IpAddr, now: i64, per_minute: u32) -> bool {
-        let window = now / 60_000;
-        let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let since = now - 60_000;
+        let mut map = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 100_000 {
-            // A flood from many addresses: forget the windows that are over.
-            map.retain(|_, (w, _)| *w == window);
+            // A flood from many addresses: forget those quiet for a minute.
+            map.retain(|_, times| times.back().is_some_and(|t| *t > since));
         }
-        let entry = map.entry(ip).or_insert((window, 0));
-        if entry.0 != window {
-            *entry = (window, 0);
+        let times = map.entry(ip).or_default();
+        while times.front().is_some_and(|t| *t <= since) {
+            times.pop_front();
         }
-        entry.1 += 1;
-        entry.1 <= per_minute
+        let cap = usize::try_from(per_minute).unwrap_or(usize::MAX);
+        let allowed = times.len() < cap;
+        times.push_back(now);
+        // Bounded: more than the limit need not be remembered.
+        while times.len() > cap.saturating_add(1) {
+            times.pop_front();
+        }
+        allowed
     }
 }
 
@@ -172,6 +179,7 @@ mod tests {
         }
         assert!(!l.allow(ip, 60_001, 3));
         assert!(l.allow("192.0.2.2".parse().unwrap(), 60_001, 3));
-        assert!(l.allow(ip, 120_000, 3));
+        assert!(!l.allow(ip, 119_999, 3), "still within a minute of the last posts");
+        assert!(l.allow(ip, 200_000, 3));
     }
 }
