@@ -95,7 +95,10 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str, csp: &str) -> Re
     if let Ok(v) = HeaderValue::from_str(csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: with no referrer Chromium sends `Origin: null` with
+    // the form's own post, which the origin check must refuse (a sandboxed frame elsewhere
+    // sends it too).
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     response
 }
 
