@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod forms;
 mod ingest;
 mod limits;
 mod links;

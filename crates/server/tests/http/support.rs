@@ -79,6 +79,15 @@ pub async fn spawn_app(api_key: Option<&str>) -> TestApp {
 
 /// Starts a server with this API key (or none) and these limits.
 pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
+    spawn_app_full(api_key, limits, nurture_server::Forms::none()).await
+}
+
+/// Starts a server that serves these forms.
+pub async fn spawn_app_with_forms(forms: nurture_server::Forms) -> TestApp {
+    spawn_app_full(None, Limits::default(), forms).await
+}
+
+async fn spawn_app_full(api_key: Option<&str>, limits: Limits, forms: nurture_server::Forms) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nurture.db").display());
     let store = Store::open(&url).await.unwrap();
@@ -93,7 +102,7 @@ pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
         wake: wake.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
-        forms: Arc::new(nurture_server::Forms::none()),
+        forms: Arc::new(forms),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
