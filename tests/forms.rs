@@ -285,3 +285,55 @@ fn bots_are_refused_with_nothing_stored() {
     assert!(!d.log().contains("bot.example"), "an address in clear in the log:\n{}", d.log());
     assert!(sink.messages().is_empty());
 }
+
+#[test]
+fn a_pending_contact_gets_no_campaign_mail_until_it_confirms() {
+    // Arrange: a lead submits the form; the confirmation goes out.
+    let p = project();
+    let sink = SmtpSink::start();
+    {
+        let d = Daemon::start(&p, &sink, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
+        let stamp = stamp_of(&http(d.port, "GET", "/f/guide", &[], b"").2);
+        let body = format!("email=ana%40acme.example&nurture_ts={stamp}");
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        assert_eq!(http(d.port, "POST", "/f/guide", &form, body.as_bytes()).0, 200);
+        sink.wait_for(1, Duration::from_secs(30));
+    }
+
+    // Act: the campaign's event arrives by another way while the contact is pending.
+    p.nurture(&["event", "ana@acme.example", "lead.captured", "--prop", "source=guide", "--prop", "title=T"])
+        .env("NURTURE_SMTP_URL", &sink.url())
+        .output()
+        .success();
+    p.nurture(&["tick"]).env("NURTURE_SMTP_URL", &sink.url()).output().success();
+
+    // Assert: nothing but the confirmation; explain and stats tell the story.
+    let contact = show(&p, "ana@acme.example").unwrap();
+    assert_eq!(contact["status"], "pending");
+    assert_eq!(contact["messages"].as_array().unwrap().len(), 0, "{contact}");
+    assert_eq!(sink.messages().len(), 1);
+    let explain = p.nurture(&["explain", "ana@acme.example"]).output().success().stdout;
+    assert!(explain.contains("consent: form guide"), "{explain}");
+    assert!(explain.contains("confirmation email sent"), "{explain}");
+    let stats = p.nurture(&["stats", "--json"]).output().success().stdout;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["forms"][0]["id"], "guide");
+    assert_eq!(stats["forms"][0]["submissions"], 1);
+    assert_eq!(stats["forms"][0]["confirmations"], 0);
+}
+
+#[test]
+fn validate_checks_forms_with_file_line_col_and_snippet_prints_embeddable_html() {
+    let p = project();
+    p.nurture(&["validate"]).output().success();
+    let out = p.nurture(&["forms", "snippet", "guide"]).output().success().stdout;
+    assert!(out.contains("action=\"http://127.0.0.1:8080/f/guide\""), "{out}");
+    assert!(out.contains("name=\"website\""));
+    p.file("forms/typo.yaml", &FORM.replace("consent:", "consnet:"));
+    let bad = p.nurture(&["validate"]).output();
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("forms/typo.yaml:9:1"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("did you mean `consent`?"), "{}", bad.stderr);
+    let schema = p.nurture(&["schema", "--forms"]).output().success().stdout;
+    assert!(schema.contains("\"double_opt_in\""));
+}

@@ -380,3 +380,78 @@ pub fn print_consents(consents: &[nurture_store::Consent]) {
         outln!("    \"{}\" (version {})", c.text, c.version);
     }
 }
+
+/// `explain`'s lines about what the contact consented to, and where its double opt-in
+/// stands.
+pub fn explain_consents(consents: &[nurture_store::Consent]) -> Vec<String> {
+    consents
+        .iter()
+        .map(|c| {
+            let at = |ms: i64| nurture_scheduler::from_ms(ms).format("%Y-%m-%d %H:%M UTC").to_string();
+            let state = match (c.confirmed_at, c.mail_state.as_str()) {
+                (Some(ms), _) => format!("confirmed {}", at(ms)),
+                (None, "none") => "not confirmed (no confirmation email: a repeat within the hour)".into(),
+                (None, "suppressed") => "not confirmed (no confirmation email: the contact complained)".into(),
+                (None, "sent") => format!(
+                    "not confirmed; confirmation email sent {}",
+                    c.mail_sent_at.map_or_else(|| "-".into(), at)
+                ),
+                (None, state) => format!(
+                    "not confirmed; confirmation email {state}{}",
+                    c.mail_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                ),
+            };
+            format!(
+                "  consent: form {} submitted {}, {state}: \"{}\" (version {})",
+                c.form,
+                at(c.submitted_at),
+                c.text,
+                c.version
+            )
+        })
+        .collect()
+}
+
+/// Per-form counters for `stats --json`.
+pub fn counts_json(counts: &[nurture_store::FormCounts]) -> serde_json::Value {
+    serde_json::Value::Array(
+        counts
+            .iter()
+            .map(|c| {
+                let rejections: serde_json::Map<String, serde_json::Value> = c
+                    .rejections
+                    .iter()
+                    .map(|(r, n)| (r.clone(), serde_json::json!(n)))
+                    .collect();
+                serde_json::json!({
+                    "id": c.form,
+                    "submissions": c.submissions,
+                    "confirmations": c.confirmations,
+                    "confirmation_emails_sent": c.mailed,
+                    "rejections": rejections,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Per-form counters for `stats`.
+pub fn print_counts(counts: &[nurture_store::FormCounts]) {
+    if counts.is_empty() {
+        return;
+    }
+    outln!("forms:");
+    for c in counts {
+        let rejected: i64 = c.rejections.iter().map(|(_, n)| n).sum();
+        let reasons: Vec<String> = c.rejections.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        outln!(
+            "  {:<24} {} submitted, {} confirmed, {} rejected{}",
+            c.form,
+            c.submissions,
+            c.confirmations,
+            rejected,
+            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+        );
+    }
+    outln!();
+}
