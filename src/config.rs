@@ -139,25 +139,45 @@ impl Config {
                 None => nurture_sender::DEFAULT_SMTP_TIMEOUT.as_secs(),
             },
         };
-        let number = |var: &str, file: Option<u64>, default: u64, max: u64| -> anyhow::Result<u64> {
-            match env(var) {
-                Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                    invalid(format!("{var} must be a whole number from 0 to {max}, not `{v}`"))
-                }),
-                None => match file {
-                    Some(n) if n > max => Err(invalid(format!(
-                        "{} must be at most {max}",
-                        var.trim_start_matches("NURTURE_").to_lowercase()
-                    ))),
-                    Some(n) => Ok(n),
-                    None => Ok(default),
-                },
-            }
-        };
+        let number =
+            |var: &str, file: Option<u64>, default: u64, max: u64| -> anyhow::Result<u64> {
+                match env(var) {
+                    Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                        invalid(format!(
+                            "{var} must be a whole number from 0 to {max}, not `{v}`"
+                        ))
+                    }),
+                    None => match file {
+                        Some(n) if n > max => Err(invalid(format!(
+                            "{} must be at most {max}",
+                            var.trim_start_matches("NURTURE_").to_lowercase()
+                        ))),
+                        Some(n) => Ok(n),
+                        None => Ok(default),
+                    },
+                }
+            };
         let forms = nurture_server::FormSettings {
-            min_fill_ms: number("NURTURE_FORM_MIN_FILL_SECONDS", file.form_min_fill_seconds, 3, 3600)? as i64 * 1000,
-            per_ip_per_minute: number("NURTURE_FORM_IP_LIMIT_PER_MINUTE", file.form_ip_limit_per_minute.map(u64::from), 20, 100_000)?.max(1) as u32,
-            pow_difficulty: number("NURTURE_FORM_POW_DIFFICULTY", file.form_pow_difficulty.map(u64::from), 12, 24)? as u32,
+            min_fill_ms: number(
+                "NURTURE_FORM_MIN_FILL_SECONDS",
+                file.form_min_fill_seconds,
+                3,
+                3600,
+            )? as i64
+                * 1000,
+            per_ip_per_minute: number(
+                "NURTURE_FORM_IP_LIMIT_PER_MINUTE",
+                file.form_ip_limit_per_minute.map(u64::from),
+                20,
+                100_000,
+            )?
+            .max(1) as u32,
+            pow_difficulty: number(
+                "NURTURE_FORM_POW_DIFFICULTY",
+                file.form_pow_difficulty.map(u64::from),
+                12,
+                24,
+            )? as u32,
             ..nurture_server::FormSettings::default()
         };
         Ok(Self {

@@ -70,7 +70,10 @@ impl Daemon {
             .env("NURTURE_LISTEN", format!("127.0.0.1:{port}"))
             .env("NURTURE_BASE_URL", format!("http://127.0.0.1:{port}"))
             .env("NURTURE_SMTP_URL", sink.url())
-            .env("NURTURE_SECRET", "a-test-signing-secret-that-is-long-enough")
+            .env(
+                "NURTURE_SECRET",
+                "a-test-signing-secret-that-is-long-enough",
+            )
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -84,10 +87,16 @@ impl Daemon {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() && http(port, "GET", "/healthz", &[], b"").0 == 200 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && http(port, "GET", "/healthz", &[], b"").0 == 200
+            {
                 return d;
             }
-            assert!(matches!(d.child.try_wait(), Ok(None)), "nurture run exited:\n{}", d.log());
+            assert!(
+                matches!(d.child.try_wait(), Ok(None)),
+                "nurture run exited:\n{}",
+                d.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("nurture run did not start:\n{}", d.log());
@@ -103,7 +112,13 @@ impl Daemon {
 }
 
 /// One HTTP/1.1 request; (status, head, body).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!(
@@ -153,7 +168,9 @@ fn unqp(message: &str) -> String {
 fn confirm_link(message: &str, port: u16) -> String {
     let text = unqp(message);
     let prefix = format!("http://127.0.0.1:{port}/f/confirm/");
-    let start = text.find(&prefix).unwrap_or_else(|| panic!("no confirmation link in:\n{text}"));
+    let start = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no confirmation link in:\n{text}"));
     let token: String = text[start + prefix.len()..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -177,7 +194,10 @@ fn project() -> Project {
 
 /// The signed time stamp in a page served now.
 fn stamp_of(page: &str) -> String {
-    let at = page.find("name=\"nurture_ts\" value=\"").expect("a stamp in the page") + 25;
+    let at = page
+        .find("name=\"nurture_ts\" value=\"")
+        .expect("a stamp in the page")
+        + 25;
     page[at..].chars().take_while(|c| *c != '"').collect()
 }
 
@@ -197,13 +217,27 @@ fn a_lead_signs_up_in_chromium_confirms_by_email_and_gets_the_campaigns_first_em
     browser.fill("#f-email", "ana@acme.example");
     browser.fill("#f-first_name", "Ana");
     assert_eq!(browser.click("button[type=submit]"), Some(200));
-    assert!(browser.text("main").contains("Check your inbox to confirm."), "{}", browser.content());
+    assert!(
+        browser
+            .text("main")
+            .contains("Check your inbox to confirm."),
+        "{}",
+        browser.content()
+    );
 
     // Assert: pending, with a consent record, and the confirmation email in the sink.
     let got = sink.wait_for(1, Duration::from_secs(30));
     let confirmation = got[0].message_text();
-    assert!(got[0].rcpt_to().iter().any(|r| r.contains("ana@acme.example")));
-    assert_eq!(got[0].header("Subject").as_deref(), Some("Please confirm your email"));
+    assert!(
+        got[0]
+            .rcpt_to()
+            .iter()
+            .any(|r| r.contains("ana@acme.example"))
+    );
+    assert_eq!(
+        got[0].header("Subject").as_deref(),
+        Some("Please confirm your email")
+    );
     let unsubscribe = got[0].header("List-Unsubscribe").unwrap_or_default();
     assert!(unsubscribe.contains("/f/confirm/"), "{unsubscribe}");
     assert!(got[0].header("List-Unsubscribe-Post").is_some());
@@ -222,23 +256,44 @@ fn a_lead_signs_up_in_chromium_confirms_by_email_and_gets_the_campaigns_first_em
     assert_eq!(browser.goto(&link), 200);
     assert_eq!(show(&p, "ana@acme.example").unwrap()["status"], "pending");
     assert_eq!(browser.click("#confirm"), Some(200));
-    assert!(browser.text("main").contains("Confirmed: the guide is on its way."));
+    assert!(
+        browser
+            .text("main")
+            .contains("Confirmed: the guide is on its way.")
+    );
 
     // Assert: subscribed, consent confirmed, and the campaign's first email sent.
     let got = sink.wait_for(2, Duration::from_secs(30));
-    let welcome = got.iter().find(|m| m.header("X-Nurture-Campaign").as_deref() == Some("welcome"));
+    let welcome = got
+        .iter()
+        .find(|m| m.header("X-Nurture-Campaign").as_deref() == Some("welcome"));
     let welcome = welcome.unwrap_or_else(|| panic!("no campaign email:\n{}", d.log()));
-    assert_eq!(welcome.header("Subject").as_deref(), Some("Welcome Ana: The Guide"));
+    assert_eq!(
+        welcome.header("Subject").as_deref(),
+        Some("Welcome Ana: The Guide")
+    );
     let contact = show(&p, "ana@acme.example").unwrap();
     assert_eq!(contact["status"], "subscribed");
     assert!(contact["consents"][0]["confirmed_at"].is_string());
-    assert!(contact["tags"].as_array().unwrap().iter().any(|t| t == "guide"));
+    assert!(
+        contact["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "guide")
+    );
 
     // A second confirmation changes nothing and sends nothing.
     assert_eq!(browser.goto(&link), 200);
     let metrics = http(d.port, "GET", "/metrics", &[], b"").2;
-    assert!(metrics.contains("nurture_form_submissions_total{form=\"guide\"} 1"), "{metrics}");
-    assert!(metrics.contains("nurture_form_confirmations_total{form=\"guide\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("nurture_form_submissions_total{form=\"guide\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nurture_form_confirmations_total{form=\"guide\"} 1"),
+        "{metrics}"
+    );
     assert_eq!(sink.messages().len(), 2);
 }
 
@@ -259,7 +314,8 @@ fn bots_are_refused_with_nothing_stored() {
     assert!(text.contains("too quickly"), "{text}");
 
     // A filled honeypot is refused.
-    let body = format!("email=honey%40bot.example&website=http%3A%2F%2Fspam.example&nurture_ts={stamp}");
+    let body =
+        format!("email=honey%40bot.example&website=http%3A%2F%2Fspam.example&nurture_ts={stamp}");
     let (status, _, _) = http(d.port, "POST", "/f/guide", &form, body.as_bytes());
     assert_eq!(status, 400);
 
@@ -272,17 +328,28 @@ fn bots_are_refused_with_nothing_stored() {
     assert!(codes[3..].iter().all(|c| *c == 429), "{codes:?}");
 
     // Nothing stored, nothing sent; every refusal counted per reason.
-    for email in ["fast@bot.example", "honey@bot.example", "flood0@bot.example", "flood49@bot.example"] {
+    for email in [
+        "fast@bot.example",
+        "honey@bot.example",
+        "flood0@bot.example",
+        "flood49@bot.example",
+    ] {
         assert!(show(&p, email).is_none(), "{email} was stored");
     }
     let metrics = http(d.port, "GET", "/metrics", &[], b"").2;
     for reason in ["too_fast", "honeypot", "rate_limited"] {
         assert!(
-            metrics.contains(&format!("nurture_form_rejections_total{{form=\"guide\",reason=\"{reason}\"}}")),
+            metrics.contains(&format!(
+                "nurture_form_rejections_total{{form=\"guide\",reason=\"{reason}\"}}"
+            )),
             "{reason}: {metrics}"
         );
     }
-    assert!(!d.log().contains("bot.example"), "an address in clear in the log:\n{}", d.log());
+    assert!(
+        !d.log().contains("bot.example"),
+        "an address in clear in the log:\n{}",
+        d.log()
+    );
     assert!(sink.messages().is_empty());
 }
 
@@ -296,23 +363,45 @@ fn a_pending_contact_gets_no_campaign_mail_until_it_confirms() {
         let stamp = stamp_of(&http(d.port, "GET", "/f/guide", &[], b"").2);
         let body = format!("email=ana%40acme.example&nurture_ts={stamp}");
         let form = [("Content-Type", "application/x-www-form-urlencoded")];
-        assert_eq!(http(d.port, "POST", "/f/guide", &form, body.as_bytes()).0, 200);
+        assert_eq!(
+            http(d.port, "POST", "/f/guide", &form, body.as_bytes()).0,
+            200
+        );
         sink.wait_for(1, Duration::from_secs(30));
     }
 
     // Act: the campaign's event arrives by another way while the contact is pending.
-    p.nurture(&["event", "ana@acme.example", "lead.captured", "--prop", "source=guide", "--prop", "title=T"])
+    p.nurture(&[
+        "event",
+        "ana@acme.example",
+        "lead.captured",
+        "--prop",
+        "source=guide",
+        "--prop",
+        "title=T",
+    ])
+    .env("NURTURE_SMTP_URL", &sink.url())
+    .output()
+    .success();
+    p.nurture(&["tick"])
         .env("NURTURE_SMTP_URL", &sink.url())
         .output()
         .success();
-    p.nurture(&["tick"]).env("NURTURE_SMTP_URL", &sink.url()).output().success();
 
     // Assert: nothing but the confirmation; explain and stats tell the story.
     let contact = show(&p, "ana@acme.example").unwrap();
     assert_eq!(contact["status"], "pending");
-    assert_eq!(contact["messages"].as_array().unwrap().len(), 0, "{contact}");
+    assert_eq!(
+        contact["messages"].as_array().unwrap().len(),
+        0,
+        "{contact}"
+    );
     assert_eq!(sink.messages().len(), 1);
-    let explain = p.nurture(&["explain", "ana@acme.example"]).output().success().stdout;
+    let explain = p
+        .nurture(&["explain", "ana@acme.example"])
+        .output()
+        .success()
+        .stdout;
     assert!(explain.contains("consent: form guide"), "{explain}");
     assert!(explain.contains("confirmation email sent"), "{explain}");
     let stats = p.nurture(&["stats", "--json"]).output().success().stdout;
@@ -326,14 +415,25 @@ fn a_pending_contact_gets_no_campaign_mail_until_it_confirms() {
 fn validate_checks_forms_with_file_line_col_and_snippet_prints_embeddable_html() {
     let p = project();
     p.nurture(&["validate"]).output().success();
-    let out = p.nurture(&["forms", "snippet", "guide"]).output().success().stdout;
-    assert!(out.contains("action=\"http://127.0.0.1:8080/f/guide\""), "{out}");
+    let out = p
+        .nurture(&["forms", "snippet", "guide"])
+        .output()
+        .success()
+        .stdout;
+    assert!(
+        out.contains("action=\"http://127.0.0.1:8080/f/guide\""),
+        "{out}"
+    );
     assert!(out.contains("name=\"website\""));
     p.file("forms/typo.yaml", &FORM.replace("consent:", "consnet:"));
     let bad = p.nurture(&["validate"]).output();
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("forms/typo.yaml:9:1"), "{}", bad.stderr);
-    assert!(bad.stderr.contains("did you mean `consent`?"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("did you mean `consent`?"),
+        "{}",
+        bad.stderr
+    );
     let schema = p.nurture(&["schema", "--forms"]).output().success().stdout;
     assert!(schema.contains("\"double_opt_in\""));
 }

@@ -49,7 +49,8 @@ pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode
     let started = std::time::Instant::now();
     let (out, delivered) = crate::delivery::run_and_deliver(&mailer, &engine, now).await?;
     let confirmations =
-        super::forms::deliver_confirmations(&mailer, &engine, config, now.timestamp_millis()).await?;
+        super::forms::deliver_confirmations(&mailer, &engine, config, now.timestamp_millis())
+            .await?;
     // A confirmation recorded an event only when followed: nothing more to run here.
     if confirmations > 0 {
         tracing::info!(confirmations, "form confirmation emails sent");
@@ -460,7 +461,11 @@ type CampaignStamp = Vec<(std::path::PathBuf, Option<std::time::SystemTime>)>;
 /// Names and modification times of the campaign and template files, to notice edits.
 fn campaign_stamp(config: &Config) -> CampaignStamp {
     let mut out = Vec::new();
-    for dir in [&config.campaigns_dir, &config.templates_dir, &config.forms_dir] {
+    for dir in [
+        &config.campaigns_dir,
+        &config.templates_dir,
+        &config.forms_dir,
+    ] {
         let mut stack = vec![dir.clone()];
         while let Some(d) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&d) else {

@@ -51,7 +51,10 @@ pub fn load(config: &Config) -> anyhow::Result<Vec<Form>> {
 
 /// The sender of a form's confirmation: its `from`, else the `from` of a campaign its event
 /// triggers (the first by id).
-pub fn sender_of<'a>(form: &'a Form, campaigns: &'a [nurture_campaign::Campaign]) -> Option<&'a Mailbox> {
+pub fn sender_of<'a>(
+    form: &'a Form,
+    campaigns: &'a [nurture_campaign::Campaign],
+) -> Option<&'a Mailbox> {
     form.from.as_ref().or_else(|| {
         let mut matching: Vec<&nurture_campaign::Campaign> = campaigns
             .iter()
@@ -66,7 +69,10 @@ pub fn sender_of<'a>(form: &'a Form, campaigns: &'a [nurture_campaign::Campaign]
 /// Retry delay after `attempts` failed attempts.
 fn backoff_ms(attempts: i64) -> i64 {
     const STEPS: [i64; 5] = [60, 300, 900, 3600, 4 * 3600];
-    STEPS[usize::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(STEPS.len() - 1)] * 1000
+    STEPS[usize::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(STEPS.len() - 1)]
+        * 1000
 }
 
 /// Sends the confirmation emails due at `now_ms`; returns how many were sent.
@@ -107,10 +113,12 @@ pub async fn deliver_confirmations(
                     Ok(_) => MailOutcome::Sent {
                         message_id: built.message_id.clone(),
                     },
-                    Err(Failure::Transient(e)) if mail.attempts < MAX_ATTEMPTS => MailOutcome::Retry {
-                        error: e,
-                        at: now_ms + backoff_ms(mail.attempts),
-                    },
+                    Err(Failure::Transient(e)) if mail.attempts < MAX_ATTEMPTS => {
+                        MailOutcome::Retry {
+                            error: e,
+                            at: now_ms + backoff_ms(mail.attempts),
+                        }
+                    }
                     Err(Failure::Unknown(e)) => MailOutcome::Unknown { error: e },
                     Err(Failure::Transient(e) | Failure::Permanent(e) | Failure::Render(e)) => {
                         MailOutcome::Failed { error: e }
@@ -132,7 +140,10 @@ pub async fn deliver_confirmations(
         }
         let mut tx = engine.store().begin().await?;
         if !tx.finish_form_mail(mail.id, &outcome, now_ms).await? {
-            tracing::warn!(submission = mail.id, "confirmation outcome not recorded: its lease ran out");
+            tracing::warn!(
+                submission = mail.id,
+                "confirmation outcome not recorded: its lease ran out"
+            );
         }
         tx.commit().await?;
     }
@@ -177,7 +188,8 @@ fn build(
         mailer.postal_address.as_deref(),
     );
     ctx["confirm_url"] = serde_json::Value::String(confirm_url.clone());
-    ctx["form"] = serde_json::json!({ "id": form.id, "title": form.title, "consent": form.consent });
+    ctx["form"] =
+        serde_json::json!({ "id": form.id, "title": form.title, "consent": form.consent });
     let rendered = mailer
         .templates
         .render(&RenderRequest {
@@ -188,7 +200,12 @@ fn build(
             context: &ctx,
             tracking: Tracking::default(),
         })
-        .map_err(|e| format!("form {}, confirmation for submission {}: {e}", form.id, mail.id))?;
+        .map_err(|e| {
+            format!(
+                "form {}, confirmation for submission {}: {e}",
+                form.id, mail.id
+            )
+        })?;
     build_message(
         &OutgoingEmail {
             from_name: from.name(),
@@ -219,7 +236,11 @@ pub fn snippet(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
         return Err(invalid(format!(
             "there is no form `{id}` in {} (forms: {})",
             config.forms_dir.display(),
-            if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
         )));
     };
     let base = &config.base_url;
@@ -242,7 +263,9 @@ pub fn snippet(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
         match f.kind {
             nurture_campaign::FieldKind::Textarea => out.push_str(&format!(
                 "  <label>{} <textarea name=\"{}\" maxlength=\"{}\"{req}></textarea></label>\n",
-                esc(&f.label), f.name, f.max_length
+                esc(&f.label),
+                f.name,
+                f.max_length
             )),
             kind => out.push_str(&format!(
                 "  <label>{} <input type=\"{}\" name=\"{}\" maxlength=\"{}\"{req}></label>\n",
@@ -256,7 +279,10 @@ pub fn snippet(config: &Config, id: &str) -> anyhow::Result<ExitCode> {
     out.push_str("  <div style=\"position:absolute;left:-10000px\" aria-hidden=\"true\"><input type=\"text\" name=\"website\" tabindex=\"-1\" autocomplete=\"off\"></div>\n");
     out.push_str("  <input type=\"hidden\" name=\"nurture_ts\"><input type=\"hidden\" name=\"nurture_pow\">\n");
     out.push_str(&format!("  <p>{}</p>\n", esc(&form.consent)));
-    out.push_str(&format!("  <button type=\"submit\">{}</button>\n</form>\n", esc(&form.button)));
+    out.push_str(&format!(
+        "  <button type=\"submit\">{}</button>\n</form>\n",
+        esc(&form.button)
+    ));
     out.push_str(SNIPPET_SCRIPT);
     outln!("{out}");
     Ok(ExitCode::SUCCESS)
@@ -272,15 +298,6 @@ function ok(b){var r=d;for(var i=0;i<b.length&&r>0;i++){if(r>=8){if(b[i]!==0)ret
 return crypto.subtle.digest('SHA-256',e.encode(c.nurture_ts+':'+i)).then(function(h){return[i,new Uint8Array(h)]})}))\
 .then(function(rs){for(var j=0;j<rs.length;j++){if(ok(rs[j][1])){f.nurture_pow.value=String(rs[j][0]);return}}step()})})()})});</script>";
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn confirmation_retries_back_off() {
-        let got: Vec<i64> = (1..=7).map(super::backoff_ms).map(|m| m / 1000).collect();
-        assert_eq!(got, [60, 300, 900, 3600, 14_400, 14_400, 14_400]);
-    }
-}
-
 /// `validate`'s checks of forms beyond their own file: the confirmation template exists,
 /// and someone sends it (the form's `from`, or a campaign its event triggers).
 pub fn check(
@@ -288,7 +305,8 @@ pub fn check(
     forms: &[nurture_campaign::FormFile],
     campaigns: &[nurture_campaign::CampaignFile],
 ) -> Vec<nurture_campaign::Diagnostic> {
-    let campaigns: Vec<nurture_campaign::Campaign> = campaigns.iter().map(|c| c.campaign.clone()).collect();
+    let campaigns: Vec<nurture_campaign::Campaign> =
+        campaigns.iter().map(|c| c.campaign.clone()).collect();
     let mut out = Vec::new();
     for file in forms {
         let form = &file.form;
@@ -302,7 +320,10 @@ pub fn check(
             out.push(
                 file.diagnostic(
                     "double_opt_in.send",
-                    format!("the confirmation template {} does not exist", html.display()),
+                    format!(
+                        "the confirmation template {} does not exist",
+                        html.display()
+                    ),
                 )
                 .hint("create it; it gets `confirm_url` besides the usual context"),
             );
@@ -375,7 +396,9 @@ pub fn print_consents(consents: &[nurture_store::Consent]) {
             "  form {:<16} submitted {}  {confirmed}{}",
             c.form,
             submitted.as_str().unwrap_or("-"),
-            c.ip.as_deref().map(|ip| format!("  from {ip}")).unwrap_or_default()
+            c.ip.as_deref()
+                .map(|ip| format!("  from {ip}"))
+                .unwrap_or_default()
         );
         outln!("    \"{}\" (version {})", c.text, c.version);
     }
@@ -387,18 +410,29 @@ pub fn explain_consents(consents: &[nurture_store::Consent]) -> Vec<String> {
     consents
         .iter()
         .map(|c| {
-            let at = |ms: i64| nurture_scheduler::from_ms(ms).format("%Y-%m-%d %H:%M UTC").to_string();
+            let at = |ms: i64| {
+                nurture_scheduler::from_ms(ms)
+                    .format("%Y-%m-%d %H:%M UTC")
+                    .to_string()
+            };
             let state = match (c.confirmed_at, c.mail_state.as_str()) {
                 (Some(ms), _) => format!("confirmed {}", at(ms)),
-                (None, "none") => "not confirmed (no confirmation email: a repeat within the hour)".into(),
-                (None, "suppressed") => "not confirmed (no confirmation email: the contact complained)".into(),
+                (None, "none") => {
+                    "not confirmed (no confirmation email: a repeat within the hour)".into()
+                }
+                (None, "suppressed") => {
+                    "not confirmed (no confirmation email: the contact complained)".into()
+                }
                 (None, "sent") => format!(
                     "not confirmed; confirmation email sent {}",
                     c.mail_sent_at.map_or_else(|| "-".into(), at)
                 ),
                 (None, state) => format!(
                     "not confirmed; confirmation email {state}{}",
-                    c.mail_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                    c.mail_error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
                 ),
             };
             format!(
@@ -443,15 +477,32 @@ pub fn print_counts(counts: &[nurture_store::FormCounts]) {
     outln!("forms:");
     for c in counts {
         let rejected: i64 = c.rejections.iter().map(|(_, n)| n).sum();
-        let reasons: Vec<String> = c.rejections.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let reasons: Vec<String> = c
+            .rejections
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
         outln!(
             "  {:<24} {} submitted, {} confirmed, {} rejected{}",
             c.form,
             c.submissions,
             c.confirmations,
             rejected,
-            if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            }
         );
     }
     outln!();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn confirmation_retries_back_off() {
+        let got: Vec<i64> = (1..=7).map(super::backoff_ms).map(|m| m / 1000).collect();
+        assert_eq!(got, [60, 300, 900, 3600, 14_400, 14_400, 14_400]);
+    }
 }

@@ -123,6 +123,8 @@ async fn run_async(config: Config, command: Command) -> anyhow::Result<ExitCode>
             explain::explain(&config, &email, campaign.as_deref()).await
         }
         Command::Plan { paths } => plan::plan(&config, &paths).await,
-        Command::Validate { .. } | Command::Schema { .. } | Command::Forms(_) => Ok(ExitCode::SUCCESS),
+        Command::Validate { .. } | Command::Schema { .. } | Command::Forms(_) => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -14,10 +14,14 @@ pub fn validate(config: &Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> 
     // is (or lies in) a folder named like it.
     let is_form = |p: &PathBuf| {
         p.starts_with(&config.forms_dir)
-            || p.components().any(|c| c.as_os_str() == config.forms_dir.file_name().unwrap_or_default())
+            || p.components()
+                .any(|c| c.as_os_str() == config.forms_dir.file_name().unwrap_or_default())
     };
     let (paths, form_paths): (Vec<PathBuf>, Vec<PathBuf>) = if paths.is_empty() {
-        (vec![config.campaigns_dir.clone()], vec![config.forms_dir.clone()])
+        (
+            vec![config.campaigns_dir.clone()],
+            vec![config.forms_dir.clone()],
+        )
     } else {
         paths.iter().cloned().partition(|p| !is_form(p))
     };
@@ -31,7 +35,11 @@ pub fn validate(config: &Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> 
     let mut diagnostics = std::mem::take(&mut loaded.diagnostics);
     diagnostics.extend(super::templates::check(config, &loaded.campaigns));
     diagnostics.extend(forms.diagnostics);
-    diagnostics.extend(super::forms::check(config, &forms.forms, &all_campaigns.campaigns));
+    diagnostics.extend(super::forms::check(
+        config,
+        &forms.forms,
+        &all_campaigns.campaigns,
+    ));
     loaded.files += forms.files;
     let form_count = forms.forms.len();
     print_diagnostics(&diagnostics);

@@ -246,7 +246,9 @@ impl Decoder<'_> {
             }
         });
         let title = f.get("title").and_then(|n| self.string(n, "`title`"));
-        let description = f.get("description").map(|n| self.string(n, "`description`"));
+        let description = f
+            .get("description")
+            .map(|n| self.string(n, "`description`"));
         let button = f.get("button").map(|n| self.string(n, "`button`"));
         let fields = match f.get("fields") {
             Some(n) => self.form_fields(n),
@@ -268,7 +270,10 @@ impl Decoder<'_> {
                 self.error(
                     top,
                     "the form has no `event`",
-                    Some("add `event: lead.captured`: the event a campaign's trigger listens for".into()),
+                    Some(
+                        "add `event: lead.captured`: the event a campaign's trigger listens for"
+                            .into(),
+                    ),
                 );
                 None
             }
@@ -339,7 +344,9 @@ impl Decoder<'_> {
             Some(n) => self.after(n, "`after_submit`"),
         };
         let after_confirm = match f.get("after_confirm") {
-            None => Some(After::Message("Thank you: your email address is confirmed.".into())),
+            None => Some(After::Message(
+                "Thank you: your email address is confirmed.".into(),
+            )),
             Some(n) => self.after(n, "`after_confirm`"),
         };
         let record_ip = match f.get("record_ip") {
@@ -420,13 +427,15 @@ impl Decoder<'_> {
         let name = match f.get("name") {
             Some(n) => self.string(n, "a field's `name`"),
             None => {
-                self.error(node.span, "the field has no `name`", Some("add `name: first_name`".into()));
+                self.error(
+                    node.span,
+                    "the field has no `name`",
+                    Some("add `name: first_name`".into()),
+                );
                 None
             }
         }?;
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             || name.is_empty()
             || RESERVED_FIELDS.contains(&name.as_str())
         {
@@ -455,7 +464,10 @@ impl Decoder<'_> {
                     self.error(
                         n.span,
                         format!("unknown field type {}", n.describe()),
-                        Some("the types are email, text, tel, url, number, textarea, checkbox".into()),
+                        Some(
+                            "the types are email, text, tel, url, number, textarea, checkbox"
+                                .into(),
+                        ),
                     );
                     None
                 }
@@ -467,11 +479,19 @@ impl Decoder<'_> {
         };
         let label = f.get("label").map(|n| self.string(n, "`label`"));
         let max_length = match f.get("max_length") {
-            None => Some(if kind == Some(FieldKind::Textarea) { 5000 } else { 200 }),
+            None => Some(if kind == Some(FieldKind::Textarea) {
+                5000
+            } else {
+                200
+            }),
             Some(n) => match n.to_json().as_u64() {
                 Some(v) if (1..=10_000).contains(&v) => usize::try_from(v).ok(),
                 _ => {
-                    self.error(n.span, "`max_length` must be a whole number from 1 to 10000", None);
+                    self.error(
+                        n.span,
+                        "`max_length` must be a whole number from 1 to 10000",
+                        None,
+                    );
                     None
                 }
             },
@@ -485,7 +505,11 @@ impl Decoder<'_> {
         };
         let required = required?;
         if name == "email" && !required {
-            self.error(node.span, "the `email` field is always required", Some("remove `required: false`".into()));
+            self.error(
+                node.span,
+                "the `email` field is always required",
+                Some("remove `required: false`".into()),
+            );
             return None;
         }
         Some(Field {
@@ -518,7 +542,11 @@ impl Decoder<'_> {
                 self.template_name(n, "`send`")
             }
             None => {
-                self.error(node.span, "`double_opt_in` has no `send` template", Some("add `send: forms/confirm`".into()));
+                self.error(
+                    node.span,
+                    "`double_opt_in` has no `send` template",
+                    Some("add `send: forms/confirm`".into()),
+                );
                 None
             }
         };
@@ -580,7 +608,11 @@ pub fn parse_form(source: SourceFile, default_id: &str) -> Result<FormFile, Vec<
     let root = match yaml::parse(&source) {
         Ok(Some(root)) => root,
         Ok(None) => {
-            return Err(vec![Diagnostic::at(&source, source.span(0, 0), "the form file is empty")]);
+            return Err(vec![Diagnostic::at(
+                &source,
+                source.span(0, 0),
+                "the form file is empty",
+            )]);
         }
         Err(d) => return Err(vec![d]),
     };
@@ -600,11 +632,18 @@ fn load_form(path: &Path) -> Result<FormFile, Vec<Diagnostic>> {
         .map_err(|e| vec![Diagnostic::file(path, format!("cannot read the file: {e}"))])
         .and_then(|b| {
             if b.len() > yaml::MAX_FILE_BYTES {
-                return Err(vec![Diagnostic::file(path, "the file is larger than 1 MiB")]);
+                return Err(vec![Diagnostic::file(
+                    path,
+                    "the file is larger than 1 MiB",
+                )]);
             }
-            String::from_utf8(b).map_err(|_| vec![Diagnostic::file(path, "the file is not UTF-8 text")])
+            String::from_utf8(b)
+                .map_err(|_| vec![Diagnostic::file(path, "the file is not UTF-8 text")])
         })?;
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     parse_form(SourceFile::new(path, text), stem)
 }
 
@@ -738,7 +777,11 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Form, Vec<Diagnostic>> {
-        parse_form(SourceFile::new("forms/ebook.yaml", text.to_string()), "ebook").map(|f| f.form)
+        parse_form(
+            SourceFile::new("forms/ebook.yaml", text.to_string()),
+            "ebook",
+        )
+        .map(|f| f.form)
     }
 
     const GOOD: &str = "title: Get the playbook
@@ -760,21 +803,45 @@ after_confirm: { redirect: \"https://www.acme.example/thanks\" }
         assert_eq!(f.id, "ebook");
         assert_eq!(f.fields.len(), 2);
         assert!(f.fields[0].required && !f.fields[1].required);
-        assert_eq!(f.double_opt_in.as_ref().unwrap().expires.as_secs(), 2 * 86_400);
-        assert_eq!(f.after_confirm, After::Redirect("https://www.acme.example/thanks".into()));
+        assert_eq!(
+            f.double_opt_in.as_ref().unwrap().expires.as_secs(),
+            2 * 86_400
+        );
+        assert_eq!(
+            f.after_confirm,
+            After::Redirect("https://www.acme.example/thanks".into())
+        );
         assert_eq!(f.consent_version, fingerprint("Send me the ebook."));
         assert!(!f.record_ip);
     }
 
     #[test]
     fn problems_are_reported_with_their_place() {
-        let text = GOOD.replace("consent:", "consnet:").replace("https://www.acme.example\"]", "www.acme.example/x\"]");
+        let text = GOOD
+            .replace("consent:", "consnet:")
+            .replace("https://www.acme.example\"]", "www.acme.example/x\"]");
         let diags = parse(&text).unwrap_err();
-        let all: Vec<String> = diags.iter().map(|d| format!("{}: {}", d.location(), d.message)).collect();
-        assert!(all.iter().any(|d| d.contains("unknown key `consnet`")), "{all:?}");
-        assert!(all.iter().any(|d| d.contains("is not an origin")), "{all:?}");
-        assert!(diags.iter().any(|d| d.hint.as_deref() == Some("did you mean `consent`?")));
-        let d = diags.iter().find(|d| d.message.contains("consnet")).unwrap();
+        let all: Vec<String> = diags
+            .iter()
+            .map(|d| format!("{}: {}", d.location(), d.message))
+            .collect();
+        assert!(
+            all.iter().any(|d| d.contains("unknown key `consnet`")),
+            "{all:?}"
+        );
+        assert!(
+            all.iter().any(|d| d.contains("is not an origin")),
+            "{all:?}"
+        );
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.hint.as_deref() == Some("did you mean `consent`?"))
+        );
+        let d = diags
+            .iter()
+            .find(|d| d.message.contains("consnet"))
+            .unwrap();
         assert_eq!(d.span.unwrap().line, 9);
     }
 
@@ -782,13 +849,22 @@ after_confirm: { redirect: \"https://www.acme.example/thanks\" }
     fn an_email_field_is_required() {
         let text = GOOD.replace("name: email, type: email, required: true,", "name: mail,");
         let diags = parse(&text).unwrap_err();
-        assert!(diags.iter().any(|d| d.message == "the form has no `email` field"));
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.message == "the form has no `email` field")
+        );
     }
 
     #[test]
     fn schema_and_decoder_accept_the_same_keys() {
         let schema: serde_json::Value = serde_json::from_str(&form_json_schema()).unwrap();
-        let mut keys: Vec<String> = schema["properties"].as_object().unwrap().keys().cloned().collect();
+        let mut keys: Vec<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         keys.sort();
         let mut want: Vec<String> = FORM_KEYS.iter().map(ToString::to_string).collect();
         want.sort();

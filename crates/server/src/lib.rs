@@ -99,10 +99,15 @@ pub fn router_with(state: AppState, limits: &Limits) -> Router {
             "/u/{token}",
             get(links::unsubscribe_page).post(links::unsubscribe),
         )
-        .route("/f/confirm/{token}", get(forms::confirm_page).post(forms::confirm))
+        .route(
+            "/f/confirm/{token}",
+            get(forms::confirm_page).post(forms::confirm),
+        )
         .route(
             "/f/{id}",
-            get(forms::page).post(forms::submit).options(forms::preflight),
+            get(forms::page)
+                .post(forms::submit)
+                .options(forms::preflight),
         )
         .route(
             "/f/{id}/challenge",

@@ -71,14 +71,15 @@ pub(crate) async fn accept(
         let http = http.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                // The peer's address, for per-IP limits (the forms).
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                // A Router is always ready: no poll_ready needed.
-                app.clone().call(request)
-            });
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    // The peer's address, for per-IP limits (the forms).
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    // A Router is always ready: no poll_ready needed.
+                    app.clone().call(request)
+                });
             let conn = http.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let result = tokio::select! {

@@ -206,7 +206,11 @@ impl Tx {
                     } else {
                         Map::new()
                     },
-                    tags: if apply_now { s.tags.clone() } else { Vec::new() },
+                    tags: if apply_now {
+                        s.tags.clone()
+                    } else {
+                        Vec::new()
+                    },
                     consent_source: Some(format!("form:{}", s.form_id)),
                     ..Upsert::default()
                 },
@@ -272,9 +276,7 @@ impl Tx {
         now: i64,
     ) -> Result<()> {
         let mut properties = s.properties.clone();
-        properties
-            .entry("form")
-            .or_insert_with(|| json!(s.form_id));
+        properties.entry("form").or_insert_with(|| json!(s.form_id));
         self.insert_event(
             &NewEvent {
                 contact_id,
@@ -292,7 +294,12 @@ impl Tx {
     }
 
     /// Whether a confirmation for this contact and form was queued after `since`.
-    async fn recently_mailed(&mut self, contact_id: i64, form_id: &str, since: i64) -> Result<bool> {
+    async fn recently_mailed(
+        &mut self,
+        contact_id: i64,
+        form_id: &str,
+        since: i64,
+    ) -> Result<bool> {
         let row = sqlx::query(
             "SELECT COUNT(*) FROM form_submissions
              WHERE contact_id = $1 AND form_id = $2 AND mail_queued_at IS NOT NULL AND mail_queued_at > $3",
@@ -388,10 +395,11 @@ impl Tx {
     /// The confirmation email's one-click unsubscribe (or "no thanks"): a still pending
     /// contact becomes `unsubscribed`. False when the submission is unknown.
     pub async fn decline_submission(&mut self, id: i64, now: i64) -> Result<bool> {
-        let Some(row) = sqlx::query("SELECT contact_id, form_id FROM form_submissions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?
+        let Some(row) =
+            sqlx::query("SELECT contact_id, form_id FROM form_submissions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.conn())
+                .await?
         else {
             return Ok(false);
         };
@@ -411,7 +419,12 @@ impl Tx {
 
     /// Queues the confirmation email of an unconfirmed submission again (an expired link's
     /// "send me a new link"), unless one was queued within `resend_after_ms`. True when queued.
-    pub async fn requeue_confirmation(&mut self, id: i64, resend_after_ms: i64, now: i64) -> Result<bool> {
+    pub async fn requeue_confirmation(
+        &mut self,
+        id: i64,
+        resend_after_ms: i64,
+        now: i64,
+    ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE form_submissions SET mail_state = 'queued', mail_queued_at = $1, mail_next_at = $1,
                  mail_attempts = 0, mail_error = NULL, mail_lease_until = NULL
@@ -430,7 +443,12 @@ impl Tx {
     /// Claims up to `limit` confirmation emails due at `now` for sending, leased until
     /// `lease_until`; first, emails left `sending` past their lease by a process that died
     /// become `unknown` (never re-sent blindly).
-    pub async fn claim_form_mail(&mut self, now: i64, lease_until: i64, limit: i64) -> Result<Vec<FormMail>> {
+    pub async fn claim_form_mail(
+        &mut self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<FormMail>> {
         sqlx::query(
             "UPDATE form_submissions SET mail_state = 'unknown', mail_error = 'the process sending it stopped before recording the outcome'
              WHERE mail_state = 'sending' AND mail_lease_until < $1",
@@ -484,7 +502,9 @@ impl Tx {
                 attributes,
                 tags: serde_json::from_str(&row.try_get::<String, _>("tags")?).map_err(corrupt)?,
                 attempts: row.try_get("mail_attempts")?,
-                queued_at: row.try_get::<Option<i64>, _>("mail_queued_at")?.unwrap_or(0),
+                queued_at: row
+                    .try_get::<Option<i64>, _>("mail_queued_at")?
+                    .unwrap_or(0),
             });
         }
         Ok(out)
@@ -492,7 +512,12 @@ impl Tx {
 
     /// Records how sending a claimed confirmation email ended; false when it was no longer
     /// `sending` (its lease ran out and it became `unknown`).
-    pub async fn finish_form_mail(&mut self, id: i64, outcome: &MailOutcome, now: i64) -> Result<bool> {
+    pub async fn finish_form_mail(
+        &mut self,
+        id: i64,
+        outcome: &MailOutcome,
+        now: i64,
+    ) -> Result<bool> {
         let q = match outcome {
             MailOutcome::Sent { message_id } => sqlx::query(
                 "UPDATE form_submissions SET mail_state = 'sent', mail_message_id = $1, mail_sent_at = $2, mail_error = NULL
@@ -524,9 +549,11 @@ impl Tx {
 
     /// The earliest time a queued confirmation email is due, if any.
     pub async fn next_form_mail_due(&mut self) -> Result<Option<i64>> {
-        let row = sqlx::query("SELECT MIN(mail_next_at) FROM form_submissions WHERE mail_state = 'queued'")
-            .fetch_one(self.conn())
-            .await?;
+        let row = sqlx::query(
+            "SELECT MIN(mail_next_at) FROM form_submissions WHERE mail_state = 'queued'",
+        )
+        .fetch_one(self.conn())
+        .await?;
         Ok(row.try_get(0)?)
     }
 
@@ -562,14 +589,17 @@ impl Tx {
             c.confirmations = r.try_get::<Option<i64>, _>("confirmations")?.unwrap_or(0);
             c.mailed = r.try_get::<Option<i64>, _>("mailed")?.unwrap_or(0);
         }
-        let rows = sqlx::query("SELECT form_id, reason, count FROM form_rejections ORDER BY form_id, reason")
-            .fetch_all(self.conn())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT form_id, reason, count FROM form_rejections ORDER BY form_id, reason",
+        )
+        .fetch_all(self.conn())
+        .await?;
         for r in rows {
             let form: String = r.try_get("form_id")?;
             let c = out.entry(form.clone()).or_default();
             c.form = form;
-            c.rejections.push((r.try_get("reason")?, r.try_get("count")?));
+            c.rejections
+                .push((r.try_get("reason")?, r.try_get("count")?));
         }
         Ok(out.into_values().collect())
     }

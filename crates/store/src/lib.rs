@@ -28,9 +28,7 @@ pub use contacts::{Contact, ContactStatus, ProfileChange, Upsert};
 pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, NewStepRun};
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
-pub use forms::{
-    Confirmed, Consent, FormCounts, FormMail, MailOutcome, NewSubmission, Submitted,
-};
+pub use forms::{Confirmed, Consent, FormCounts, FormMail, MailOutcome, NewSubmission, Submitted};
 pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
 pub use stats::{CampaignStats, StepStats};
 

@@ -26,8 +26,15 @@ async fn sqlite_keeps_enrollments_messages_and_events_through_the_contacts_rebui
     }
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&format!("{url}?mode=rwc")).await.unwrap();
-    sqlx::migrate::Migrator::new(migrations.as_path()).await.unwrap().run(&pool).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&format!("{url}?mode=rwc"))
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(migrations.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
     pool.execute(
         "INSERT INTO contacts (id, email, email_key, status, created_at, updated_at) VALUES (7, 'Ana@acme.example', 'ana@acme.example', 'unsubscribed', 1, 1);
          INSERT INTO campaign_versions (id, campaign_id, fingerprint, definition, created_at) VALUES (1, 'welcome', 'fp', '{}', 1);
@@ -51,8 +58,15 @@ async fn sqlite_keeps_enrollments_messages_and_events_through_the_contacts_rebui
     assert_eq!(tx.contact_enrollments(7).await.unwrap().len(), 1);
     assert_eq!(tx.contact_messages(7).await.unwrap().len(), 1);
     assert!(tx.had_event(7, "lead.captured", None, 10).await.unwrap());
-    assert!(tx.set_contact_status(7, ContactStatus::Pending, "form", 2).await.unwrap());
-    assert_eq!(tx.contact(7).await.unwrap().unwrap().status, ContactStatus::Pending);
+    assert!(
+        tx.set_contact_status(7, ContactStatus::Pending, "form", 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        tx.contact(7).await.unwrap().unwrap().status,
+        ContactStatus::Pending
+    );
     tx.commit().await.unwrap();
     store.close().await;
 
@@ -67,7 +81,9 @@ async fn sqlite_keeps_enrollments_messages_and_events_through_the_contacts_rebui
         .execute("INSERT INTO contacts (email, email_key, created_at, updated_at) VALUES ('ana@acme.example', 'ana@acme.example', 1, 1)")
         .await;
     assert!(twin.is_err(), "the email key is no longer unique");
-    let bad = pool.execute("UPDATE contacts SET status = 'maybe' WHERE id = 7").await;
+    let bad = pool
+        .execute("UPDATE contacts SET status = 'maybe' WHERE id = 7")
+        .await;
     assert!(bad.is_err(), "the status CHECK is gone");
 }
 
@@ -77,11 +93,24 @@ async fn postgres_accepts_the_pending_status() {
     let store = Store::open(db.url()).await.unwrap();
     let mut tx = store.begin().await.unwrap();
     let (c, _) = tx
-        .upsert_contact(&nurture_store::Upsert { email: "a@b.example".into(), ..Default::default() }, 1)
+        .upsert_contact(
+            &nurture_store::Upsert {
+                email: "a@b.example".into(),
+                ..Default::default()
+            },
+            1,
+        )
         .await
         .unwrap();
-    assert!(tx.set_contact_status(c.id, ContactStatus::Pending, "form", 2).await.unwrap());
-    assert_eq!(tx.contact(c.id).await.unwrap().unwrap().status, ContactStatus::Pending);
+    assert!(
+        tx.set_contact_status(c.id, ContactStatus::Pending, "form", 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        tx.contact(c.id).await.unwrap().unwrap().status,
+        ContactStatus::Pending
+    );
     tx.commit().await.unwrap();
     store.close().await;
 }

@@ -36,7 +36,12 @@ pub(crate) fn shape(content_type: &str) -> Shape {
 
 /// Reads a body by its `Content-Type`.
 pub(crate) fn parse(content_type: &str, body: &[u8]) -> Result<Values, String> {
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/x-www-form-urlencoded" | "" => Ok(urlencoded(body)),
         "multipart/form-data" => {
@@ -67,7 +72,8 @@ pub(crate) fn urlencoded(body: &[u8]) -> Values {
 
 /// The text parts of a `multipart/form-data` body (file parts are refused: forms take none).
 fn multipart(body: &[u8], boundary: &str) -> Result<Values, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "the multipart body is not UTF-8 text".to_string())?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| "the multipart body is not UTF-8 text".to_string())?;
     let delimiter = format!("--{boundary}");
     let mut out = Values::new();
     let mut parts = text.split(delimiter.as_str());
@@ -141,7 +147,11 @@ pub(crate) struct Checked {
 
 /// Checks the values against the form's fields: every problem, by field name. JSON posts
 /// may carry only the form's fields and its defence fields.
-pub(crate) fn check(form: &Form, values: &Values, shape: Shape) -> Result<Checked, BTreeMap<String, String>> {
+pub(crate) fn check(
+    form: &Form,
+    values: &Values,
+    shape: Shape,
+) -> Result<Checked, BTreeMap<String, String>> {
     let mut errors = BTreeMap::new();
     if shape == Shape::Json {
         for k in values.keys() {
@@ -164,7 +174,10 @@ pub(crate) fn check(form: &Form, values: &Values, shape: Shape) -> Result<Checke
         if field.kind == FieldKind::Checkbox {
             let on = matches!(raw, "on" | "true" | "1" | "yes");
             if field.required && !on {
-                errors.insert(field.name.clone(), format!("{} must be ticked", field.label));
+                errors.insert(
+                    field.name.clone(),
+                    format!("{} must be ticked", field.label),
+                );
             } else if values.contains_key(&field.name) {
                 attributes.insert(field.name.clone(), Value::Bool(on));
             }
@@ -179,12 +192,21 @@ pub(crate) fn check(form: &Form, values: &Values, shape: Shape) -> Result<Checke
         if raw.chars().count() > field.max_length {
             errors.insert(
                 field.name.clone(),
-                format!("{} is longer than {} characters", field.label, field.max_length),
+                format!(
+                    "{} is longer than {} characters",
+                    field.label, field.max_length
+                ),
             );
             continue;
         }
-        if raw.chars().any(|c| c.is_control() && !(field.kind == FieldKind::Textarea && matches!(c, '\n' | '\r' | '\t'))) {
-            errors.insert(field.name.clone(), format!("{} contains control characters", field.label));
+        if raw.chars().any(|c| {
+            c.is_control()
+                && !(field.kind == FieldKind::Textarea && matches!(c, '\n' | '\r' | '\t'))
+        }) {
+            errors.insert(
+                field.name.clone(),
+                format!("{} contains control characters", field.label),
+            );
             continue;
         }
         match field.kind {
@@ -197,16 +219,26 @@ pub(crate) fn check(form: &Form, values: &Values, shape: Shape) -> Result<Checke
                     errors.insert(field.name.clone(), format!("{}: {e}", field.label));
                 }
             },
-            FieldKind::Number => match raw.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+            FieldKind::Number => match raw
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
                 Some(n) => {
                     attributes.insert(field.name.clone(), Value::Number(n));
                 }
                 None => {
-                    errors.insert(field.name.clone(), format!("{} must be a number", field.label));
+                    errors.insert(
+                        field.name.clone(),
+                        format!("{} must be a number", field.label),
+                    );
                 }
             },
             FieldKind::Url if !(raw.starts_with("http://") || raw.starts_with("https://")) => {
-                errors.insert(field.name.clone(), format!("{} must start with http:// or https://", field.label));
+                errors.insert(
+                    field.name.clone(),
+                    format!("{} must start with http:// or https://", field.label),
+                );
             }
             _ => {
                 attributes.insert(field.name.clone(), Value::String(raw.to_string()));
@@ -226,19 +258,46 @@ mod tests {
 
     #[test]
     fn bodies_of_each_kind_are_read() {
-        let v = parse("application/x-www-form-urlencoded", b"email=a%40b.example&first_name=Ana+M").unwrap();
+        let v = parse(
+            "application/x-www-form-urlencoded",
+            b"email=a%40b.example&first_name=Ana+M",
+        )
+        .unwrap();
         assert_eq!(v["email"], "a@b.example");
         assert_eq!(v["first_name"], "Ana M");
         let body = "--XyZ\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\na@b.example\r\n--XyZ\r\nContent-Disposition: form-data; name=\"first_name\"\r\n\r\nAna\r\n--XyZ--\r\n";
         let v = parse("multipart/form-data; boundary=XyZ", body.as_bytes()).unwrap();
         assert_eq!(v["email"], "a@b.example");
         assert_eq!(v["first_name"], "Ana");
-        let v = parse("application/json", br#"{"email": "a@b.example", "n": 3, "ok": true}"#).unwrap();
+        let v = parse(
+            "application/json",
+            br#"{"email": "a@b.example", "n": 3, "ok": true}"#,
+        )
+        .unwrap();
         assert_eq!(v["n"], "3");
         assert_eq!(v["ok"], "true");
-        assert!(parse("application/json", b"[1]").unwrap_err().contains("JSON object"));
-        assert!(parse("text/plain", b"x").unwrap_err().contains("text/plain"));
-        assert!(parse("multipart/form-data", b"x").unwrap_err().contains("boundary"));
-        assert!(parse("multipart/form-data; boundary=B", b"--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx").unwrap_err().contains("closing boundary"));
+        assert!(
+            parse("application/json", b"[1]")
+                .unwrap_err()
+                .contains("JSON object")
+        );
+        assert!(
+            parse("text/plain", b"x")
+                .unwrap_err()
+                .contains("text/plain")
+        );
+        assert!(
+            parse("multipart/form-data", b"x")
+                .unwrap_err()
+                .contains("boundary")
+        );
+        assert!(
+            parse(
+                "multipart/form-data; boundary=B",
+                b"--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx"
+            )
+            .unwrap_err()
+            .contains("closing boundary")
+        );
     }
 }

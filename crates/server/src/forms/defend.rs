@@ -63,11 +63,20 @@ impl Stamper {
 
     /// Checks a posted stamp: issued by us for `form`, at least `min_fill_ms` and at most a
     /// day before `now`.
-    pub(crate) fn check(&self, form: &str, stamp: &str, now: i64, min_fill_ms: i64) -> Result<(), StampError> {
+    pub(crate) fn check(
+        &self,
+        form: &str,
+        stamp: &str,
+        now: i64,
+        min_fill_ms: i64,
+    ) -> Result<(), StampError> {
         let (at, mac) = stamp.split_once('.').ok_or(StampError::Invalid)?;
         let at: i64 = at.parse().map_err(|_| StampError::Invalid)?;
         let want = self.mac(form, at);
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(want.as_bytes(), mac.as_bytes())) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            want.as_bytes(),
+            mac.as_bytes(),
+        )) {
             return Err(StampError::Invalid);
         }
         if now - at > STAMP_MAX_AGE_MS || at > now + 60_000 {
@@ -152,13 +161,28 @@ mod tests {
         let s = Stamper::new(&Signer::new("k"));
         let t = s.stamp("ebook", 1_000_000);
         assert_eq!(s.check("ebook", &t, 1_004_000, 3000), Ok(()));
-        assert_eq!(s.check("ebook", &t, 1_001_000, 3000), Err(StampError::TooFast));
-        assert_eq!(s.check("other", &t, 1_004_000, 3000), Err(StampError::Invalid));
-        assert_eq!(s.check("ebook", &t, 1_000_000 + STAMP_MAX_AGE_MS + 1, 3000), Err(StampError::Invalid));
+        assert_eq!(
+            s.check("ebook", &t, 1_001_000, 3000),
+            Err(StampError::TooFast)
+        );
+        assert_eq!(
+            s.check("other", &t, 1_004_000, 3000),
+            Err(StampError::Invalid)
+        );
+        assert_eq!(
+            s.check("ebook", &t, 1_000_000 + STAMP_MAX_AGE_MS + 1, 3000),
+            Err(StampError::Invalid)
+        );
         let forged = t.replacen("1000000", "999000", 1);
-        assert_eq!(s.check("ebook", &forged, 1_004_000, 3000), Err(StampError::Invalid));
+        assert_eq!(
+            s.check("ebook", &forged, 1_004_000, 3000),
+            Err(StampError::Invalid)
+        );
         let other = Stamper::new(&Signer::new("other"));
-        assert_eq!(other.check("ebook", &t, 1_004_000, 3000), Err(StampError::Invalid));
+        assert_eq!(
+            other.check("ebook", &t, 1_004_000, 3000),
+            Err(StampError::Invalid)
+        );
     }
 
     #[test]
@@ -179,7 +203,10 @@ mod tests {
         }
         assert!(!l.allow(ip, 60_001, 3));
         assert!(l.allow("192.0.2.2".parse().unwrap(), 60_001, 3));
-        assert!(!l.allow(ip, 119_999, 3), "still within a minute of the last posts");
+        assert!(
+            !l.allow(ip, 119_999, 3),
+            "still within a minute of the last posts"
+        );
         assert!(l.allow(ip, 200_000, 3));
     }
 }

@@ -98,7 +98,10 @@ pub(crate) fn page(status: StatusCode, title: &str, body: &str, csp: &str) -> Re
     // `same-origin`, not `no-referrer`: with no referrer Chromium sends `Origin: null` with
     // the form's own post, which the origin check must refuse (a sandboxed frame elsewhere
     // sends it too).
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     response
 }
 
@@ -107,7 +110,11 @@ pub(crate) fn message(status: StatusCode, title: &str, text: &str) -> Response {
     page(
         status,
         title,
-        &format!("<h1>{}</h1>\n<p role=\"status\">{}</p>", escape(title), escape(text)),
+        &format!(
+            "<h1>{}</h1>\n<p role=\"status\">{}</p>",
+            escape(title),
+            escape(text)
+        ),
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
     )
 }
@@ -142,9 +149,19 @@ pub(crate) fn form_page(
     for field in &form.fields {
         let id = format!("f-{}", field.name);
         let error = errors.get(&field.name);
-        let described = error.map_or(String::new(), |_| format!(" aria-invalid=\"true\" aria-describedby=\"{id}-error\""));
-        let required = if field.required { " required aria-required=\"true\"" } else { "" };
-        let star = if field.required { " <span aria-hidden=\"true\">*</span>" } else { "" };
+        let described = error.map_or(String::new(), |_| {
+            format!(" aria-invalid=\"true\" aria-describedby=\"{id}-error\"")
+        });
+        let required = if field.required {
+            " required aria-required=\"true\""
+        } else {
+            ""
+        };
+        let star = if field.required {
+            " <span aria-hidden=\"true\">*</span>"
+        } else {
+            ""
+        };
         let value = values.get(&field.name).map(String::as_str).unwrap_or("");
         let autocomplete = match field.name.as_str() {
             "email" => " autocomplete=\"email\"",
@@ -179,7 +196,10 @@ pub(crate) fn form_page(
             )),
         }
         if let Some(e) = error {
-            b.push_str(&format!("<span class=\"error\" id=\"{id}-error\">{}</span>\n", escape(e)));
+            b.push_str(&format!(
+                "<span class=\"error\" id=\"{id}-error\">{}</span>\n",
+                escape(e)
+            ));
         }
     }
     // The honeypot: off-screen, out of the tab order and hidden from screen readers.
@@ -191,7 +211,10 @@ pub(crate) fn form_page(
         "<input type=\"hidden\" name=\"nurture_ts\" value=\"{}\"><input type=\"hidden\" name=\"nurture_pow\" value=\"\">\n",
         escape(stamp)
     ));
-    b.push_str(&format!("<p class=\"consent\" id=\"consent\">{}</p>\n", escape(&form.consent)));
+    b.push_str(&format!(
+        "<p class=\"consent\" id=\"consent\">{}</p>\n",
+        escape(&form.consent)
+    ));
     b.push_str(&format!(
         "<button type=\"submit\" aria-describedby=\"consent\">{}</button>\n</form>\n<script>{POW_SCRIPT}</script>",
         escape(&form.button)

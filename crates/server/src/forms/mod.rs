@@ -64,7 +64,9 @@ pub struct Forms {
 
 impl std::fmt::Debug for Forms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Forms").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Forms")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,12 +89,19 @@ impl Forms {
 
     /// Serves these forms from now on (after the files changed).
     pub fn replace(&self, forms: Vec<Form>) {
-        let map = forms.into_iter().map(|f| (f.id.clone(), Arc::new(f))).collect();
+        let map = forms
+            .into_iter()
+            .map(|f| (f.id.clone(), Arc::new(f)))
+            .collect();
         *self.forms.write().unwrap_or_else(|e| e.into_inner()) = map;
     }
 
     fn get(&self, id: &str) -> Option<Arc<Form>> {
-        self.forms.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.forms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// The settings.
@@ -112,7 +121,11 @@ fn address_hash(email: &str) -> String {
     nurture_campaign::form::fingerprint(&email.trim().to_lowercase())
 }
 
-fn json_error(status: StatusCode, message: &str, fields: Option<&BTreeMap<String, String>>) -> Response {
+fn json_error(
+    status: StatusCode,
+    message: &str,
+    fields: Option<&BTreeMap<String, String>>,
+) -> Response {
     let mut body = json!({ "error": message });
     if let Some(f) = fields {
         body["fields"] = json!(f);
@@ -122,7 +135,10 @@ fn json_error(status: StatusCode, message: &str, fields: Option<&BTreeMap<String
 
 /// Whether `origin` is this server itself (the hosted page posting to its own URL).
 fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     origin
         .split_once("://")
         .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host))
@@ -137,7 +153,11 @@ fn cross_origin(form: &Form, headers: &HeaderMap) -> Result<Option<String>, Stri
     if same_origin(origin, headers) {
         return Ok(None);
     }
-    if form.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(origin)) {
+    if form
+        .allowed_origins
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(origin))
+    {
         Ok(Some(origin.to_string()))
     } else {
         Err(origin.to_string())
@@ -181,23 +201,38 @@ pub(crate) async fn page(State(state): State<AppState>, Path(id): Path<String>) 
 
 /// `GET /f/FORM_ID/challenge`: a signed stamp and the proof-of-work difficulty, for a
 /// script posting JSON (CORS per `allowed_origins`).
-pub(crate) async fn challenge(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn challenge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(form) = state.forms.get(&id) else {
         return not_found(Shape::Json);
     };
     let origin = match cross_origin(&form, &headers) {
         Ok(o) => o,
-        Err(o) => return json_error(StatusCode::FORBIDDEN, &format!("the origin {o} may not use this form"), None),
+        Err(o) => {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                &format!("the origin {o} may not use this form"),
+                None,
+            );
+        }
     };
     let stamp = Stamper::new(&state.signer).stamp(&form.id, now_ms());
     with_cors(
-        Json(json!({ "nurture_ts": stamp, "difficulty": state.forms.settings.pow_difficulty })).into_response(),
+        Json(json!({ "nurture_ts": stamp, "difficulty": state.forms.settings.pow_difficulty }))
+            .into_response(),
         origin.as_deref(),
     )
 }
 
 /// `OPTIONS /f/FORM_ID` (and its challenge): the CORS preflight of a script on another site.
-pub(crate) async fn preflight(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn preflight(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(form) = state.forms.get(&id) else {
         return not_found(Shape::Json);
     };
@@ -205,13 +240,26 @@ pub(crate) async fn preflight(State(state): State<AppState>, Path(id): Path<Stri
         Ok(Some(origin)) => {
             let mut r = with_cors(StatusCode::NO_CONTENT.into_response(), Some(&origin));
             let h = r.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
             r
         }
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Err(o) => json_error(StatusCode::FORBIDDEN, &format!("the origin {o} may not post to this form"), None),
+        Err(o) => json_error(
+            StatusCode::FORBIDDEN,
+            &format!("the origin {o} may not post to this form"),
+            None,
+        ),
     }
 }
 
@@ -259,7 +307,11 @@ fn client_ip(request: &Request) -> Option<IpAddr> {
 }
 
 /// `POST /f/FORM_ID`: a submission from the hosted page, an embedded form or a script.
-pub(crate) async fn submit(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
     let now = now_ms();
     let headers = request.headers().clone();
     let content_type = headers
@@ -274,21 +326,37 @@ pub(crate) async fn submit(State(state): State<AppState>, Path(id): Path<String>
     let settings = &state.forms.settings;
     let ip = client_ip(&request);
     if let Some(ip) = ip
-        && !state.forms.limiter.allow(ip, now, settings.per_ip_per_minute)
+        && !state
+            .forms
+            .limiter
+            .allow(ip, now, settings.per_ip_per_minute)
     {
         count(&state, &form.id, "rate_limited", None).await;
         let mut r = match shape {
-            Shape::Json => json_error(StatusCode::TOO_MANY_REQUESTS, "too many submissions from this address; try again in a minute", None),
-            Shape::Html => html::message(StatusCode::TOO_MANY_REQUESTS, "Too many attempts", "Too many submissions came from your network. Please try again in a minute."),
+            Shape::Json => json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many submissions from this address; try again in a minute",
+                None,
+            ),
+            Shape::Html => html::message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts",
+                "Too many submissions came from your network. Please try again in a minute.",
+            ),
         };
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return r;
     }
     let origin = match cross_origin(&form, &headers) {
         Ok(o) => o,
         Err(o) => {
             count(&state, &form.id, "origin", None).await;
-            return json_error(StatusCode::FORBIDDEN, &format!("the origin {o} may not post to this form"), None);
+            return json_error(
+                StatusCode::FORBIDDEN,
+                &format!("the origin {o} may not post to this form"),
+                None,
+            );
         }
     };
     let user_agent = headers
@@ -298,25 +366,45 @@ pub(crate) async fn submit(State(state): State<AppState>, Path(id): Path<String>
     let bytes = match axum::body::to_bytes(request.into_body(), crate::MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            let r = Refusal::new("invalid", StatusCode::PAYLOAD_TOO_LARGE, "the body is too large or could not be read");
-            return with_cors(refuse(&state, &form, shape, r, &Values::new(), None).await, origin.as_deref());
+            let r = Refusal::new(
+                "invalid",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is too large or could not be read",
+            );
+            return with_cors(
+                refuse(&state, &form, shape, r, &Values::new(), None).await,
+                origin.as_deref(),
+            );
         }
     };
     let values = match body::parse(&content_type, &bytes) {
         Ok(v) => v,
         Err(message) => {
             let r = Refusal::new("invalid", StatusCode::BAD_REQUEST, message);
-            return with_cors(refuse(&state, &form, shape, r, &Values::new(), None).await, origin.as_deref());
+            return with_cors(
+                refuse(&state, &form, shape, r, &Values::new(), None).await,
+                origin.as_deref(),
+            );
         }
     };
     if let Err(r) = defences(&state, &form, shape, &values, now) {
-        return with_cors(refuse(&state, &form, shape, r, &values, None).await, origin.as_deref());
+        return with_cors(
+            refuse(&state, &form, shape, r, &values, None).await,
+            origin.as_deref(),
+        );
     }
     let checked = match body::check(&form, &values, shape) {
         Ok(c) => c,
         Err(errors) => {
-            let r = Refusal::new("invalid", StatusCode::BAD_REQUEST, "some fields need correcting");
-            return with_cors(refuse(&state, &form, shape, r, &values, Some(&errors)).await, origin.as_deref());
+            let r = Refusal::new(
+                "invalid",
+                StatusCode::BAD_REQUEST,
+                "some fields need correcting",
+            );
+            return with_cors(
+                refuse(&state, &form, shape, r, &values, Some(&errors)).await,
+                origin.as_deref(),
+            );
         }
     };
     let submission = NewSubmission {
@@ -326,7 +414,11 @@ pub(crate) async fn submit(State(state): State<AppState>, Path(id): Path<String>
         tags: form.tags.clone(),
         consent_text: form.consent.clone(),
         consent_version: form.consent_version.clone(),
-        ip: if form.record_ip { ip.map(|i| i.to_string()) } else { None },
+        ip: if form.record_ip {
+            ip.map(|i| i.to_string())
+        } else {
+            None
+        },
         user_agent: if form.record_ip { user_agent } else { None },
         double_opt_in: form.double_opt_in.is_some(),
         resend_after_ms: settings.resend_after_ms,
@@ -346,8 +438,16 @@ pub(crate) async fn submit(State(state): State<AppState>, Path(id): Path<String>
             tracing::error!(form = %form.id, "form submission not stored: {e}");
             return with_cors(
                 match shape {
-                    Shape::Json => json_error(StatusCode::SERVICE_UNAVAILABLE, "the submission could not be stored; try again later", None),
-                    Shape::Html => html::message(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "Your submission could not be stored just now. Please try again in a minute."),
+                    Shape::Json => json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the submission could not be stored; try again later",
+                        None,
+                    ),
+                    Shape::Html => html::message(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Please try again",
+                        "Your submission could not be stored just now. Please try again in a minute.",
+                    ),
                 },
                 origin.as_deref(),
             );
@@ -366,7 +466,11 @@ pub(crate) async fn submit(State(state): State<AppState>, Path(id): Path<String>
                 nurture_campaign::After::Message(m) => json!(m),
                 nurture_campaign::After::Redirect(u) => json!({ "redirect": u }),
             };
-            (StatusCode::ACCEPTED, Json(json!({ "status": status, "message": message }))).into_response()
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": status, "message": message })),
+            )
+                .into_response()
         }
         Shape::Html => html::after(&form.after_submit, &form.title),
     };
@@ -374,25 +478,58 @@ pub(crate) async fn submit(State(state): State<AppState>, Path(id): Path<String>
 }
 
 /// The bot checks: honeypot, signed time stamp, proof of work.
-fn defences(state: &AppState, form: &Form, shape: Shape, values: &Values, now: i64) -> Result<(), Refusal> {
+fn defences(
+    state: &AppState,
+    form: &Form,
+    shape: Shape,
+    values: &Values,
+    now: i64,
+) -> Result<(), Refusal> {
     if values.get("website").is_some_and(|v| !v.trim().is_empty()) {
-        return Err(Refusal::new("honeypot", StatusCode::BAD_REQUEST, "the submission was refused"));
+        return Err(Refusal::new(
+            "honeypot",
+            StatusCode::BAD_REQUEST,
+            "the submission was refused",
+        ));
     }
     let settings = &state.forms.settings;
     let stamp = values.get("nurture_ts").map(String::as_str).unwrap_or("");
-    match Stamper::new(&state.signer).check(&form.id, stamp, now, if shape == Shape::Json { 0 } else { settings.min_fill_ms }) {
+    match Stamper::new(&state.signer).check(
+        &form.id,
+        stamp,
+        now,
+        if shape == Shape::Json {
+            0
+        } else {
+            settings.min_fill_ms
+        },
+    ) {
         Ok(()) => {}
         Err(StampError::TooFast) => {
-            return Err(Refusal::new("too_fast", StatusCode::BAD_REQUEST, "the form was sent too quickly; please wait a few seconds and send it again"));
+            return Err(Refusal::new(
+                "too_fast",
+                StatusCode::BAD_REQUEST,
+                "the form was sent too quickly; please wait a few seconds and send it again",
+            ));
         }
         Err(StampError::Invalid) => {
-            return Err(Refusal::new("stamp", StatusCode::BAD_REQUEST, "the form has expired or did not come from this site; please reload the page and send it again"));
+            return Err(Refusal::new(
+                "stamp",
+                StatusCode::BAD_REQUEST,
+                "the form has expired or did not come from this site; please reload the page and send it again",
+            ));
         }
     }
     let pow = values.get("nurture_pow").map(|s| s.trim()).unwrap_or("");
     // A page without JavaScript cannot solve the challenge: the checks above let it through.
-    if (shape == Shape::Json || !pow.is_empty()) && !defend::proof_ok(stamp, pow, settings.pow_difficulty) {
-        return Err(Refusal::new("proof_of_work", StatusCode::BAD_REQUEST, "the proof of work is missing or wrong: fetch /f/FORM_ID/challenge and solve it"));
+    if (shape == Shape::Json || !pow.is_empty())
+        && !defend::proof_ok(stamp, pow, settings.pow_difficulty)
+    {
+        return Err(Refusal::new(
+            "proof_of_work",
+            StatusCode::BAD_REQUEST,
+            "the proof of work is missing or wrong: fetch /f/FORM_ID/challenge and solve it",
+        ));
     }
     Ok(())
 }
@@ -405,7 +542,13 @@ async fn refuse(
     values: &Values,
     fields: Option<&BTreeMap<String, String>>,
 ) -> Response {
-    count(state, &form.id, r.reason, values.get("email").map(String::as_str)).await;
+    count(
+        state,
+        &form.id,
+        r.reason,
+        values.get("email").map(String::as_str),
+    )
+    .await;
     match shape {
         Shape::Json => json_error(r.status, &r.message, fields),
         Shape::Html => {
@@ -417,7 +560,14 @@ async fn refuse(
             let mut kept = values.clone();
             kept.remove("website");
             let stamp = Stamper::new(&state.signer).stamp(&form.id, now_ms());
-            html::form_page(form, &stamp, state.forms.settings.pow_difficulty, &kept, &errors, r.status)
+            html::form_page(
+                form,
+                &stamp,
+                state.forms.settings.pow_difficulty,
+                &kept,
+                &errors,
+                r.status,
+            )
         }
     }
 }
@@ -446,11 +596,18 @@ fn bad_link() -> Response {
 }
 
 fn unavailable() -> Response {
-    html::message(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "This page is unavailable just now. Please try again in a minute.")
+    html::message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Please try again",
+        "This page is unavailable just now. Please try again in a minute.",
+    )
 }
 
 /// `GET /f/confirm/TOKEN`: a page with a confirm button; confirms nothing.
-pub(crate) async fn confirm_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub(crate) async fn confirm_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Response {
     let Some((id, valid)) = confirm_claim(&state, &token) else {
         return bad_link();
     };
@@ -478,7 +635,11 @@ pub(crate) async fn confirm_page(State(state): State<AppState>, Path(token): Pat
 
 /// `POST /f/confirm/TOKEN`: confirms (the page's button), sends a new link (the expired
 /// page's button), or declines (RFC 8058 one-click from the confirmation's List-Unsubscribe).
-pub(crate) async fn confirm(State(state): State<AppState>, Path(token): Path<String>, request: Request) -> Response {
+pub(crate) async fn confirm(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    request: Request,
+) -> Response {
     let Some((id, valid)) = confirm_claim(&state, &token) else {
         return bad_link();
     };
@@ -503,20 +664,42 @@ pub(crate) async fn confirm(State(state): State<AppState>, Path(token): Path<Str
             tx.rollback().await?;
             return Ok(None);
         };
-        let answer = if values.get("List-Unsubscribe").is_some_and(|v| v == "One-Click") {
+        let answer = if values
+            .get("List-Unsubscribe")
+            .is_some_and(|v| v == "One-Click")
+        {
             tx.decline_submission(id, now).await?;
-            html::message(StatusCode::OK, "Unsubscribed", "You will not receive any emails from this form.")
+            html::message(
+                StatusCode::OK,
+                "Unsubscribed",
+                "You will not receive any emails from this form.",
+            )
         } else if values.contains_key("resend") || !valid {
-            if values.contains_key("resend") && tx.requeue_confirmation(id, state.forms.settings.resend_after_ms, now).await? {
+            if values.contains_key("resend")
+                && tx
+                    .requeue_confirmation(id, state.forms.settings.resend_after_ms, now)
+                    .await?
+            {
                 state.wake.notify_one();
-                html::message(StatusCode::OK, "A new link is on its way", "Please check your inbox for a new confirmation email.")
+                html::message(
+                    StatusCode::OK,
+                    "A new link is on its way",
+                    "Please check your inbox for a new confirmation email.",
+                )
             } else if !valid {
                 html::expired_page()
             } else {
-                html::message(StatusCode::OK, "Please check your inbox", "A confirmation email was sent recently; please use the link in it.")
+                html::message(
+                    StatusCode::OK,
+                    "Please check your inbox",
+                    "A confirmation email was sent recently; please use the link in it.",
+                )
             }
         } else {
-            match tx.confirm_submission(id, &form.event, &form.properties, &form.tags, now).await? {
+            match tx
+                .confirm_submission(id, &form.event, &form.properties, &form.tags, now)
+                .await?
+            {
                 Confirmed::Now { .. } => {
                     tracing::info!(form = %form.id, submission = id, "form submission confirmed");
                     state.wake.notify_one();
@@ -559,11 +742,19 @@ pub(crate) async fn render_metrics(state: &AppState, out: &mut String) {
     let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     out.push_str("# HELP nurture_form_submissions_total Form submissions stored, per form.\n# TYPE nurture_form_submissions_total counter\n");
     for c in &counts {
-        out.push_str(&format!("nurture_form_submissions_total{{form=\"{}\"}} {}\n", label(&c.form), c.submissions));
+        out.push_str(&format!(
+            "nurture_form_submissions_total{{form=\"{}\"}} {}\n",
+            label(&c.form),
+            c.submissions
+        ));
     }
     out.push_str("# HELP nurture_form_confirmations_total Form submissions confirmed, per form.\n# TYPE nurture_form_confirmations_total counter\n");
     for c in &counts {
-        out.push_str(&format!("nurture_form_confirmations_total{{form=\"{}\"}} {}\n", label(&c.form), c.confirmations));
+        out.push_str(&format!(
+            "nurture_form_confirmations_total{{form=\"{}\"}} {}\n",
+            label(&c.form),
+            c.confirmations
+        ));
     }
     out.push_str("# HELP nurture_form_rejections_total Form submissions refused, per form and reason.\n# TYPE nurture_form_rejections_total counter\n");
     for c in &counts {

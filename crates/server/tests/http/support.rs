@@ -87,7 +87,11 @@ pub async fn spawn_app_with_forms(forms: nurture_server::Forms) -> TestApp {
     spawn_app_full(None, Limits::default(), forms).await
 }
 
-async fn spawn_app_full(api_key: Option<&str>, limits: Limits, forms: nurture_server::Forms) -> TestApp {
+async fn spawn_app_full(
+    api_key: Option<&str>,
+    limits: Limits,
+    forms: nurture_server::Forms,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nurture.db").display());
     let store = Store::open(&url).await.unwrap();
