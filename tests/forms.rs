@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use nurture_testkit::{Browser, SmtpSink};
+use nurture_testkit::{Browser, BrowserOptions, SmtpSink};
 
 use crate::support::Project;
 
@@ -214,6 +214,8 @@ fn a_lead_signs_up_in_chromium_confirms_by_email_and_gets_the_campaigns_first_em
     assert_eq!(browser.title(), "Get the guide");
     assert_eq!(browser.attribute("html", "lang").as_deref(), Some("en"));
     assert_eq!(browser.count("label[for=f-email]"), 1);
+    // The page's script solves the proof of work; the server checks it with the post.
+    browser.wait_for("form[data-solved]");
     browser.fill("#f-email", "ana@acme.example");
     browser.fill("#f-first_name", "Ana");
     assert_eq!(browser.click("button[type=submit]"), Some(200));
@@ -436,4 +438,31 @@ fn validate_checks_forms_with_file_line_col_and_snippet_prints_embeddable_html()
     );
     let schema = p.nurture(&["schema", "--forms"]).output().success().stdout;
     assert!(schema.contains("\"double_opt_in\""));
+}
+
+#[test]
+fn a_person_without_javascript_signs_up_too() {
+    let p = project();
+    let sink = SmtpSink::start();
+    let d = Daemon::start(&p, &sink, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
+    let mut browser = Browser::launch_with(BrowserOptions {
+        javascript: false,
+        ..BrowserOptions::default()
+    });
+    assert_eq!(browser.goto(&d.url("/f/guide")), 200);
+    browser.fill("#f-email", "bo@acme.example");
+    assert_eq!(browser.click("button[type=submit]"), Some(200));
+    assert!(
+        browser
+            .text("main")
+            .contains("Check your inbox to confirm."),
+        "{}",
+        browser.content()
+    );
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(
+        got[0].header("Subject").as_deref(),
+        Some("Please confirm your email")
+    );
+    assert_eq!(show(&p, "bo@acme.example").unwrap()["status"], "pending");
 }
