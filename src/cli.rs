@@ -42,8 +42,16 @@ pub enum Command {
         /// Campaign files or folders (default: campaigns_dir).
         paths: Vec<PathBuf>,
     },
-    /// Print the JSON Schema of the campaign format, for editor completion.
-    Schema,
+    /// Print the JSON Schema of the campaign format (or, with --forms, of the form format),
+    /// for editor completion.
+    Schema {
+        /// The schema of `forms/*.yaml` instead.
+        #[arg(long)]
+        forms: bool,
+    },
+    /// Public sign-up forms.
+    #[command(subcommand)]
+    Forms(FormsCommand),
     /// Apply database migrations.
     Migrate,
     /// Do everything due as of now (or --now) and exit: for cron and tests.
@@ -181,6 +189,15 @@ pub enum Format {
     Text,
     /// The whole message as sent.
     Eml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FormsCommand {
+    /// Print HTML that embeds the form in another site's page.
+    Snippet {
+        /// The form's id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

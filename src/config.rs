@@ -62,6 +62,10 @@ struct FileConfig {
     webhook_secret: Option<Secret>,
     webhook_hosts: Option<Vec<String>>,
     dkim_algorithm: Option<String>,
+    forms_dir: Option<PathBuf>,
+    form_min_fill_seconds: Option<u64>,
+    form_ip_limit_per_minute: Option<u32>,
+    form_pow_difficulty: Option<u32>,
 }
 
 /// One `[[frequency]]` table: at most `max` emails per contact in any `per`.
@@ -172,6 +176,10 @@ pub struct Config {
     pub webhook_hosts: Vec<String>,
     /// `rsa` or `ed25519`: checked against the key, which decides (unset: the key's own).
     pub dkim_algorithm: Option<String>,
+    /// Folder of the form definitions (`forms/*.yaml`).
+    pub forms_dir: PathBuf,
+    /// The form defences (minimum fill time, per-IP limit, proof-of-work difficulty).
+    pub forms: nurture_server::FormSettings,
 }
 
 fn env(key: &str) -> Option<String> {
@@ -249,7 +257,50 @@ impl Config {
             None => file.ses_topic_arns.unwrap_or_default(),
         };
         let frequency = frequency_caps(env("NURTURE_FREQUENCY"), file.frequency)?;
+        let number =
+            |var: &str, file: Option<u64>, default: u64, max: u64| -> anyhow::Result<u64> {
+                match env(var) {
+                    Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                        invalid(format!(
+                            "{var} must be a whole number from 0 to {max}, not `{v}`"
+                        ))
+                    }),
+                    None => match file {
+                        Some(n) if n > max => Err(invalid(format!(
+                            "{} must be at most {max}",
+                            var.trim_start_matches("NURTURE_").to_lowercase()
+                        ))),
+                        Some(n) => Ok(n),
+                        None => Ok(default),
+                    },
+                }
+            };
+        let forms = nurture_server::FormSettings {
+            min_fill_ms: number(
+                "NURTURE_FORM_MIN_FILL_SECONDS",
+                file.form_min_fill_seconds,
+                3,
+                3600,
+            )? as i64
+                * 1000,
+            per_ip_per_minute: number(
+                "NURTURE_FORM_IP_LIMIT_PER_MINUTE",
+                file.form_ip_limit_per_minute.map(u64::from),
+                20,
+                100_000,
+            )?
+            .max(1) as u32,
+            pow_difficulty: number(
+                "NURTURE_FORM_POW_DIFFICULTY",
+                file.form_pow_difficulty.map(u64::from),
+                12,
+                24,
+            )? as u32,
+            ..nurture_server::FormSettings::default()
+        };
         Ok(Self {
+            forms_dir: pick_path(None, "NURTURE_FORMS_DIR", file.forms_dir.clone(), "forms"),
+            forms,
             frequency,
             database_url: pick_secret(
                 global.database_url.as_ref(),

@@ -11,6 +11,7 @@ mod dashboard;
 mod delivery;
 mod dkim;
 mod explain;
+mod forms;
 mod plan;
 mod send;
 mod simulate;

@@ -218,6 +218,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
     let signals = tx.contact_signals(contact.id).await?;
     let score = super::scores::score(&mut tx, contact.id).await?;
     let webhooks = tx.contact_webhooks(contact.id).await?;
+    let consents = tx.consents(contact.id).await?;
     tx.commit().await?;
     let mut doc = json!({
         "email": contact.email,
@@ -260,6 +261,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
             .unwrap_or_default()
     );
     doc["webhooks"] = super::scores::webhooks_json(&webhooks);
+    doc["consents"] = super::forms::consents_json(&consents);
     if as_json {
         outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -317,6 +319,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
             outln!("  {line}");
         }
     }
+    super::forms::print_consents(&consents);
     outln!("messages:");
     if messages.is_empty() {
         outln!("  none");

@@ -48,6 +48,13 @@ pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode
     let mailer = std::sync::Arc::new(crate::delivery::Mailer::new(config, &engine).await?);
     let started = std::time::Instant::now();
     let (out, delivered) = crate::delivery::run_and_deliver(&mailer, &engine, now).await?;
+    let confirmations =
+        super::forms::deliver_confirmations(&mailer, &engine, config, now.timestamp_millis())
+            .await?;
+    // A confirmation recorded an event only when followed: nothing more to run here.
+    if confirmations > 0 {
+        tracing::info!(confirmations, "form confirmation emails sent");
+    }
     mailer.close().await;
     tracing::info!(took_ms = started.elapsed().as_millis() as u64, "tick done");
     outln!(
@@ -79,6 +86,10 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     // own; a posted event wakes the loop at once.
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let health = std::sync::Arc::new(nurture_server::Health::new());
+    let forms = std::sync::Arc::new(nurture_server::Forms::new(
+        super::forms::load(config)?,
+        config.forms.clone(),
+    ));
     let http = HttpThread::start(
         config,
         HttpParts {
@@ -94,6 +105,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
                     config.base_url.starts_with("https://"),
                 ))
             }),
+            forms: forms.clone(),
         },
     )
     .await?;
@@ -103,7 +115,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     while !engine.is_stopping() {
         let result = {
             // Boxed, so that it can be dropped (its claims and connections let go) on timeout.
-            let mut round = Box::pin(round(&engine, config, &mut mailer, &mut last_files));
+            let mut round = Box::pin(round(&engine, config, &mut mailer, &mut last_files, &forms));
             let first = tokio::select! {
                 r = &mut round => Some(r),
                 () = stopped(&mut stop) => None,
@@ -158,6 +170,7 @@ async fn round(
     config: &Config,
     mailer: &mut std::sync::Arc<crate::delivery::Mailer>,
     last_files: &mut CampaignStamp,
+    forms: &nurture_server::Forms,
 ) -> anyhow::Result<Duration> {
     let now = now_or(None)?;
     let stamp = campaign_stamp(config);
@@ -176,8 +189,13 @@ async fn round(
             None => tracing::error!("templates not reloaded: the mailer is still in use"),
         }
         tracing::info!(changed = ?report.changed, removed = ?report.removed, "campaign files re-read");
+        match super::forms::load(config) {
+            Ok(f) => forms.replace(f),
+            Err(e) => tracing::error!("forms not reloaded; the last good ones stay: {e:#}"),
+        }
     }
     let (out, delivered) = crate::delivery::run_and_deliver(mailer, engine, now).await?;
+    super::forms::deliver_confirmations(mailer, engine, config, now.timestamp_millis()).await?;
     if let Some(metrics) = &mailer.metrics {
         metrics.observe_lost(delivered.lost);
     }
@@ -313,6 +331,7 @@ struct HttpParts {
     health: std::sync::Arc<nurture_server::Health>,
     bounces: std::sync::Arc<nurture_server::bounces::Webhooks>,
     dashboard: Option<std::sync::Arc<nurture_server::Dashboard>>,
+    forms: std::sync::Arc<nurture_server::Forms>,
 }
 
 /// The HTTP server on a thread and a runtime of its own, so that a busy delivery round (this
@@ -372,6 +391,7 @@ impl HttpThread {
                         health: parts.health,
                         bounces: parts.bounces,
                         dashboard: parts.dashboard,
+                        forms: parts.forms,
                     };
                     let _ = ready_tx.send(Ok(()));
                     let served = nurture_server::serve(listener, state, async move {
@@ -452,7 +472,11 @@ type CampaignStamp = Vec<(std::path::PathBuf, Option<std::time::SystemTime>)>;
 /// Names and modification times of the campaign and template files, to notice edits.
 fn campaign_stamp(config: &Config) -> CampaignStamp {
     let mut out = Vec::new();
-    for dir in [&config.campaigns_dir, &config.templates_dir] {
+    for dir in [
+        &config.campaigns_dir,
+        &config.templates_dir,
+        &config.forms_dir,
+    ] {
         let mut stack = vec![dir.clone()];
         while let Some(d) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&d) else {

@@ -85,6 +85,7 @@ pub async fn explain(
         .filter(|e| campaign.is_none_or(|c| e.campaign_id == c))
         .collect();
     let messages = tx.contact_messages(contact.id).await?;
+    let consents = tx.consents(contact.id).await?;
     let mut out = Vec::new();
 
     // The contact: who, and whether it can be mailed at all.
@@ -109,6 +110,7 @@ pub async fn explain(
                 .unwrap_or_default()
         ));
     }
+    out.extend(super::forms::explain_consents(&consents));
     if !contact.tags.is_empty() {
         out.push(format!("  tags: {}", contact.tags.join(", ")));
     }

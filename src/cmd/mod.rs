@@ -6,6 +6,7 @@ mod common;
 mod contacts;
 mod engine;
 mod explain;
+pub mod forms;
 mod plan;
 mod scores;
 mod send;
@@ -24,10 +25,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.global)?;
     match cli.command {
         Command::Validate { paths } => validate::validate(&config, &paths),
-        Command::Schema => {
+        Command::Schema { forms: false } => {
             outln!("{}", nurture_campaign::schema::json_schema());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Schema { forms: true } => {
+            outln!("{}", nurture_campaign::form::form_json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Forms(crate::cli::FormsCommand::Snippet { id }) => forms::snippet(&config, &id),
         command => {
             // One thread polls every socket (SMTP, HTTP, the database's replies): no thread
             // hand-off per SMTP reply. CPU work (rendering) runs on blocking threads.
@@ -121,6 +127,8 @@ async fn run_async(config: Config, command: Command) -> anyhow::Result<ExitCode>
             explain::explain(&config, &email, campaign.as_deref()).await
         }
         Command::Plan { paths } => plan::plan(&config, &paths).await,
-        Command::Validate { .. } | Command::Schema => Ok(ExitCode::SUCCESS),
+        Command::Validate { .. } | Command::Schema { .. } | Command::Forms(_) => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -48,9 +48,10 @@ pub async fn stats(config: &Config, only: Option<&str>, as_json: bool) -> anyhow
         postponed.insert(row.id.clone(), tx.cap_postponements(&row.id).await?);
         campaigns.push((row.status.clone(), s));
     }
+    let forms = tx.form_counts().await?;
     tx.commit().await?;
     if as_json {
-        let doc = json!({
+        let mut doc = json!({
             "campaigns": campaigns.iter().map(|(status, s)| {
                 let mut exited = serde_json::Map::new();
                 for key in ["goal", "unsubscribed", "bounced", "campaign_removed"] {
@@ -81,9 +82,11 @@ pub async fn stats(config: &Config, only: Option<&str>, as_json: bool) -> anyhow
                 })
             }).collect::<Vec<_>>()
         });
+        doc["forms"] = super::forms::counts_json(&forms);
         outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
+    super::forms::print_counts(&forms);
     if campaigns.is_empty() {
         outln!("no campaigns yet");
     }

@@ -10,24 +10,53 @@ use nurture_campaign::{Diagnostic, load_paths};
 use crate::config::Config;
 
 pub fn validate(config: &Config, paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let paths = if paths.is_empty() {
-        vec![config.campaigns_dir.clone()]
-    } else {
-        paths.to_vec()
+    // Forms are checked with the campaigns: `forms_dir` by default, and any path given that
+    // is (or lies in) a folder named like it.
+    let is_form = |p: &PathBuf| {
+        p.starts_with(&config.forms_dir)
+            || p.components()
+                .any(|c| c.as_os_str() == config.forms_dir.file_name().unwrap_or_default())
     };
-    let loaded = load_paths(&paths);
-    let mut diagnostics = loaded.diagnostics;
+    let (paths, form_paths): (Vec<PathBuf>, Vec<PathBuf>) = if paths.is_empty() {
+        (
+            vec![config.campaigns_dir.clone()],
+            vec![config.forms_dir.clone()],
+        )
+    } else {
+        paths.iter().cloned().partition(|p| !is_form(p))
+    };
+    let all_campaigns = load_paths(std::slice::from_ref(&config.campaigns_dir));
+    let mut loaded = if paths.is_empty() {
+        nurture_campaign::Loaded::default()
+    } else {
+        load_paths(&paths)
+    };
+    let forms = nurture_campaign::load_forms(&form_paths);
+    let mut diagnostics = std::mem::take(&mut loaded.diagnostics);
     diagnostics.extend(super::templates::check(config, &loaded.campaigns));
     diagnostics.extend(webhook_hosts(config, &loaded.campaigns));
     if let Err(mut d) = nurture_campaign::Scoring::load(&config.scoring_file) {
         diagnostics.append(&mut d);
     }
+    diagnostics.extend(forms.diagnostics);
+    diagnostics.extend(super::forms::check(
+        config,
+        &forms.forms,
+        &all_campaigns.campaigns,
+    ));
+    loaded.files += forms.files;
+    let form_count = forms.forms.len();
     print_diagnostics(&diagnostics);
     let campaigns = loaded.campaigns.len();
     if diagnostics.is_empty() {
         eprintln!(
-            "ok: {campaigns} campaign{} valid",
-            if campaigns == 1 { "" } else { "s" }
+            "ok: {campaigns} campaign{} valid{}",
+            if campaigns == 1 { "" } else { "s" },
+            match form_count {
+                0 => String::new(),
+                1 => ", 1 form valid".to_string(),
+                n => format!(", {n} forms valid"),
+            }
         );
         Ok(ExitCode::SUCCESS)
     } else {

@@ -145,7 +145,7 @@ impl<'n> Fields<'n> {
             .map(|(_, k, _)| k.span)
     }
 
-    fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
@@ -277,7 +277,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
+    pub(crate) fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
         match &node.kind {
             Kind::Seq(items) => {
                 let list: Vec<Option<String>> =
@@ -316,7 +316,7 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    fn mailbox(&mut self, node: &Node, what: &str) -> Option<Mailbox> {
+    pub(crate) fn mailbox(&mut self, node: &Node, what: &str) -> Option<Mailbox> {
         let text = self.string(node, what)?;
         match text.parse::<Mailbox>() {
             Ok(m) => Some(m),

@@ -13,6 +13,7 @@ mod condition;
 mod decode;
 mod diagnostic;
 mod duration;
+pub mod form;
 mod load;
 mod model;
 mod schedule;
@@ -27,6 +28,9 @@ pub use condition::{Condition, Facts, OPERATORS, Op};
 pub use decode::did_you_mean;
 pub use diagnostic::{Diagnostic, SourceFile, Span};
 pub use duration::{Delay, DelayError};
+pub use form::{
+    After, DoubleOptIn, Field, FieldKind, Form, FormFile, LoadedForms, load_forms, parse_form,
+};
 pub use load::{CampaignFile, Loaded, campaign_files, load_paths, parse_campaign};
 pub use model::{
     Action, Campaign, CampaignId, Reentry, SendAction, Status, Step, StepId, TemplateName,

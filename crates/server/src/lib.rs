@@ -5,6 +5,7 @@
 //! | `POST /api/events`, `POST /api/contacts` (bearer key, 64 KiB bodies) | `ingest` |
 //! | `GET`/`POST /u/TOKEN`, `GET /o/TOKEN`, `GET /c/TOKEN` | `links`, `pages` |
 //! | `POST /webhooks/bounces/{ses,sendgrid,postmark,mailgun,generic}` | [`bounces`] |
+//! | `GET`/`POST /f/FORM_ID`, `GET`/`POST /f/confirm/TOKEN` (public sign-up forms) | `forms` |
 //! | `GET /healthz`, `GET /metrics` | `ops`, with the counters of [`Metrics`] and the daemon's [`Health`] |
 //! | `/dashboard/*` (when a password is set) | `dashboard` |
 //!
@@ -22,6 +23,7 @@
 mod auth;
 pub mod bounces;
 mod dashboard;
+mod forms;
 mod ingest;
 mod limits;
 mod links;
@@ -39,6 +41,7 @@ use axum::routing::{get, post};
 use tokio::sync::Notify;
 
 pub use dashboard::{Dashboard, LoginLimiter};
+pub use forms::{FormSettings, Forms, solve, stamp_for};
 pub use limits::Limits;
 pub use metrics::Metrics;
 pub use ops::Health;
@@ -66,6 +69,8 @@ pub struct AppState {
     pub bounces: Arc<bounces::Webhooks>,
     /// The dashboard (SPEC §12); `None` when no `dashboard_password` is set: its routes 404.
     pub dashboard: Option<Arc<Dashboard>>,
+    /// The public sign-up forms and their defences.
+    pub forms: Arc<Forms>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -102,6 +107,20 @@ pub fn router_with(state: AppState, limits: &Limits) -> Router {
         .route(
             "/u/{token}",
             get(links::unsubscribe_page).post(links::unsubscribe),
+        )
+        .route(
+            "/f/confirm/{token}",
+            get(forms::confirm_page).post(forms::confirm),
+        )
+        .route(
+            "/f/{id}",
+            get(forms::page)
+                .post(forms::submit)
+                .options(forms::preflight),
+        )
+        .route(
+            "/f/{id}/challenge",
+            get(forms::challenge).options(forms::preflight),
         )
         .route("/o/{token}", get(links::open))
         .route("/c/{token}", get(links::click))

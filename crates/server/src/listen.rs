@@ -73,7 +73,7 @@ pub(crate) async fn accept(
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                    // The client's address, for the dashboard's per-address sign-in limit.
+                    // The client's address, for per-address limits (dashboard sign-in, forms).
                     request
                         .extensions_mut()
                         .insert(axum::extract::ConnectInfo(peer));

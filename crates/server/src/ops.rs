@@ -121,6 +121,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     );
     out.push_str(&format!("nurture_queue_depth {due}\n"));
     state.metrics.render(&mut out);
+    crate::forms::render_metrics(&state, &mut out).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -20,6 +20,9 @@ pub enum ContactStatus {
     Bounced,
     /// Marked as spam.
     Complained,
+    /// Submitted a double opt-in form and has not confirmed yet: mailed nothing but the
+    /// confirmation.
+    Pending,
 }
 
 impl ContactStatus {
@@ -30,6 +33,7 @@ impl ContactStatus {
             Self::Unsubscribed => "unsubscribed",
             Self::Bounced => "bounced",
             Self::Complained => "complained",
+            Self::Pending => "pending",
         }
     }
 
@@ -38,6 +42,7 @@ impl ContactStatus {
             "unsubscribed" => Self::Unsubscribed,
             "bounced" => Self::Bounced,
             "complained" => Self::Complained,
+            "pending" => Self::Pending,
             _ => Self::Subscribed,
         }
     }

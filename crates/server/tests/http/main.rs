@@ -5,6 +5,7 @@
 
 mod bounces;
 mod dashboard;
+mod forms;
 mod ingest;
 mod limits;
 mod links;

@@ -84,6 +84,7 @@ pub async fn spawn_app_with(api_key: Option<&str>, limits: Limits) -> TestApp {
         limits,
         nurture_server::bounces::Webhooks::default(),
         None,
+        nurture_server::Forms::none(),
     )
     .await
 }
@@ -94,7 +95,14 @@ pub async fn spawn_app_full(
     limits: Limits,
     bounces: nurture_server::bounces::Webhooks,
 ) -> TestApp {
-    spawn_app_all(api_key, limits, bounces, None).await
+    spawn_app_all(
+        api_key,
+        limits,
+        bounces,
+        None,
+        nurture_server::Forms::none(),
+    )
+    .await
 }
 
 /// Starts a server with this API key, these limits and this dashboard (or none).
@@ -108,6 +116,19 @@ pub async fn spawn_app_dashboard(
         limits,
         nurture_server::bounces::Webhooks::default(),
         dashboard,
+        nurture_server::Forms::none(),
+    )
+    .await
+}
+
+/// Starts a server that serves these forms.
+pub async fn spawn_app_with_forms(forms: nurture_server::Forms) -> TestApp {
+    spawn_app_all(
+        None,
+        Limits::default(),
+        nurture_server::bounces::Webhooks::default(),
+        None,
+        forms,
     )
     .await
 }
@@ -118,6 +139,7 @@ pub async fn spawn_app_all(
     limits: Limits,
     bounces: nurture_server::bounces::Webhooks,
     dashboard: Option<Arc<nurture_server::Dashboard>>,
+    forms: nurture_server::Forms,
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nurture.db").display());
@@ -135,6 +157,7 @@ pub async fn spawn_app_all(
         health: health.clone(),
         bounces: Arc::new(bounces),
         dashboard,
+        forms: Arc::new(forms),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
