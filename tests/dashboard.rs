@@ -288,7 +288,7 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
     assert!(b.text("#no-results").contains("zed"));
 
     b.goto(&format!("{base}/dashboard/forms"));
-    assert_eq!(b.text("#no-forms"), "No forms yet.");
+    assert!(b.text("#no-forms").starts_with("No forms yet"));
     b.screenshot("dashboard-forms");
 
     // Signing out ends the session.

@@ -206,7 +206,14 @@ fn a_lead_signs_up_in_chromium_confirms_by_email_and_gets_the_campaigns_first_em
     // Arrange: no minimum fill time, so the browser need not wait (the defence has its own test).
     let p = project();
     let sink = SmtpSink::start();
-    let d = Daemon::start(&p, &sink, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
+    let d = Daemon::start(
+        &p,
+        &sink,
+        &[
+            ("NURTURE_FORM_MIN_FILL_SECONDS", "0"),
+            ("NURTURE_DASHBOARD_PASSWORD", "dash-pass"),
+        ],
+    );
     let mut browser = Browser::launch();
 
     // Act: a person fills the hosted form.
@@ -297,6 +304,18 @@ fn a_lead_signs_up_in_chromium_confirms_by_email_and_gets_the_campaigns_first_em
         "{metrics}"
     );
     assert_eq!(sink.messages().len(), 2);
+
+    // The dashboard's forms page counts the submission, its confirmation and its email.
+    browser.goto(&format!("http://127.0.0.1:{}/dashboard/forms", d.port));
+    browser.fill("#password", "dash-pass");
+    browser.click("button[type=submit]");
+    let row = browser.text("#forms tbody tr");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["guide", "1", "1", "100.0%", "1", "none"],
+        "{row}"
+    );
+    browser.screenshot("dashboard-forms");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! | `GET /dashboard/campaigns/ID?days=N` | the flow picture (inline SVG, module `flow`), counts per step, the funnel of the last N days |
 //! | `GET /dashboard/contacts?q=PREFIX&after=KEY` | contact search by address prefix, keyset-paged |
 //! | `GET /dashboard/contacts/ID` | what `nurture explain` says about the contact |
-//! | `GET /dashboard/forms` | lead-capture forms (none until forms exist) |
+//! | `GET /dashboard/forms` | lead-capture forms: submissions, confirmations, refusals |
 //!
 //! Every page is plain HTML with inline style and works without JavaScript; one small
 //! optional script (`/dashboard/time.js`) rewrites the UTC times, which every page prints in

@@ -400,14 +400,71 @@ fn with_times(text: &str) -> String {
     out
 }
 
-/// `GET /dashboard/forms`: lead-capture forms, once they exist.
-pub(crate) async fn forms() -> Response {
-    page(
-        StatusCode::OK,
-        "Forms",
-        Nav::Forms,
-        "<h1>Forms</h1><p id=\"no-forms\">No forms yet.</p>",
-    )
+/// `GET /dashboard/forms`: each form served and each form with stored submissions, with
+/// submissions, confirmations, confirmation emails sent and refusals by reason.
+pub(crate) async fn forms(State(state): State<AppState>) -> Response {
+    let read = async {
+        let mut tx = state.store.begin_read().await?;
+        let counts = tx.form_counts().await?;
+        tx.commit().await?;
+        Ok::<_, nurture_store::StoreError>(counts)
+    };
+    let mut counts = match read.await {
+        Ok(c) => c,
+        Err(e) => return unavailable(&e),
+    };
+    for id in state.forms.ids() {
+        if !counts.iter().any(|c| c.form == id) {
+            counts.push(nurture_store::FormCounts {
+                form: id,
+                ..Default::default()
+            });
+        }
+    }
+    counts.sort_by(|a, b| a.form.cmp(&b.form));
+    let mut body = String::from("<h1>Forms</h1>");
+    if counts.is_empty() {
+        body.push_str(
+            "<p id=\"no-forms\">No forms yet: put them in <code>forms/*.yaml</code>.</p>",
+        );
+        return page(StatusCode::OK, "Forms", Nav::Forms, &body);
+    }
+    body.push_str(
+        "<table id=\"forms\"><caption>Submissions per form, all time</caption><thead><tr>\
+         <th scope=\"col\">Form</th><th scope=\"col\" class=\"n\">Submissions</th>\
+         <th scope=\"col\" class=\"n\">Confirmed</th><th scope=\"col\" class=\"n\">Confirmation rate</th>\
+         <th scope=\"col\" class=\"n\">Confirmation emails sent</th><th scope=\"col\">Refused</th></tr></thead><tbody>",
+    );
+    for c in &counts {
+        let rate = if c.submissions > 0 {
+            format!(
+                "{:.1}%",
+                100.0 * c.confirmations as f64 / c.submissions as f64
+            )
+        } else {
+            "–".into()
+        };
+        let refused = if c.rejections.is_empty() {
+            "none".to_string()
+        } else {
+            c.rejections
+                .iter()
+                .map(|(reason, n)| format!("{} {n}", esc(reason)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = write!(
+            body,
+            "<tr><th scope=\"row\"><a href=\"/f/{id}\">{id}</a></th><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{rate}</td><td class=\"n\">{}</td><td>{refused}</td></tr>",
+            c.submissions,
+            c.confirmations,
+            c.mailed,
+            id = esc(&c.form),
+        );
+    }
+    body.push_str("</tbody></table>");
+    page(StatusCode::OK, "Forms", Nav::Forms, &body)
 }
 
 #[cfg(test)]

@@ -104,6 +104,16 @@ impl Forms {
             .cloned()
     }
 
+    /// The ids of the forms served, in no particular order.
+    pub fn ids(&self) -> Vec<String> {
+        self.forms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// The settings.
     pub fn settings(&self) -> &FormSettings {
         &self.settings
