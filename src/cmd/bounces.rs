@@ -141,62 +141,6 @@ async fn ingest(config: &Config, files: &[PathBuf], at: Option<&str>) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line per bounce, complaint or delivery reported about a contact, naming its source
-/// and the message it concerns: for `explain` and `contacts show`.
-pub fn signal_lines(
-    signals: &[nurture_store::SignalRow],
-    messages: &[nurture_store::MessageRow],
-) -> Vec<String> {
-    signals
-        .iter()
-        .map(|s| {
-            let what = match s.kind.as_str() {
-                "hard" => "hard bounce",
-                "soft" => "soft bounce",
-                "complaint" => "complaint",
-                "delivered" => "delivery confirmed",
-                other => other,
-            };
-            let message = s
-                .message_id
-                .and_then(|id| messages.iter().find(|m| m.id == id))
-                .map(|m| {
-                    format!(
-                        " of {}/{} {}",
-                        m.campaign_id,
-                        m.step_id,
-                        m.message_id.as_deref().unwrap_or("")
-                    )
-                })
-                .unwrap_or_default();
-            let reason = s
-                .reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default();
-            format!(
-                "{} UTC  {what}{message} reported by {}{reason}",
-                nurture_scheduler::from_ms(s.at).format("%Y-%m-%d %H:%M"),
-                source_name(&s.source)
-            )
-        })
-        .collect()
-}
-
-/// Where a signal came from, as an operator knows it.
-fn source_name(source: &str) -> String {
-    match source {
-        "ses" => "Amazon SES (SNS webhook)".into(),
-        "sendgrid" => "the SendGrid webhook".into(),
-        "postmark" => "the Postmark webhook".into(),
-        "mailgun" => "the Mailgun webhook".into(),
-        "generic" => "the generic bounce webhook".into(),
-        "dsn" => "a delivery status notification (bounces ingest)".into(),
-        "arf" => "an abuse report (bounces ingest)".into(),
-        other => other.to_string(),
-    }
-}
-
 /// `contacts show --json`'s `signals`.
 pub fn signals_json(signals: &[nurture_store::SignalRow]) -> serde_json::Value {
     signals

@@ -216,7 +216,8 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
     let enrollments = tx.contact_enrollments(contact.id).await?;
     let messages = tx.contact_messages(contact.id).await?;
     let signals = tx.contact_signals(contact.id).await?;
-    let score = super::scores::score(&mut tx, contact.id).await?;
+    let score =
+        nurture_scheduler::score(&mut tx, contact.id, now_or(None)?.timestamp_millis()).await?;
     let webhooks = tx.contact_webhooks(contact.id).await?;
     let consents = tx.consents(contact.id).await?;
     tx.commit().await?;
@@ -315,7 +316,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
     }
     if !signals.is_empty() {
         outln!("bounces and complaints:");
-        for line in super::bounces::signal_lines(&signals, &messages) {
+        for line in nurture_scheduler::signal_lines(&signals, &messages) {
             outln!("  {line}");
         }
     }

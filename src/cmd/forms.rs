@@ -404,48 +404,6 @@ pub fn print_consents(consents: &[nurture_store::Consent]) {
     }
 }
 
-/// `explain`'s lines about what the contact consented to, and where its double opt-in
-/// stands.
-pub fn explain_consents(consents: &[nurture_store::Consent]) -> Vec<String> {
-    consents
-        .iter()
-        .map(|c| {
-            let at = |ms: i64| {
-                nurture_scheduler::from_ms(ms)
-                    .format("%Y-%m-%d %H:%M UTC")
-                    .to_string()
-            };
-            let state = match (c.confirmed_at, c.mail_state.as_str()) {
-                (Some(ms), _) => format!("confirmed {}", at(ms)),
-                (None, "none") => {
-                    "not confirmed (no confirmation email: a repeat within the hour)".into()
-                }
-                (None, "suppressed") => {
-                    "not confirmed (no confirmation email: the contact complained)".into()
-                }
-                (None, "sent") => format!(
-                    "not confirmed; confirmation email sent {}",
-                    c.mail_sent_at.map_or_else(|| "-".into(), at)
-                ),
-                (None, state) => format!(
-                    "not confirmed; confirmation email {state}{}",
-                    c.mail_error
-                        .as_deref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
-                ),
-            };
-            format!(
-                "  consent: form {} submitted {}, {state}: \"{}\" (version {})",
-                c.form,
-                at(c.submitted_at),
-                c.text,
-                c.version
-            )
-        })
-        .collect()
-}
-
 /// Per-form counters for `stats --json`.
 pub fn counts_json(counts: &[nurture_store::FormCounts]) -> serde_json::Value {
     serde_json::Value::Array(

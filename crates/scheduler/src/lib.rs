@@ -31,7 +31,7 @@ use tokio::sync::RwLock;
 
 pub use deliver::{Courier, Delivered, Failure, Job, backoff, next_attempt};
 pub use enroll::EnrollOutcome;
-pub use explain::explain;
+pub use explain::{explain, score, signal_lines};
 pub use frequency::FrequencyCap;
 pub use live::{LiveCampaign, SyncReport, remap_target};
 pub use score::{score_at, score_reasons};

@@ -338,7 +338,8 @@ pub(crate) async fn contact(State(state): State<AppState>, Path(id): Path<String
             tx.commit().await?;
             return Ok(None);
         };
-        let lines = nurture_scheduler::explain(&mut tx, &contact.email, None).await;
+        let lines =
+            nurture_scheduler::explain(&mut tx, &contact.email, None, crate::now_ms()).await;
         tx.commit().await?;
         Ok(Some((contact, lines)))
     };

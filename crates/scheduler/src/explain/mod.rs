@@ -13,6 +13,10 @@ use serde_json::Value;
 
 use crate::{EngineError, Result, from_ms};
 
+mod signals;
+
+pub use signals::{score, signal_lines};
+
 fn utc(ms: i64) -> String {
     format!("{} UTC", from_ms(ms).format("%Y-%m-%d %H:%M"))
 }
@@ -47,8 +51,14 @@ impl Entry<'_> {
 }
 
 /// Why a contact got, or did not get, each step: the lines `nurture explain EMAIL
-/// [CAMPAIGN]` prints, also shown by the dashboard's contact page. Reads only; times are UTC.
-pub async fn explain(tx: &mut Tx, email: &str, campaign: Option<&str>) -> Result<Vec<String>> {
+/// [CAMPAIGN]` prints, also shown by the dashboard's contact page. Reads only; times are UTC;
+/// `now_ms` is when the score is told (it decays).
+pub async fn explain(
+    tx: &mut Tx,
+    email: &str,
+    campaign: Option<&str>,
+    now_ms: i64,
+) -> Result<Vec<String>> {
     let Some(contact) = tx.contact_by_email(email).await? else {
         return Err(EngineError::UnknownContact(email.to_string()));
     };
@@ -73,6 +83,7 @@ pub async fn explain(tx: &mut Tx, email: &str, campaign: Option<&str>) -> Result
         .filter(|e| campaign.is_none_or(|c| e.campaign_id == c))
         .collect();
     let messages = tx.contact_messages(contact.id).await?;
+    let consents = tx.consents(contact.id).await?;
     let mut out = Vec::new();
 
     // The contact: who, and whether it can be mailed at all.
@@ -97,12 +108,22 @@ pub async fn explain(tx: &mut Tx, email: &str, campaign: Option<&str>) -> Result
                 .unwrap_or_default()
         ));
     }
+    out.extend(signals::consent_lines(&consents));
     if !contact.tags.is_empty() {
         out.push(format!("  tags: {}", contact.tags.join(", ")));
     }
     if !contact.attributes.is_empty() {
         out.push(format!("  attributes: {}", pairs(&contact.attributes)));
     }
+    let signals = tx.contact_signals(contact.id).await?;
+    if !signals.is_empty() {
+        out.push("  bounces and complaints:".into());
+        for line in signal_lines(&signals, &messages) {
+            out.push(format!("    {line}"));
+        }
+    }
+    out.extend(signals::score_lines(tx, contact.id, now_ms).await?);
+    let webhooks = tx.contact_webhooks(contact.id).await?;
 
     if enrollments.is_empty() {
         out.push(String::new());
@@ -131,7 +152,7 @@ pub async fn explain(tx: &mut Tx, email: &str, campaign: Option<&str>) -> Result
             Some(Trigger::Schedule { cron, .. }) => {
                 format!(" by the schedule `{cron}` or by hand")
             }
-            Some(Trigger::Score(op)) => format!(" when its score crossed {}", op.key()),
+            Some(Trigger::Score(_)) => signals::crossing_text(&e.trigger_properties),
             None => String::new(),
         };
         out.push(format!(
@@ -198,6 +219,13 @@ pub async fn explain(tx: &mut Tx, email: &str, campaign: Option<&str>) -> Result
                     d.kind,
                     d.detail
                 )),
+                Entry::Run(r)
+                    if let Some(w) = webhooks
+                        .iter()
+                        .find(|w| w.enrollment_id == e.id && w.seq == r.seq) =>
+                {
+                    out.extend(signals::webhook_lines(tx, r, w, step_w).await?);
+                }
                 Entry::Run(r) if r.outcome == "queued" => {
                     let m = messages
                         .iter()
@@ -280,7 +308,11 @@ async fn message_lines(
             "message {}",
             m.message_id.as_deref().unwrap_or("(no Message-ID)")
         ),
-        "queued" => format!("waiting for delivery since {}", utc(m.created_at)),
+        "queued" => match m.next_attempt_at {
+            // Postponed (by the frequency cap): the decision line below says why.
+            Some(next) if next > m.created_at => format!("waiting for delivery at {}", utc(next)),
+            _ => format!("waiting for delivery since {}", utc(m.created_at)),
+        },
         "deferred" => format!(
             "retrying {}; last reply: {}",
             m.next_attempt_at.map_or_else(|| "-".to_string(), utc),
@@ -345,10 +377,6 @@ async fn message_lines(
 /// Why a contact may never have entered a campaign, from its trigger and the contact's events.
 fn never_enrolled(c: &Campaign, events: &[nurture_store::EventRow]) -> Vec<String> {
     match &c.trigger {
-        Trigger::Score(op) => vec![format!(
-            "  the campaign enrolls a contact when its score starts to satisfy `{}`",
-            op.key()
-        )],
         Trigger::Event { name, when } => {
             let seen: Vec<_> = events.iter().filter(|e| &e.name == name).collect();
             if seen.is_empty() {
@@ -379,6 +407,11 @@ fn never_enrolled(c: &Campaign, events: &[nurture_store::EventRow]) -> Vec<Strin
             out.push("    and the contact must be subscribed".into());
             out
         }
+        Trigger::Score(op) => vec![format!(
+            "  the campaign enrolls a contact when its score starts to satisfy {{{}: {}}}; see the score above",
+            op.key(),
+            signals::operand(op)
+        )],
         Trigger::Schedule { cron, timezone } => vec![format!(
             "  the campaign enrolls at each firing of `{cron}` ({timezone}) every contact in its audience{}",
             c.audience
