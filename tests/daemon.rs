@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nurture_testkit::SmtpSink;
 
-use crate::support::Project;
+use crate::support::{Daemon, Project};
 
 const CAMPAIGN: &str = r#"name: Welcome
 from: "Ana <ana@leadcraft.example>"
@@ -27,114 +27,7 @@ const TEMPLATE: &str = r#"<p>Hi {{default contact.first_name "there"}}, here is
 
 const KEY: &str = "test-api-key-0123456789";
 
-/// The daemon; killed when dropped, so a failed assertion never leaves it running.
-struct Daemon {
-    child: std::process::Child,
-    port: u16,
-    /// Where its stderr goes (`-v`: info and up), for failure messages.
-    log: std::path::PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Daemon {
-    fn start(p: &Project, sink: &SmtpSink, api_key: Option<&str>) -> Self {
-        Self::start_with(p, sink, api_key, &[])
-    }
-
-    /// [`Daemon::start`] with more environment variables.
-    fn start_with(
-        p: &Project,
-        sink: &SmtpSink,
-        api_key: Option<&str>,
-        env: &[(&str, &str)],
-    ) -> Self {
-        let port = nurture_testkit::free_port();
-        let log = p.path().join(format!("daemon-{port}.log"));
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nurture"));
-        cmd.current_dir(p.path()).args(["-v", "run"]);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("NURTURE_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("NO_COLOR", "1")
-            .env("NURTURE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("NURTURE_BASE_URL", format!("http://127.0.0.1:{port}"))
-            .env("NURTURE_SMTP_URL", sink.url())
-            .env(
-                "NURTURE_SECRET",
-                "a-test-signing-secret-that-is-long-enough",
-            )
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(key) = api_key {
-            cmd.env("NURTURE_API_KEY", key);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut daemon = Self {
-            child: cmd.spawn().unwrap(),
-            port,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && http(port, "GET", "/healthz", &[], b"").status == 200
-            {
-                return daemon;
-            }
-            assert!(daemon.alive(), "nurture run exited:\n{}", daemon.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "nurture run did not answer /healthz within 20 s:\n{}",
-            daemon.log()
-        );
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Whether the process still runs.
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Sends SIGTERM.
-    fn terminate(&self) {
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-
-    /// Waits for the process to exit (panics after `timeout`) and returns its exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nurture run still runs {timeout:?} after SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// GET /healthz until it answers `status` (checking all along that the daemon runs);
     /// panics after `timeout`.
     fn wait_for_health(&mut self, status: u16, timeout: Duration) {

@@ -6,11 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nurture_testkit::{Browser, BrowserOptions, SmtpSink};
 
-use crate::support::Project;
+use crate::support::{Daemon, Project};
 
 const CAMPAIGN: &str = r#"name: Welcome
 from: "Ana <ana@leadcraft.example>"
@@ -40,76 +40,6 @@ record_ip: true
 
 const CONFIRM: &str = r#"<p>Hi {{default contact.first_name "there"}}, please
 <a href="{{confirm_url}}">confirm your email</a> for {{form.title}}.</p>"#;
-
-/// The daemon; killed when dropped.
-struct Daemon {
-    child: std::process::Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn start(p: &Project, sink: &SmtpSink, env: &[(&str, &str)]) -> Self {
-        let port = nurture_testkit::free_port();
-        let log = p.path().join(format!("daemon-{port}.log"));
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nurture"));
-        cmd.current_dir(p.path()).args(["-v", "run"]);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("NURTURE_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("NO_COLOR", "1")
-            .env("NURTURE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("NURTURE_BASE_URL", format!("http://127.0.0.1:{port}"))
-            .env("NURTURE_SMTP_URL", sink.url())
-            .env(
-                "NURTURE_SECRET",
-                "a-test-signing-secret-that-is-long-enough",
-            )
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut d = Self {
-            child: cmd.spawn().unwrap(),
-            port,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && http(port, "GET", "/healthz", &[], b"").0 == 200
-            {
-                return d;
-            }
-            assert!(
-                matches!(d.child.try_wait(), Ok(None)),
-                "nurture run exited:\n{}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nurture run did not start:\n{}", d.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
 
 /// One HTTP/1.1 request; (status, head, body).
 fn http(
@@ -206,9 +136,10 @@ fn a_lead_signs_up_in_chromium_confirms_by_email_and_gets_the_campaigns_first_em
     // Arrange: no minimum fill time, so the browser need not wait (the defence has its own test).
     let p = project();
     let sink = SmtpSink::start();
-    let d = Daemon::start(
+    let d = Daemon::start_with(
         &p,
         &sink,
+        None,
         &[
             ("NURTURE_FORM_MIN_FILL_SECONDS", "0"),
             ("NURTURE_DASHBOARD_PASSWORD", "dash-pass"),
@@ -323,7 +254,12 @@ fn bots_are_refused_with_nothing_stored() {
     // Arrange: the default 3 s fill time, and at most 5 posts a minute from one address.
     let p = project();
     let sink = SmtpSink::start();
-    let d = Daemon::start(&p, &sink, &[("NURTURE_FORM_IP_LIMIT_PER_MINUTE", "5")]);
+    let d = Daemon::start_with(
+        &p,
+        &sink,
+        None,
+        &[("NURTURE_FORM_IP_LIMIT_PER_MINUTE", "5")],
+    );
     let page = http(d.port, "GET", "/f/guide", &[], b"").2;
     let stamp = stamp_of(&page);
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
@@ -380,7 +316,7 @@ fn a_pending_contact_gets_no_campaign_mail_until_it_confirms() {
     let p = project();
     let sink = SmtpSink::start();
     {
-        let d = Daemon::start(&p, &sink, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
+        let d = Daemon::start_with(&p, &sink, None, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
         let stamp = stamp_of(&http(d.port, "GET", "/f/guide", &[], b"").2);
         let body = format!("email=ana%40acme.example&nurture_ts={stamp}");
         let form = [("Content-Type", "application/x-www-form-urlencoded")];
@@ -463,7 +399,7 @@ fn validate_checks_forms_with_file_line_col_and_snippet_prints_embeddable_html()
 fn a_person_without_javascript_signs_up_too() {
     let p = project();
     let sink = SmtpSink::start();
-    let d = Daemon::start(&p, &sink, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
+    let d = Daemon::start_with(&p, &sink, None, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
     let mut browser = Browser::launch_with(BrowserOptions {
         javascript: false,
         ..BrowserOptions::default()
