@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nurture_testkit::SmtpSink;
 
-use crate::support::Project;
+use crate::support::{Done, Project};
 
 const CAMPAIGN: &str = r#"name: Welcome series
 from: "Ana from Leadcraft <ana@leadcraft.example>"
@@ -26,6 +26,27 @@ fn project() -> Project {
         .file("templates/partials/footer.hbs", "<p>Leadcraft, {{postal_address}} <a href=\"{{unsubscribe_url}}\">Unsubscribe</a></p>")
         .file("templates/welcome.html.hbs", "<p>Hi {{default contact.first_name \"there\"}}, read <a href=\"https://leadcraft.example/guide\">the guide</a>.</p>");
     p
+}
+
+/// A `lead.captured` event for `email` at the tests' start time, as a landing page posts it.
+fn capture(p: &Project, email: &str) {
+    p.nurture(&[
+        "event",
+        email,
+        "lead.captured",
+        "--at",
+        "2026-11-02T10:00:00Z",
+    ])
+    .output()
+    .success();
+}
+
+/// `tick --now` at the tests' start time, delivering through `smtp_url`; must succeed.
+fn tick(p: &Project, smtp_url: &str) -> Done {
+    p.nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
+        .env("NURTURE_SMTP_URL", smtp_url)
+        .output()
+        .success()
 }
 
 fn show(p: &Project, email: &str, sink: &SmtpSink) -> serde_json::Value {
@@ -119,20 +140,8 @@ fn rendered_message_arrives_with_every_header_and_no_injection() {
 fn soft_failure_is_retried_and_delivered_exactly_once() {
     let soft = SmtpSink::builder().soft_reject("rcpt").start();
     let p = project();
-    p.nurture(&[
-        "event",
-        "soft@x.example",
-        "lead.captured",
-        "--at",
-        "2026-11-02T10:00:00Z",
-    ])
-    .output()
-    .success();
-    let out = p
-        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
-        .env("NURTURE_SMTP_URL", &soft.url())
-        .output()
-        .success();
+    capture(&p, "soft@x.example");
+    let out = tick(&p, &soft.url());
     assert!(out.stdout.contains("1 deferred"), "{}", out.stdout);
     let doc = show(&p, "soft@x.example", &soft);
     assert_eq!(doc["messages"][0]["status"], "deferred");
@@ -170,20 +179,8 @@ fn server_down_then_up_delivers_after_backoff() {
     let mut sink = SmtpSink::start();
     sink.stop();
     let p = project();
-    p.nurture(&[
-        "event",
-        "down@x.example",
-        "lead.captured",
-        "--at",
-        "2026-11-02T10:00:00Z",
-    ])
-    .output()
-    .success();
-    let out = p
-        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
-        .env("NURTURE_SMTP_URL", &sink.url())
-        .output()
-        .success();
+    capture(&p, "down@x.example");
+    let out = tick(&p, &sink.url());
     assert!(out.stdout.contains("1 deferred"), "{}", out.stdout);
     sink.restart();
     p.nurture(&["tick", "--now", "2026-11-02T10:01:00Z"])
@@ -197,20 +194,8 @@ fn server_down_then_up_delivers_after_backoff() {
 fn hard_bounce_bounces_the_contact_and_ends_its_campaigns() {
     let sink = SmtpSink::builder().hard_reject("rcpt").start();
     let p = project();
-    p.nurture(&[
-        "event",
-        "gone@x.example",
-        "lead.captured",
-        "--at",
-        "2026-11-02T10:00:00Z",
-    ])
-    .output()
-    .success();
-    let out = p
-        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
-        .env("NURTURE_SMTP_URL", &sink.url())
-        .output()
-        .success();
+    capture(&p, "gone@x.example");
+    let out = tick(&p, &sink.url());
     assert!(out.stdout.contains("1 bounced"), "{}", out.stdout);
     let doc = show(&p, "gone@x.example", &sink);
     assert_eq!(doc["status"], "bounced");
@@ -229,20 +214,8 @@ fn render_error_fails_the_step_and_names_campaign_step_contact_and_variable() {
         "templates/welcome.html.hbs",
         "<p>Hi {{contact.first_name}}</p>",
     );
-    p.nurture(&[
-        "event",
-        "nameless@x.example",
-        "lead.captured",
-        "--at",
-        "2026-11-02T10:00:00Z",
-    ])
-    .output()
-    .success();
-    let out = p
-        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
-        .env("NURTURE_SMTP_URL", &sink.url())
-        .output()
-        .success();
+    capture(&p, "nameless@x.example");
+    let out = tick(&p, &sink.url());
     assert!(out.stdout.contains("1 failed"), "{}", out.stdout);
     let doc = show(&p, "nameless@x.example", &sink);
     let err = doc["messages"][0]["error"].as_str().unwrap();
@@ -351,15 +324,7 @@ fn a_server_that_accepts_and_never_answers_defers_the_message_and_a_later_tick_d
         silent.local_addr().unwrap().port()
     );
     let p = project();
-    p.nurture(&[
-        "event",
-        "mute@x.example",
-        "lead.captured",
-        "--at",
-        "2026-11-02T10:00:00Z",
-    ])
-    .output()
-    .success();
+    capture(&p, "mute@x.example");
     let out = p
         .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
         .env("NURTURE_SMTP_URL", &silent_url)
@@ -429,20 +394,8 @@ fn a_relay_with_a_private_ca_defers_until_smtp_ca_file_names_the_ca_then_deliver
     let ca = nurture_testkit::TestCa::new();
     let relay = nurture_testkit::TlsSmtpServer::start(nurture_testkit::TlsMode::StartTls, &ca);
     let p = project();
-    p.nurture(&[
-        "event",
-        "tls@x.example",
-        "lead.captured",
-        "--at",
-        "2026-11-02T10:00:00Z",
-    ])
-    .output()
-    .success();
-    let out = p
-        .nurture(&["tick", "--now", "2026-11-02T10:00:00Z"])
-        .env("NURTURE_SMTP_URL", &relay.url())
-        .output()
-        .success();
+    capture(&p, "tls@x.example");
+    let out = tick(&p, &relay.url());
     assert!(out.stdout.contains("1 deferred"), "{}", out.stdout);
     // The operator sees why without raising the log level.
     assert!(
