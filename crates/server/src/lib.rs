@@ -102,7 +102,12 @@ pub fn router_with(state: AppState, limits: &Limits) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             limits.api_body,
             limits::refuse_large,
-        ));
+        ))
+        .layer(axum::Extension(ingest::batch::Batcher::new(
+            state.store.clone(),
+            state.wake.clone(),
+            ingest::batch::QUEUE,
+        )));
     let rest = Router::new()
         .route(
             "/u/{token}",

@@ -264,3 +264,32 @@ impl Tx {
         Ok(row.is_some())
     }
 }
+
+impl Tx {
+    /// Opens savepoint `sp` inside the transaction: a batch of writes (the HTTP ingest's
+    /// group commit) undoes one member with [`Tx::rollback_to`] and keeps the rest.
+    pub async fn savepoint(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT sp").execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Undoes everything since [`Tx::savepoint`] and closes it; the transaction goes on
+    /// (on PostgreSQL this also clears the aborted state a failed statement leaves).
+    pub async fn rollback_to(&mut self) -> Result<()> {
+        sqlx::query("ROLLBACK TO SAVEPOINT sp")
+            .execute(self.conn())
+            .await?;
+        sqlx::query("RELEASE SAVEPOINT sp")
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps everything since [`Tx::savepoint`] and closes it.
+    pub async fn release(&mut self) -> Result<()> {
+        sqlx::query("RELEASE SAVEPOINT sp")
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}

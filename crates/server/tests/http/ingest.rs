@@ -192,3 +192,45 @@ async fn contacts_are_upserted() {
     assert_eq!(contact.attributes["company"], "Acme");
     assert_eq!(contact.tags, ["beta", "vip"]);
 }
+
+/// Hundreds of concurrent posts (group commit): each id is stored once, its repeat is
+/// answered `duplicate`, and every 202 is already in the SQLite file as a second
+/// connection reads it.
+#[tokio::test]
+async fn concurrent_events_are_each_stored_once_and_durable_when_answered() {
+    let app = std::sync::Arc::new(spawn_app(Some(API_KEY)).await);
+    let mut tasks = Vec::new();
+    for copy in 0..2 {
+        for i in 0..150 {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                let body = format!(
+                    r#"{{"email": "c{}@example.com", "name": "lead.captured", "id": "form-{i}", "attributes": {{"copy": {copy}}}}}"#,
+                    i % 10
+                );
+                let r = app.post_json("/api/events", &body).await;
+                assert_eq!(r.status, 202, "{}", r.text());
+                r.json()["status"].as_str().unwrap().to_string()
+            }));
+        }
+    }
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for t in tasks {
+        *answers.entry(t.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(answers.get("accepted"), Some(&150), "{answers:?}");
+    assert_eq!(answers.get("duplicate"), Some(&150), "{answers:?}");
+
+    let second = nurture_store::Store::open(&app.db_url).await.unwrap();
+    let mut tx = second.begin().await.unwrap();
+    let events = tx.claim_new_events(i64::MAX, 1000).await.unwrap();
+    assert_eq!(events.len(), 150, "one row per id");
+    for i in 0..10 {
+        assert!(
+            tx.contact_by_email(&format!("c{i}@example.com"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}

@@ -27,6 +27,8 @@ pub struct TestApp {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The SQLite file's URL, for a second connection.
+    pub db_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -178,6 +180,7 @@ pub async fn spawn_app_all(
         metrics,
         health,
         server,
+        db_url: url,
         shutdown: Some(tx),
         _dir: dir,
     }

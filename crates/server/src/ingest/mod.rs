@@ -5,13 +5,18 @@
 //! from the response alone. Unknown fields are refused for the same reason campaigns refuse
 //! unknown keys: a misspelt `atributes` must not be dropped silently.
 
-use axum::Json;
+pub(crate) mod batch;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use nurture_store::{NewEvent, Upsert};
+use axum::{Extension, Json};
+use nurture_store::Upsert;
+
+use batch::{Outcome, Refused};
 use serde_json::{Map, Value, json};
 
 use crate::{AppState, MAX_BODY, now_ms};
@@ -195,65 +200,38 @@ pub(crate) fn parse_contact(bytes: &[u8]) -> Result<ContactBody, String> {
     })
 }
 
-/// `POST /api/events`: upsert the contact, record the event, wake the scheduler.
+/// `POST /api/events`: queue the checked event for the next group commit (see [`batch`]),
+/// answer once it is durable.
 pub(crate) async fn post_event(
-    State(state): State<AppState>,
+    Extension(batcher): Extension<batch::Batcher>,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
     let event = match checked(raw, parse_event) {
         Ok(e) => e,
         Err((status, message)) => return error(status, message),
     };
-    let now = now_ms();
-    match record_event(&state, &event, now).await {
-        Ok(true) => {
-            state.wake.notify_one();
+    match batcher.record(event, now_ms()).await {
+        Ok(Outcome::Accepted) => {
             (StatusCode::ACCEPTED, Json(json!({ "status": "accepted" }))).into_response()
         }
-        Ok(false) => (StatusCode::ACCEPTED, Json(json!({ "status": "duplicate" }))).into_response(),
-        Err(e) => internal(&e),
-    }
-}
-
-/// Writes the contact and the event in one transaction; false (and nothing written) when
-/// the event's id was recorded before.
-async fn record_event(
-    state: &AppState,
-    event: &EventBody,
-    now: i64,
-) -> nurture_store::Result<bool> {
-    let mut tx = state.store.begin().await?;
-    let (contact, _) = tx
-        .upsert_contact(
-            &Upsert {
-                email: event.email.clone(),
-                attributes: event.attributes.clone(),
-                consent_source: Some("api".into()),
-                ..Upsert::default()
-            },
-            now,
-        )
-        .await?;
-    let inserted = tx
-        .insert_event(
-            &NewEvent {
-                contact_id: contact.id,
-                name: event.name.clone(),
-                properties: event.properties.clone(),
-                occurred_at: event.occurred_at.unwrap_or(now),
-                idempotency_key: event.id.clone(),
-                ..NewEvent::default()
-            },
-            now,
-        )
-        .await?;
-    if inserted.is_some() {
-        tx.commit().await?;
-        Ok(true)
-    } else {
-        // A repeat changes nothing, not even the attributes it carries.
-        tx.rollback().await?;
-        Ok(false)
+        Ok(Outcome::Duplicate) => {
+            (StatusCode::ACCEPTED, Json(json!({ "status": "duplicate" }))).into_response()
+        }
+        Ok(Outcome::Failed) | Err(Refused::Gone) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the request could not be stored; try again later",
+        ),
+        Err(Refused::Full) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many events are waiting to be stored; retry in a second",
+            );
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            r
+        }
     }
 }
 
