@@ -2,9 +2,10 @@
 //! over a window, and a contact search by email prefix.
 //!
 //! The dashboard must stay fast with a million enrollments, so every query here is either
-//! bounded by a `LIMIT` (keyset pagination, never `OFFSET`) or is an aggregate that the
-//! indexes of migration 0009 answer without reading table rows: totals and per-step counts
-//! come from `enrollments_campaign_state` and `messages_campaign_step`, the funnel's cohort
+//! bounded by a `LIMIT` (keyset pagination, never `OFFSET`), reads counters kept by triggers
+//! (migration 0011: totals, waiting and goals per step, a few rows per campaign and step), or
+//! is an aggregate that the indexes of migration 0009 answer without reading table rows: the
+//! funnel's cohort
 //! from `enrollments_campaign_enrolled` (then one primary-key or index probe per enrollment
 //! of the window), the search from the unique index on `email_key`.
 
@@ -64,11 +65,16 @@ pub struct ContactHit {
 
 impl Tx {
     /// Enrollment totals of every campaign, by campaign id (campaigns without enrollments are
-    /// absent). One pass over `enrollments_campaign_state`, never over the table.
+    /// absent). Read from the counters of migration 0011 (a few rows per campaign and step,
+    /// plus PostgreSQL's unfolded deltas), never from the enrollments.
     pub async fn campaign_totals(&mut self) -> Result<BTreeMap<String, CampaignTotals>> {
         let rows = sqlx::query(
-            "SELECT campaign_id, state, COALESCE(exit_reason, ''), COUNT(*) FROM enrollments
-             GROUP BY campaign_id, state, exit_reason",
+            "SELECT campaign_id, state, exit_reason, CAST(SUM(n) AS BIGINT) FROM (
+                 SELECT campaign_id, state, exit_reason, n FROM enrollment_counts
+                 UNION ALL
+                 SELECT campaign_id, state, exit_reason, delta AS n FROM enrollment_deltas
+             ) counted
+             GROUP BY campaign_id, state, exit_reason HAVING SUM(n) <> 0",
         )
         .fetch_all(self.conn())
         .await?;
@@ -93,24 +99,46 @@ impl Tx {
         Ok(out)
     }
 
-    /// Enrollments of a campaign that reached its goal while waiting at each step:
-    /// (step id, count).
-    pub async fn goals_by_step(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
+    /// Counted enrollments of one campaign in `state` (and, when given, with `reason`) per
+    /// step: (step id, count), steps with none left out. Reads the counters of migration 0011.
+    async fn counted_by_step(
+        &mut self,
+        campaign_id: &str,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
-            "SELECT step_id, COUNT(*) FROM enrollments
-             WHERE campaign_id = $1 AND state = 'exited' AND exit_reason = 'goal' GROUP BY step_id",
+            "SELECT step_id, CAST(SUM(n) AS BIGINT) FROM (
+                 SELECT step_id, exit_reason, n FROM enrollment_counts
+                 WHERE campaign_id = $1 AND state = $2
+                 UNION ALL
+                 SELECT step_id, exit_reason, delta AS n FROM enrollment_deltas
+                 WHERE campaign_id = $1 AND state = $2
+             ) counted
+             WHERE exit_reason = $3 OR $3 = ''
+             GROUP BY step_id HAVING SUM(n) <> 0 ORDER BY step_id",
         )
         .bind(campaign_id)
+        .bind(state)
+        .bind(reason.unwrap_or(""))
         .fetch_all(self.conn())
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-                    r.try_get(1)?,
-                ))
-            })
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
+    }
+
+    /// Active enrollments of a campaign waiting at each step: (step id, count). The same
+    /// numbers as [`Tx::waiting_by_step`], from the counters instead of the enrollments.
+    pub async fn waiting_at_steps(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
+        self.counted_by_step(campaign_id, "active", None).await
+    }
+
+    /// Enrollments of a campaign that reached its goal while waiting at each step:
+    /// (step id, count). From the counters of migration 0011.
+    pub async fn goals_by_step(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
+        self.counted_by_step(campaign_id, "exited", Some("goal"))
+            .await
     }
 
     /// The funnel of the contacts enrolled in a campaign at or after `since` (ms).

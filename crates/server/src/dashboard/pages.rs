@@ -112,7 +112,7 @@ pub(crate) async fn campaign(
             return Ok(None);
         };
         let stats = tx.campaign_stats(&id).await?;
-        let waiting = tx.waiting_by_step(&id).await?;
+        let waiting = tx.waiting_at_steps(&id).await?;
         let goals = tx.goals_by_step(&id).await?;
         let funnel = tx.funnel(&id, since).await?;
         tx.commit().await?;
