@@ -11,9 +11,9 @@ use sqlx::Row;
 use crate::{Backend, Result, Store, Tx};
 
 impl Store {
-    /// Folds PostgreSQL's `state_deltas` into `state_counts` and `enrollment_deltas` into
-    /// `enrollment_counts` (one statement each; nothing to do on
-    /// SQLite, whose triggers update the totals directly). Concurrent folds are safe: a delta
+    /// Folds PostgreSQL's `state_deltas`, `enrollment_deltas` and `funnel_deltas` into
+    /// `state_counts`, `enrollment_counts` and `funnel_counts` (one statement each; nothing to
+    /// do on SQLite, whose triggers update the totals directly). Concurrent folds are safe: a delta
     /// row is deleted, and so added, once.
     pub async fn fold_state_counts(&self) -> Result<()> {
         if self.backend() != Backend::Postgres {
@@ -40,6 +40,15 @@ impl Store {
              ORDER BY campaign_id, state, exit_reason, step_id
              ON CONFLICT (campaign_id, state, exit_reason, step_id)
              DO UPDATE SET n = enrollment_counts.n + EXCLUDED.n",
+        )
+        .execute(tx.conn())
+        .await?;
+        sqlx::query(
+            "WITH d AS (DELETE FROM funnel_deltas RETURNING campaign_id, day, kind, delta)
+             INSERT INTO funnel_counts (campaign_id, day, kind, n)
+             SELECT campaign_id, day, kind, SUM(delta) FROM d
+             GROUP BY campaign_id, day, kind ORDER BY campaign_id, day, kind
+             ON CONFLICT (campaign_id, day, kind) DO UPDATE SET n = funnel_counts.n + EXCLUDED.n",
         )
         .execute(tx.conn())
         .await?;

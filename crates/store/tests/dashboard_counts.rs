@@ -30,7 +30,27 @@ const MIX: &[&str] = &[
         (3, 'welcome', 3, 'active', 'intro', 1, 1), (4, 'welcome', 4, 'active', 'intro', 1, 1),
         (5, 'winback', 5, 'active', 'nudge', 1, 1)",
     "INSERT INTO enrollments (id, campaign_id, contact_id, state, step_id, next_run_at, enrolled_at)
-        VALUES (6, 'welcome', 6, 'active', 'intro', 1, 2)",
+        VALUES (6, 'welcome', 6, 'active', 'intro', 1, 259200005)",
+    // Sends: queued then sent, a second email to the same enrollment, one sent at once.
+    "INSERT INTO messages (id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, created_at, updated_at) VALUES
+        (1, 1, 0, 1, 'welcome', 1, 'intro', 'queued', 1, 1), (2, 2, 0, 2, 'welcome', 1, 'intro', 'queued', 1, 1),
+        (3, 6, 0, 6, 'welcome', 1, 'intro', 'sent', 1, 1), (4, 3, 0, 3, 'welcome', 1, 'intro', 'queued', 1, 1)",
+    "UPDATE messages SET state = 'sent' WHERE id IN (1, 2)",
+    "UPDATE messages SET state = 'deferred' WHERE id = 4",
+    "INSERT INTO messages (id, enrollment_id, seq, contact_id, campaign_id, version_id, step_id, state, created_at, updated_at)
+        VALUES (5, 1, 1, 1, 'welcome', 1, 'follow-up', 'sent', 2, 2)",
+    "UPDATE messages SET state = 'sent' WHERE id = 5",
+    // Opens twice, a click before any open, an event of another kind.
+    "INSERT INTO events (id, contact_id, name, occurred_at, enrollment_id, step_id, created_at) VALUES
+        (1, 1, 'email.opened', 2, 1, 'intro', 2), (2, 1, 'email.opened', 3, 1, 'intro', 3)",
+    "INSERT INTO events (id, contact_id, name, occurred_at, enrollment_id, step_id, created_at)
+        VALUES (3, 6, 'email.clicked', 3, 6, 'intro', 3)",
+    "INSERT INTO events (id, contact_id, name, occurred_at, enrollment_id, step_id, created_at)
+        VALUES (4, 6, 'email.opened', 4, 6, 'intro', 4)",
+    "INSERT INTO events (id, contact_id, name, occurred_at, enrollment_id, step_id, created_at)
+        VALUES (5, 2, 'email.unsubscribed', 4, 2, 'intro', 4)",
+    "INSERT INTO events (id, contact_id, name, occurred_at, enrollment_id, step_id, created_at)
+        VALUES (6, 1, 'email.clicked', 5, 1, 'follow-up', 5)",
     "UPDATE enrollments SET step_id = 'follow-up', seq = 1 WHERE id IN (1, 2, 3)",
     "UPDATE enrollments SET state = 'exited', exit_reason = 'goal', ended_at = 3, next_run_at = NULL WHERE id = 1",
     "UPDATE enrollments SET state = 'exited', exit_reason = 'unsubscribed', ended_at = 3, next_run_at = NULL WHERE id = 2",
@@ -41,7 +61,7 @@ const MIX: &[&str] = &[
     "UPDATE enrollments SET step_id = 'intro' WHERE id = 6",
     // Re-enrollment of the contact that reached the goal.
     "INSERT INTO enrollments (id, campaign_id, contact_id, state, step_id, next_run_at, enrolled_at)
-        VALUES (7, 'welcome', 1, 'active', 'intro', 1, 5)",
+        VALUES (7, 'welcome', 1, 'active', 'intro', 1, 864000000)",
     // A step removed by an edit: everyone waiting at it moves at once.
     "UPDATE enrollments SET step_id = 'follow-up' WHERE campaign_id = 'welcome' AND state = 'active' AND step_id = 'intro'",
     "UPDATE enrollments SET state = 'failed', exit_reason = 'render', ended_at = 6, next_run_at = NULL WHERE id = 6",
