@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use nurture_store::{CampaignTotals, Store};
+use nurture_store::{CampaignTotals, Funnel, Store};
 use sqlx::{Executor, Row};
 
 /// Contacts, two campaigns and their versions, with fixed ids so no sequence is involved.
@@ -139,10 +139,7 @@ fn expected(counts: &BTreeMap<(String, String, String, String), i64>) -> Read {
         match (state.as_str(), reason.as_str()) {
             ("active", _) => {
                 t.active += n;
-                waiting
-                    .get_mut(campaign)
-                    .unwrap()
-                    .push((step.clone(), n));
+                waiting.get_mut(campaign).unwrap().push((step.clone(), n));
             }
             ("completed", _) => t.completed += n,
             ("exited", "goal") => {
@@ -153,6 +150,58 @@ fn expected(counts: &BTreeMap<(String, String, String, String), i64>) -> Read {
         }
     }
     (totals, waiting, goals)
+}
+
+/// The funnel windows the tests look at: each campaign from the UTC days 0, 3, 10 and 11.
+const WINDOWS: &[(&str, i64)] = &[
+    ("welcome", 0),
+    ("welcome", 3),
+    ("welcome", 10),
+    ("welcome", 11),
+    ("winback", 0),
+    ("winback", 3),
+];
+
+/// The funnels as the dashboard reads them (counters).
+async fn funnels(store: &Store) -> Vec<Funnel> {
+    let mut tx = store.begin().await.unwrap();
+    let mut out = Vec::new();
+    for (c, day) in WINDOWS {
+        out.push(tx.funnel(c, day * 86_400_000).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    out
+}
+
+/// The same funnels from the query the dashboard used before migration 0011: one probe of
+/// the messages and events per enrollment of the window.
+async fn old_funnels(url: &str) -> Vec<Funnel> {
+    let pool = pool(url).await;
+    let mut out = Vec::new();
+    for (c, day) in WINDOWS {
+        let row = sqlx::query(
+            "SELECT COUNT(*),
+                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.enrollment_id = en.id AND m.state = 'sent') THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM events ev WHERE ev.enrollment_id = en.id AND ev.name = 'email.opened') THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM events ev WHERE ev.enrollment_id = en.id AND ev.name = 'email.clicked') THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN en.exit_reason = 'goal' THEN 1 ELSE 0 END), 0)
+             FROM enrollments en WHERE en.campaign_id = $1 AND en.enrolled_at >= $2",
+        )
+        .bind(*c)
+        .bind(day * 86_400_000)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        out.push(Funnel {
+            enrolled: row.try_get(0).unwrap(),
+            emailed: row.try_get(1).unwrap(),
+            opened: row.try_get(2).unwrap(),
+            clicked: row.try_get(3).unwrap(),
+            goal: row.try_get(4).unwrap(),
+        });
+    }
+    pool.close().await;
+    out
 }
 
 async fn run_mix(url: &str, fold_between: Option<&Store>) {
@@ -188,6 +237,19 @@ async fn sqlite_counters_equal_a_direct_count_after_a_mix_of_changes() {
     );
     assert_eq!(waiting["welcome"], vec![("follow-up".to_string(), 1)]);
     assert_eq!(goals["winback"], vec![("nudge".to_string(), 1)]);
+    let f = funnels(&store).await;
+    assert_eq!(f, old_funnels(&url).await);
+    // Two opens and a click before the open count once each; the deferred email not at all.
+    assert_eq!(
+        f[0],
+        Funnel {
+            enrolled: 5,
+            emailed: 3,
+            opened: 2,
+            clicked: 2,
+            goal: 1
+        }
+    );
     store.close().await;
 }
 
@@ -199,9 +261,13 @@ async fn postgres_counters_equal_a_direct_count_before_and_after_folding() {
     run_mix(db.url(), Some(&store)).await;
 
     let counts = recount(db.url()).await;
+    let old = old_funnels(db.url()).await;
     assert_eq!(dashboard(&store).await, expected(&counts), "unfolded");
+    assert_eq!(funnels(&store).await, old, "unfolded");
     store.fold_state_counts().await.unwrap();
     assert_eq!(dashboard(&store).await, expected(&counts), "folded");
+    assert_eq!(funnels(&store).await, old, "folded");
+    assert_eq!(old[0].opened, 2);
     let p = pool(db.url()).await;
     let left: i64 = sqlx::query("SELECT COUNT(*) FROM enrollment_deltas")
         .fetch_one(&p)
@@ -240,6 +306,25 @@ async fn postgres_counters_stay_exact_with_two_writers_at_once() {
     b.commit().await.unwrap();
     store.fold_state_counts().await.unwrap();
     a.commit().await.unwrap();
+
+    // The same open recorded by two transactions at once: the second waits for the first's
+    // mark and then adds none, so the enrollment is counted as opened once.
+    let open = "INSERT INTO events (contact_id, name, occurred_at, enrollment_id, step_id, created_at) VALUES (3, 'email.opened', 2, 3, 'intro', 2)";
+    let mut a = p.begin().await.unwrap();
+    sqlx::query(open).execute(&mut *a).await.unwrap();
+    let second = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let mut b = p.begin().await.unwrap();
+            sqlx::query(open).execute(&mut *b).await.unwrap();
+            b.commit().await.unwrap();
+        })
+    };
+    a.commit().await.unwrap();
+    second.await.unwrap();
+    let old = old_funnels(db.url()).await;
+    assert_eq!(funnels(&store).await, old);
+    assert_eq!(old[0].opened, 1);
     p.close().await;
 
     let counts = recount(db.url()).await;
@@ -283,9 +368,12 @@ async fn sqlite_backfill_gives_the_numbers_of_a_direct_count() {
     populated_before_0011("sqlite", &format!("{url}?mode=rwc")).await;
     let counts = recount(&url).await;
 
+    let old = old_funnels(&url).await;
+
     let store = Store::open(&url).await.unwrap();
 
     assert_eq!(dashboard(&store).await, expected(&counts));
+    assert_eq!(funnels(&store).await, old);
     store.close().await;
 }
 
@@ -295,8 +383,11 @@ async fn postgres_backfill_gives_the_numbers_of_a_direct_count() {
     populated_before_0011("postgres", db.url()).await;
     let counts = recount(db.url()).await;
 
+    let old = old_funnels(db.url()).await;
+
     let store = Store::open(db.url()).await.unwrap();
 
     assert_eq!(dashboard(&store).await, expected(&counts));
+    assert_eq!(funnels(&store).await, old);
     store.close().await;
 }
