@@ -2,17 +2,20 @@
 //! over a window, and a contact search by email prefix.
 //!
 //! The dashboard must stay fast with a million enrollments, so every query here is either
-//! bounded by a `LIMIT` (keyset pagination, never `OFFSET`) or is an aggregate that the
-//! indexes of migration 0009 answer without reading table rows: totals and per-step counts
-//! come from `enrollments_campaign_state` and `messages_campaign_step`, the funnel's cohort
-//! from `enrollments_campaign_enrolled` (then one primary-key or index probe per enrollment
-//! of the window), the search from the unique index on `email_key`.
+//! bounded by a `LIMIT` (keyset pagination, never `OFFSET`) or reads counters kept by
+//! triggers in the transactions that change the rows (migration 0011): totals, waiting and
+//! goals per step (a few rows per campaign and step), the funnel per campaign and UTC day of
+//! enrollment (a few rows per day). The search reads a range of the unique index on
+//! `email_key`.
 
 use std::collections::BTreeMap;
 
 use sqlx::Row;
 
 use crate::{ContactStatus, Result, Tx};
+
+/// A UTC day in ms: the funnel counts enrollments per `enrolled_at / DAY_MS`.
+const DAY_MS: i64 = 86_400_000;
 
 /// One campaign's enrollment totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,11 +67,16 @@ pub struct ContactHit {
 
 impl Tx {
     /// Enrollment totals of every campaign, by campaign id (campaigns without enrollments are
-    /// absent). One pass over `enrollments_campaign_state`, never over the table.
+    /// absent). Read from the counters of migration 0011 (a few rows per campaign and step,
+    /// plus PostgreSQL's unfolded deltas), never from the enrollments.
     pub async fn campaign_totals(&mut self) -> Result<BTreeMap<String, CampaignTotals>> {
         let rows = sqlx::query(
-            "SELECT campaign_id, state, COALESCE(exit_reason, ''), COUNT(*) FROM enrollments
-             GROUP BY campaign_id, state, exit_reason",
+            "SELECT campaign_id, state, exit_reason, CAST(SUM(n) AS BIGINT) FROM (
+                 SELECT campaign_id, state, exit_reason, n FROM enrollment_counts
+                 UNION ALL
+                 SELECT campaign_id, state, exit_reason, delta AS n FROM enrollment_deltas
+             ) counted
+             GROUP BY campaign_id, state, exit_reason HAVING SUM(n) <> 0",
         )
         .fetch_all(self.conn())
         .await?;
@@ -93,51 +101,81 @@ impl Tx {
         Ok(out)
     }
 
-    /// Enrollments of a campaign that reached its goal while waiting at each step:
-    /// (step id, count).
-    pub async fn goals_by_step(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
+    /// Counted enrollments of one campaign in `state` (and, when given, with `reason`) per
+    /// step: (step id, count), steps with none left out. Reads the counters of migration 0011.
+    async fn counted_by_step(
+        &mut self,
+        campaign_id: &str,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
-            "SELECT step_id, COUNT(*) FROM enrollments
-             WHERE campaign_id = $1 AND state = 'exited' AND exit_reason = 'goal' GROUP BY step_id",
+            "SELECT step_id, CAST(SUM(n) AS BIGINT) FROM (
+                 SELECT step_id, exit_reason, n FROM enrollment_counts
+                 WHERE campaign_id = $1 AND state = $2
+                 UNION ALL
+                 SELECT step_id, exit_reason, delta AS n FROM enrollment_deltas
+                 WHERE campaign_id = $1 AND state = $2
+             ) counted
+             WHERE exit_reason = $3 OR $3 = ''
+             GROUP BY step_id HAVING SUM(n) <> 0 ORDER BY step_id",
         )
         .bind(campaign_id)
+        .bind(state)
+        .bind(reason.unwrap_or(""))
         .fetch_all(self.conn())
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-                    r.try_get(1)?,
-                ))
-            })
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
 
-    /// The funnel of the contacts enrolled in a campaign at or after `since` (ms).
+    /// Active enrollments of a campaign waiting at each step: (step id, count). The same
+    /// numbers as [`Tx::waiting_by_step`], from the counters instead of the enrollments.
+    pub async fn waiting_at_steps(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
+        self.counted_by_step(campaign_id, "active", None).await
+    }
+
+    /// Enrollments of a campaign that reached its goal while waiting at each step:
+    /// (step id, count). From the counters of migration 0011.
+    pub async fn goals_by_step(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
+        self.counted_by_step(campaign_id, "exited", Some("goal"))
+            .await
+    }
+
+    /// The funnel of the contacts enrolled in a campaign on the UTC day of `since` (ms) or
+    /// later: the window is whole UTC days.
     ///
-    /// The cohort comes from `enrollments_campaign_enrolled`; each enrollment in it costs one
-    /// probe of `messages (enrollment_id, seq)` and two of `events_enrollment`, so the cost
-    /// grows with the window, not with the table.
+    /// Sums the per-day counters of migration 0011 (at most five rows per day of the window,
+    /// plus PostgreSQL's unfolded deltas), so the cost grows with the window's days, not with
+    /// the number of enrollments.
     pub async fn funnel(&mut self, campaign_id: &str, since: i64) -> Result<Funnel> {
-        let row = sqlx::query(
-            "SELECT COUNT(*),
-                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.enrollment_id = en.id AND m.state = 'sent') THEN 1 ELSE 0 END), 0),
-                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM events ev WHERE ev.enrollment_id = en.id AND ev.name = 'email.opened') THEN 1 ELSE 0 END), 0),
-                COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM events ev WHERE ev.enrollment_id = en.id AND ev.name = 'email.clicked') THEN 1 ELSE 0 END), 0),
-                COALESCE(SUM(CASE WHEN en.exit_reason = 'goal' THEN 1 ELSE 0 END), 0)
-             FROM enrollments en WHERE en.campaign_id = $1 AND en.enrolled_at >= $2",
+        let rows = sqlx::query(
+            "SELECT kind, CAST(SUM(n) AS BIGINT) FROM (
+                 SELECT kind, n FROM funnel_counts WHERE campaign_id = $1 AND day >= $2
+                 UNION ALL
+                 SELECT kind, delta AS n FROM funnel_deltas WHERE campaign_id = $1 AND day >= $2
+             ) counted
+             GROUP BY kind",
         )
         .bind(campaign_id)
-        .bind(since)
-        .fetch_one(self.conn())
+        .bind(since.div_euclid(DAY_MS))
+        .fetch_all(self.conn())
         .await?;
-        Ok(Funnel {
-            enrolled: row.try_get(0)?,
-            emailed: row.try_get(1)?,
-            opened: row.try_get(2)?,
-            clicked: row.try_get(3)?,
-            goal: row.try_get(4)?,
-        })
+        let mut f = Funnel::default();
+        for r in rows {
+            let kind: String = r.try_get(0)?;
+            let n: i64 = r.try_get(1)?;
+            match kind.as_str() {
+                "enrolled" => f.enrolled = n,
+                "emailed" => f.emailed = n,
+                "opened" => f.opened = n,
+                "clicked" => f.clicked = n,
+                "goal" => f.goal = n,
+                _ => {}
+            }
+        }
+        Ok(f)
     }
 
     /// Contacts whose address starts with `prefix` (any case), in address order, after the

@@ -11,8 +11,9 @@ use sqlx::Row;
 use crate::{Backend, Result, Store, Tx};
 
 impl Store {
-    /// Folds PostgreSQL's `state_deltas` into `state_counts` (one statement; nothing to do on
-    /// SQLite, whose triggers update the totals directly). Concurrent folds are safe: a delta
+    /// Folds PostgreSQL's `state_deltas`, `enrollment_deltas` and `funnel_deltas` into
+    /// `state_counts`, `enrollment_counts` and `funnel_counts` (one statement each; nothing to
+    /// do on SQLite, whose triggers update the totals directly). Concurrent folds are safe: a delta
     /// row is deleted, and so added, once.
     pub async fn fold_state_counts(&self) -> Result<()> {
         if self.backend() != Backend::Postgres {
@@ -26,6 +27,28 @@ impl Store {
              INSERT INTO state_counts (tbl, state, n)
              SELECT tbl, state, SUM(delta) FROM d GROUP BY tbl, state ORDER BY tbl, state
              ON CONFLICT (tbl, state) DO UPDATE SET n = state_counts.n + EXCLUDED.n",
+        )
+        .execute(tx.conn())
+        .await?;
+        // The dashboard's enrollment counters (migration 0011), folded the same way.
+        sqlx::query(
+            "WITH d AS (DELETE FROM enrollment_deltas
+                 RETURNING campaign_id, state, exit_reason, step_id, delta)
+             INSERT INTO enrollment_counts (campaign_id, state, exit_reason, step_id, n)
+             SELECT campaign_id, state, exit_reason, step_id, SUM(delta) FROM d
+             GROUP BY campaign_id, state, exit_reason, step_id
+             ORDER BY campaign_id, state, exit_reason, step_id
+             ON CONFLICT (campaign_id, state, exit_reason, step_id)
+             DO UPDATE SET n = enrollment_counts.n + EXCLUDED.n",
+        )
+        .execute(tx.conn())
+        .await?;
+        sqlx::query(
+            "WITH d AS (DELETE FROM funnel_deltas RETURNING campaign_id, day, kind, delta)
+             INSERT INTO funnel_counts (campaign_id, day, kind, n)
+             SELECT campaign_id, day, kind, SUM(delta) FROM d
+             GROUP BY campaign_id, day, kind ORDER BY campaign_id, day, kind
+             ON CONFLICT (campaign_id, day, kind) DO UPDATE SET n = funnel_counts.n + EXCLUDED.n",
         )
         .execute(tx.conn())
         .await?;

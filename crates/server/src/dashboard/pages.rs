@@ -103,7 +103,8 @@ pub(crate) async fn campaign(
         .unwrap_or(DEFAULT_DAYS)
         .clamp(1, MAX_DAYS);
     let now = crate::now_ms();
-    let since = now - days * 86_400_000;
+    // Whole UTC days: today and the `days - 1` before it (the funnel is counted per day).
+    let since = (now.div_euclid(86_400_000) - (days - 1)) * 86_400_000;
     let read = async {
         let mut tx = state.store.begin_read().await?;
         let row = tx.campaigns().await?.into_iter().find(|r| r.id == id);
@@ -112,7 +113,7 @@ pub(crate) async fn campaign(
             return Ok(None);
         };
         let stats = tx.campaign_stats(&id).await?;
-        let waiting = tx.waiting_by_step(&id).await?;
+        let waiting = tx.waiting_at_steps(&id).await?;
         let goals = tx.goals_by_step(&id).await?;
         let funnel = tx.funnel(&id, since).await?;
         tx.commit().await?;
@@ -200,13 +201,14 @@ pub(crate) async fn campaign(
 
 fn funnel_html(id: &str, f: &Funnel, days: i64, since: i64) -> String {
     let mut out = format!(
-        "<h2 id=\"funnel\">Funnel: contacts enrolled in the last {days} days</h2>\
+        "<h2 id=\"funnel\">Funnel: contacts enrolled in the last {days} days</h2><p class=\"muted\">Whole UTC days: today and the {} before it.</p>\
          <form method=\"get\" action=\"/dashboard/campaigns/{}#funnel\" class=\"search\">\
          <div><label for=\"days\">Window (days)</label><input id=\"days\" name=\"days\" type=\"number\" min=\"1\" max=\"{MAX_DAYS}\" value=\"{days}\"></div>\
          <button type=\"submit\">Show</button></form>\
          <p>Since {}. Conversion rate (enrolled → goal): <strong id=\"conversion\">{}</strong></p>\
          <table id=\"funnel-table\"><caption>Funnel from enrollment to goal</caption><thead><tr><th scope=\"col\">Stage</th>\
          <th scope=\"col\" class=\"n\">Contacts</th><th scope=\"col\" class=\"n\">Of enrolled</th><th scope=\"col\" style=\"width:40%\"><span class=\"muted\">share</span></th></tr></thead><tbody>",
+        days - 1,
         esc(id),
         time(since),
         percent(f.goal, f.enrolled)
