@@ -14,6 +14,7 @@ mod explain;
 mod facts;
 pub mod frequency;
 mod live;
+pub mod plan;
 mod score;
 pub mod split;
 mod time;
