@@ -14,10 +14,10 @@
 //! and puts its `DKIM-Signature` field first.
 
 use base64::Engine as _;
-use ring::digest;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKey, Private};
 use openssl::rsa::Rsa;
+use ring::digest;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject as _;
