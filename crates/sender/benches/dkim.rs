@@ -1,5 +1,5 @@
 //! DKIM signing cost (issue 21): microseconds of one core per signed message, for a
-//! 2048-bit RSA key (`rsa-sha256`, ring) and an Ed25519 key (`ed25519-sha256`), each with
+//! 2048-bit RSA key (`rsa-sha256`, OpenSSL) and an Ed25519 key (`ed25519-sha256`), each with
 //! relaxed/relaxed canonicalisation of a 7 KB message; `openssl speed` is the reference for
 //! the bare signature (printed by bench/run-all beside it).
 //!
