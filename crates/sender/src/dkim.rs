@@ -1,22 +1,20 @@
-//! DKIM signing (RFC 6376), outside lettre: `rsa-sha256` with OpenSSL's RSA, or `ed25519-sha256`
+//! DKIM signing (RFC 6376), outside lettre: `rsa-sha256` with aws-lc-rs's RSA, or `ed25519-sha256`
 //! (RFC 8463) when the key is an Ed25519 key, over `simple` or `relaxed` canonicalisation of
 //! the header fields and the body.
 //!
 //! Why not lettre's signer: it signs with the pure-Rust `rsa` crate, ~2 ms of CPU per message
 //! on this project's machines, and a signature per message then bounds the whole send
-//! pipeline. ring's RSA took ~1.7 ms here too; OpenSSL's (the system libssl, with its
-//! assembly Montgomery multiplication) takes about a fifth of that, and Ed25519 (ring) a few
-//! microseconds (SPEC §5
+//! pipeline. ring's RSA took ~1.7 ms here as well; aws-lc-rs (AWS-LC, OpenSSL's lineage with
+//! its assembly Montgomery multiplication, built from source by `cc` with no system library)
+//! takes a fraction of that, and Ed25519 (ring) a few microseconds (SPEC §5
 //! allows either, as long as the signature verifies independently; the tests check every
 //! combination with dkimpy).
 //!
 //! The signer works on the finished RFC 5322 bytes (CRLF line ends, as lettre formats them)
 //! and puts its `DKIM-Signature` field first.
 
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{Id, PKey, Private};
-use openssl::rsa::Rsa;
 use ring::digest;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use rustls_pki_types::PrivateKeyDer;
@@ -55,7 +53,7 @@ impl Canonicalization {
 /// Why a DKIM key cannot be used or a message cannot be signed.
 #[derive(Debug, thiserror::Error)]
 pub enum DkimError {
-    /// The PEM is not a private key ring can sign with.
+    /// The PEM is not a private key nurture can sign with.
     #[error(
         "the DKIM private key is not a usable key in PEM (RSA of 2048 to 4096 bits in PKCS#1 or PKCS#8, or Ed25519 in PKCS#8): {0}"
     )]
@@ -73,14 +71,13 @@ pub enum DkimError {
         /// What the key signs.
         key: &'static str,
     },
-    /// The RSA operation failed (OpenSSL's error queue is logged, not shown).
+    /// The RSA operation failed (aws-lc-rs gives no detail).
     #[error("cannot DKIM-sign the message: the signature operation failed")]
     Sign,
 }
 
 enum Key {
-    /// Checked at load: 2048 to 4096 bits, consistent (`RSA_check_key`).
-    Rsa(PKey<Private>),
+    Rsa(RsaKeyPair),
     Ed25519(Ed25519KeyPair),
 }
 
@@ -91,6 +88,7 @@ pub struct DkimSigner {
     key: Key,
     header: Canonicalization,
     body: Canonicalization,
+    rng: aws_lc_rs::rand::SystemRandom,
 }
 
 impl std::fmt::Debug for DkimSigner {
@@ -117,21 +115,16 @@ impl DkimSigner {
         let der = PrivateKeyDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| DkimError::Key(e.to_string()))?;
         let key = match &der {
-            PrivateKeyDer::Pkcs1(k) => Rsa::private_key_from_der(k.secret_pkcs1_der())
-                .map_err(|e| DkimError::Key(e.to_string()))
-                .and_then(rsa_key)?,
+            PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der())
+                .map(Key::Rsa)
+                .map_err(|e| DkimError::Key(e.to_string()))?,
             PrivateKeyDer::Pkcs8(k) => {
                 let bytes = k.secret_pkcs8_der();
-                match PKey::private_key_from_pkcs8(bytes) {
-                    Ok(p) if p.id() == Id::RSA => p
-                        .rsa()
-                        .map_err(|e| DkimError::Key(e.to_string()))
-                        .and_then(rsa_key)?,
-                    // Ed25519 stays with ring: a few microseconds, and its PKCS#8 v2 form
-                    // (with the public key) is read as written by either tool.
-                    _ => Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes)
+                match RsaKeyPair::from_pkcs8(bytes) {
+                    Ok(k) => Key::Rsa(k),
+                    Err(rsa) => Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes)
                         .map(Key::Ed25519)
-                        .map_err(|e| DkimError::Key(e.to_string()))?,
+                        .map_err(|_| DkimError::Key(rsa.to_string()))?,
                 }
             }
             _ => return Err(DkimError::Key("not an RSA or Ed25519 key".into())),
@@ -142,6 +135,7 @@ impl DkimSigner {
             key,
             header: Canonicalization::Relaxed,
             body: Canonicalization::Relaxed,
+            rng: aws_lc_rs::rand::SystemRandom::new(),
         })
     }
 
@@ -186,12 +180,7 @@ impl DkimSigner {
     pub fn public_key_base64(&self) -> String {
         let b64 = base64::engine::general_purpose::STANDARD;
         match &self.key {
-            // The key was checked at load; DER-encoding its public half cannot fail then.
-            Key::Rsa(k) => k
-                .rsa()
-                .and_then(|r| r.public_key_to_der_pkcs1())
-                .map(|der| b64.encode(der))
-                .unwrap_or_default(),
+            Key::Rsa(k) => b64.encode(k.public_key().as_ref()),
             Key::Ed25519(k) => b64.encode(k.public_key().as_ref()),
         }
     }
@@ -230,13 +219,12 @@ impl DkimSigner {
         data.truncate(data.len() - 2);
 
         let signature = match &self.key {
-            // PKCS#1 v1.5 padding is OpenSSL's default for an RSA key.
-            Key::Rsa(k) => openssl::sign::Signer::new(MessageDigest::sha256(), k)
-                .and_then(|mut s| s.sign_oneshot_to_vec(&data))
-                .map_err(|e| {
-                    tracing::error!(error = %e, "DKIM RSA signature failed");
-                    DkimError::Sign
-                })?,
+            Key::Rsa(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(&RSA_PKCS1_SHA256, &self.rng, &data, &mut sig)
+                    .map_err(|_| DkimError::Sign)?;
+                sig
+            }
             // RFC 8463 §3: PureEdDSA over the SHA-256 hash of the header data.
             Key::Ed25519(k) => k
                 .sign(digest::digest(&digest::SHA256, &data).as_ref())
@@ -269,25 +257,6 @@ impl DkimSigner {
         }
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// An RSA key nurture signs with: the sizes ring accepted before (RFC 8301 wants at least
-/// 1024 bits, 2048 is the practical floor; above 4096 DNS records get unwieldy), and
-/// consistent, so a damaged key fails at start-up rather than on the first message.
-fn rsa_key(rsa: Rsa<Private>) -> Result<Key, DkimError> {
-    let bits = rsa.size() * 8;
-    if !(2048..=4096).contains(&bits) {
-        return Err(DkimError::Key(format!(
-            "an RSA key of {bits} bits (2048 to 4096 wanted)"
-        )));
-    }
-    match rsa.check_key() {
-        Ok(true) => {}
-        _ => return Err(DkimError::Key("the RSA key is inconsistent".into())),
-    }
-    PKey::from_rsa(rsa)
-        .map(Key::Rsa)
-        .map_err(|e| DkimError::Key(e.to_string()))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
