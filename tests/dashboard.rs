@@ -236,6 +236,12 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
     ] {
         assert!(svg.contains(label), "{label} not in the flow: {svg}");
     }
+    // The header: Dan waits for the nudge, Ana and Cleo completed, Ben reached the goal.
+    let totals = b.text("#totals");
+    assert!(
+        totals.contains("enrolled 4 · active 1 · completed 2 · reached goal 1"),
+        "{totals}"
+    );
     assert_eq!(cell(&mut b, "#steps tr[data-step=welcome]", "sent"), "4");
     assert_eq!(cell(&mut b, "#steps tr[data-step=nudge]", "waiting"), "1");
     // The funnel of the last 30 days: 4 enrolled, 4 emailed, 1 opened, 0 clicked, 1 goal.

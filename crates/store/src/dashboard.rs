@@ -5,8 +5,8 @@
 //! bounded by a `LIMIT` (keyset pagination, never `OFFSET`) or reads counters kept by
 //! triggers in the transactions that change the rows (migration 0011): totals, waiting and
 //! goals per step (a few rows per campaign and step), the funnel per campaign and UTC day of
-//! enrollment (a few rows per day). The search reads a range of the unique index on
-//! `email_key`.
+//! enrollment (a few rows per day); sent, opened and clicked per step (migration 0012, a few
+//! rows per step). The search reads a range of the unique index on `email_key`.
 
 use std::collections::BTreeMap;
 
@@ -50,6 +50,17 @@ pub struct Funnel {
     pub goal: i64,
 }
 
+/// One step's email counts, all time: the numbers `nurture stats` shows for the step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepTotals {
+    /// Messages of the step accepted by SMTP.
+    pub sent: i64,
+    /// Enrollments that opened the step's email (once each, however many opens).
+    pub opened: i64,
+    /// Enrollments that clicked a link of the step's email (once each).
+    pub clicked: i64,
+}
+
 /// A contact found by the search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactHit {
@@ -70,14 +81,32 @@ impl Tx {
     /// absent). Read from the counters of migration 0011 (a few rows per campaign and step,
     /// plus PostgreSQL's unfolded deltas), never from the enrollments.
     pub async fn campaign_totals(&mut self) -> Result<BTreeMap<String, CampaignTotals>> {
+        self.totals_of(None).await
+    }
+
+    /// Enrollment totals of one campaign (all zero when it has no enrollments), from the
+    /// same counters as [`Tx::campaign_totals`].
+    pub async fn campaign_total(&mut self, campaign_id: &str) -> Result<CampaignTotals> {
+        let mut all = self.totals_of(Some(campaign_id)).await?;
+        Ok(all.remove(campaign_id).unwrap_or_else(|| CampaignTotals {
+            id: campaign_id.to_string(),
+            ..CampaignTotals::default()
+        }))
+    }
+
+    /// Totals of every campaign, or of one when `only` is given.
+    async fn totals_of(&mut self, only: Option<&str>) -> Result<BTreeMap<String, CampaignTotals>> {
         let rows = sqlx::query(
             "SELECT campaign_id, state, exit_reason, CAST(SUM(n) AS BIGINT) FROM (
                  SELECT campaign_id, state, exit_reason, n FROM enrollment_counts
+                 WHERE campaign_id = $1 OR $1 = ''
                  UNION ALL
                  SELECT campaign_id, state, exit_reason, delta AS n FROM enrollment_deltas
+                 WHERE campaign_id = $1 OR $1 = ''
              ) counted
              GROUP BY campaign_id, state, exit_reason HAVING SUM(n) <> 0",
         )
+        .bind(only.unwrap_or(""))
         .fetch_all(self.conn())
         .await?;
         let mut out: BTreeMap<String, CampaignTotals> = BTreeMap::new();
@@ -141,6 +170,37 @@ impl Tx {
     pub async fn goals_by_step(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
         self.counted_by_step(campaign_id, "exited", Some("goal"))
             .await
+    }
+
+    /// Sent, opened and clicked per step of a campaign, by step id (steps with none absent).
+    /// From the counters of migration 0012 (at most three rows per step, plus PostgreSQL's
+    /// unfolded deltas), never from the messages or events.
+    pub async fn step_totals(&mut self, campaign_id: &str) -> Result<BTreeMap<String, StepTotals>> {
+        let rows = sqlx::query(
+            "SELECT step_id, kind, CAST(SUM(n) AS BIGINT) FROM (
+                 SELECT step_id, kind, n FROM step_counts WHERE campaign_id = $1
+                 UNION ALL
+                 SELECT step_id, kind, delta AS n FROM step_deltas WHERE campaign_id = $1
+             ) counted
+             GROUP BY step_id, kind HAVING SUM(n) <> 0",
+        )
+        .bind(campaign_id)
+        .fetch_all(self.conn())
+        .await?;
+        let mut out: BTreeMap<String, StepTotals> = BTreeMap::new();
+        for r in rows {
+            let step: String = r.try_get(0)?;
+            let kind: String = r.try_get(1)?;
+            let n: i64 = r.try_get(2)?;
+            let t = out.entry(step).or_default();
+            match kind.as_str() {
+                "sent" => t.sent = n,
+                "opened" => t.opened = n,
+                "clicked" => t.clicked = n,
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// The funnel of the contacts enrolled in a campaign on the UTC day of `since` (ms) or

@@ -30,7 +30,7 @@ use sqlx::{AnyPool, Row};
 
 pub use campaigns::{CampaignRow, VersionRow};
 pub use contacts::{Contact, ContactStatus, ProfileChange, Upsert};
-pub use dashboard::{CampaignTotals, ContactHit, Funnel};
+pub use dashboard::{CampaignTotals, ContactHit, Funnel, StepTotals};
 pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, NewStepRun};
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};

@@ -11,8 +11,9 @@ use sqlx::Row;
 use crate::{Backend, Result, Store, Tx};
 
 impl Store {
-    /// Folds PostgreSQL's `state_deltas`, `enrollment_deltas` and `funnel_deltas` into
-    /// `state_counts`, `enrollment_counts` and `funnel_counts` (one statement each; nothing to
+    /// Folds PostgreSQL's `state_deltas`, `enrollment_deltas`, `funnel_deltas` and
+    /// `step_deltas` into `state_counts`, `enrollment_counts`, `funnel_counts` and
+    /// `step_counts` (one statement each; nothing to
     /// do on SQLite, whose triggers update the totals directly). Concurrent folds are safe: a delta
     /// row is deleted, and so added, once.
     pub async fn fold_state_counts(&self) -> Result<()> {
@@ -49,6 +50,16 @@ impl Store {
              SELECT campaign_id, day, kind, SUM(delta) FROM d
              GROUP BY campaign_id, day, kind ORDER BY campaign_id, day, kind
              ON CONFLICT (campaign_id, day, kind) DO UPDATE SET n = funnel_counts.n + EXCLUDED.n",
+        )
+        .execute(tx.conn())
+        .await?;
+        // Sent, opened and clicked per step (migration 0012).
+        sqlx::query(
+            "WITH d AS (DELETE FROM step_deltas RETURNING campaign_id, step_id, kind, delta)
+             INSERT INTO step_counts (campaign_id, step_id, kind, n)
+             SELECT campaign_id, step_id, kind, SUM(delta) FROM d
+             GROUP BY campaign_id, step_id, kind ORDER BY campaign_id, step_id, kind
+             ON CONFLICT (campaign_id, step_id, kind) DO UPDATE SET n = step_counts.n + EXCLUDED.n",
         )
         .execute(tx.conn())
         .await?;

@@ -1,13 +1,15 @@
 //! The dashboard's enrollment counters (triggers of migration 0011) agree with a direct
 //! COUNT over the enrollments after a realistic mix of changes, on SQLite and PostgreSQL
 //! (including two writers at once and unfolded deltas), and the migration's backfill gives
-//! the numbers the old queries gave on a database populated before it.
+//! the numbers the old queries gave on a database populated before it. The same for the
+//! per-step sent, opened and clicked of migration 0012, against `campaign_stats` (which
+//! counts them from the messages and events).
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
-use nurture_store::{CampaignTotals, Funnel, Store};
+use nurture_store::{CampaignTotals, Funnel, StepTotals, Store};
 use sqlx::{Executor, Row};
 
 /// Contacts, two campaigns and their versions, with fixed ids so no sequence is involved.
@@ -65,6 +67,9 @@ const MIX: &[&str] = &[
     // A step removed by an edit: everyone waiting at it moves at once.
     "UPDATE enrollments SET step_id = 'follow-up' WHERE campaign_id = 'welcome' AND state = 'active' AND step_id = 'intro'",
     "UPDATE enrollments SET state = 'failed', exit_reason = 'render', ended_at = 6, next_run_at = NULL WHERE id = 6",
+    // An open of an enrollment deleted afterwards: its marks go with it.
+    "INSERT INTO events (id, contact_id, name, occurred_at, enrollment_id, step_id, created_at)
+        VALUES (7, 4, 'email.opened', 6, 4, 'intro', 6)",
     "DELETE FROM enrollments WHERE id = 4",
 ];
 
@@ -204,6 +209,47 @@ async fn old_funnels(url: &str) -> Vec<Funnel> {
     out
 }
 
+/// Sent, opened and clicked per step of each campaign as the dashboard reads them (counters).
+type Steps = BTreeMap<String, BTreeMap<String, StepTotals>>;
+
+async fn steps(store: &Store) -> Steps {
+    let mut tx = store.begin().await.unwrap();
+    let mut out = BTreeMap::new();
+    for c in ["welcome", "winback"] {
+        out.insert(c.to_string(), tx.step_totals(c).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    out
+}
+
+/// The same from `campaign_stats`, which counts the messages and events directly (steps
+/// with nothing sent, opened or clicked left out, as the counters leave them out).
+async fn counted_steps(store: &Store) -> Steps {
+    let mut tx = store.begin().await.unwrap();
+    let mut out = BTreeMap::new();
+    for c in ["welcome", "winback"] {
+        let stats = tx.campaign_stats(c).await.unwrap();
+        let per: BTreeMap<String, StepTotals> = stats
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.id.clone(),
+                    StepTotals {
+                        sent: s.sent,
+                        opened: s.opened,
+                        clicked: s.clicked,
+                    },
+                )
+            })
+            .filter(|(_, t)| *t != StepTotals::default())
+            .collect();
+        out.insert(c.to_string(), per);
+    }
+    tx.commit().await.unwrap();
+    out
+}
+
 async fn run_mix(url: &str, fold_between: Option<&Store>) {
     let pool = pool(url).await;
     pool.execute(SEED).await.unwrap();
@@ -250,6 +296,25 @@ async fn sqlite_counters_equal_a_direct_count_after_a_mix_of_changes() {
             goal: 1
         }
     );
+    let st = steps(&store).await;
+    assert_eq!(st, counted_steps(&store).await);
+    // Two opens of one email count once; the deferred email is not sent.
+    assert_eq!(
+        st["welcome"]["intro"],
+        StepTotals {
+            sent: 3,
+            opened: 2,
+            clicked: 1
+        }
+    );
+    assert_eq!(
+        st["welcome"]["follow-up"],
+        StepTotals {
+            sent: 1,
+            opened: 0,
+            clicked: 1
+        }
+    );
     store.close().await;
 }
 
@@ -262,12 +327,16 @@ async fn postgres_counters_equal_a_direct_count_before_and_after_folding() {
 
     let counts = recount(db.url()).await;
     let old = old_funnels(db.url()).await;
+    let counted = counted_steps(&store).await;
     assert_eq!(dashboard(&store).await, expected(&counts), "unfolded");
     assert_eq!(funnels(&store).await, old, "unfolded");
+    assert_eq!(steps(&store).await, counted, "unfolded");
     store.fold_state_counts().await.unwrap();
     assert_eq!(dashboard(&store).await, expected(&counts), "folded");
     assert_eq!(funnels(&store).await, old, "folded");
+    assert_eq!(steps(&store).await, counted, "folded");
     assert_eq!(old[0].opened, 2);
+    assert_eq!(counted["welcome"]["intro"].opened, 2);
     let p = pool(db.url()).await;
     let left: i64 = sqlx::query("SELECT COUNT(*) FROM enrollment_deltas")
         .fetch_one(&p)
@@ -276,6 +345,13 @@ async fn postgres_counters_equal_a_direct_count_before_and_after_folding() {
         .try_get(0)
         .unwrap();
     assert_eq!(left, 0, "the fold leaves no deltas");
+    let left: i64 = sqlx::query("SELECT COUNT(*) FROM step_deltas")
+        .fetch_one(&p)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(left, 0, "the fold leaves no step deltas");
     p.close().await;
     store.close().await;
 }
@@ -325,18 +401,22 @@ async fn postgres_counters_stay_exact_with_two_writers_at_once() {
     let old = old_funnels(db.url()).await;
     assert_eq!(funnels(&store).await, old);
     assert_eq!(old[0].opened, 1);
+    let counted = counted_steps(&store).await;
+    assert_eq!(steps(&store).await, counted);
+    assert_eq!(counted["welcome"]["intro"].opened, 1);
     p.close().await;
 
     let counts = recount(db.url()).await;
     assert_eq!(dashboard(&store).await, expected(&counts), "unfolded");
     store.fold_state_counts().await.unwrap();
     assert_eq!(dashboard(&store).await, expected(&counts), "folded");
+    assert_eq!(steps(&store).await, counted, "folded");
     assert_eq!(dashboard(&store).await.0["welcome"].enrolled, 3);
     store.close().await;
 }
 
 /// Migrates a database up to 0010 with the migrations of `backend`, then runs `SEED` and
-/// `MIX` on it, so migration 0011 finds a populated database.
+/// `MIX` on it, so migrations 0011 and 0012 find a populated database.
 async fn populated_before_0011(backend: &str, url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let migrations = dir.path().join("migrations");
@@ -374,6 +454,9 @@ async fn sqlite_backfill_gives_the_numbers_of_a_direct_count() {
 
     assert_eq!(dashboard(&store).await, expected(&counts));
     assert_eq!(funnels(&store).await, old);
+    let st = steps(&store).await;
+    assert_eq!(st, counted_steps(&store).await);
+    assert_eq!(st["welcome"]["intro"].opened, 2);
     store.close().await;
 }
 
@@ -389,5 +472,8 @@ async fn postgres_backfill_gives_the_numbers_of_a_direct_count() {
 
     assert_eq!(dashboard(&store).await, expected(&counts));
     assert_eq!(funnels(&store).await, old);
+    let st = steps(&store).await;
+    assert_eq!(st, counted_steps(&store).await);
+    assert_eq!(st["welcome"]["intro"].opened, 2);
     store.close().await;
 }

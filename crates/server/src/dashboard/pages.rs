@@ -112,14 +112,15 @@ pub(crate) async fn campaign(
             tx.commit().await?;
             return Ok(None);
         };
-        let stats = tx.campaign_stats(&id).await?;
+        let totals = tx.campaign_total(&id).await?;
+        let steps = tx.step_totals(&id).await?;
         let waiting = tx.waiting_at_steps(&id).await?;
         let goals = tx.goals_by_step(&id).await?;
         let funnel = tx.funnel(&id, since).await?;
         tx.commit().await?;
-        Ok::<_, nurture_store::StoreError>(Some((row, stats, waiting, goals, funnel)))
+        Ok::<_, nurture_store::StoreError>(Some((row, totals, steps, waiting, goals, funnel)))
     };
-    let (row, stats, waiting, goals, funnel) = match read.await {
+    let (row, totals, steps, waiting, goals, funnel) = match read.await {
         Ok(Some(r)) => r,
         Ok(None) => {
             return page(
@@ -146,8 +147,8 @@ pub(crate) async fn campaign(
         );
     };
     let mut counts: HashMap<String, StepCounts> = HashMap::new();
-    for s in &stats.steps {
-        let e = counts.entry(s.id.clone()).or_default();
+    for (step, s) in steps {
+        let e = counts.entry(step).or_default();
         e.sent = s.sent;
         e.opened = s.opened;
         e.clicked = s.clicked;
@@ -161,15 +162,15 @@ pub(crate) async fn campaign(
 
     let mut body = format!(
         "<h1>{} <span class=\"muted\">{}</span></h1>\
-         <p>Status: <strong>{}</strong> · enrolled {} · active {} · completed {} · reached goal {}</p>\
+         <p id=\"totals\">Status: <strong>{}</strong> · enrolled {} · active {} · completed {} · reached goal {}</p>\
          <h2 id=\"flow\">Flow</h2><figure class=\"flow\" aria-labelledby=\"flow\">{}</figure>",
         esc(&c.name),
         esc(&row.id),
         esc(&row.status),
-        stats.enrolled,
-        stats.active,
-        stats.completed,
-        stats.exited.get("goal").copied().unwrap_or(0),
+        totals.enrolled,
+        totals.active,
+        totals.completed,
+        totals.goal,
         flow::svg(&c, &counts)
     );
     body.push_str(
