@@ -16,7 +16,9 @@ use chrono_tz::Tz;
 use nurture_campaign::{Action, Campaign, Condition, Facts, SendWindow};
 use std::collections::HashMap;
 
-use nurture_store::{Advance, Contact, ContactStatus, Enrollment, NewMessage, NewStepRun, Tx};
+use nurture_store::{
+    Advance, Contact, ContactStatus, Enrollment, EnrollmentState, NewMessage, NewStepRun, Tx,
+};
 use serde_json::Value;
 
 use crate::facts::{Batch, Known, campaign_conditions};
@@ -152,7 +154,9 @@ impl Writes {
             let ids: Vec<i64> = self
                 .advances
                 .iter()
-                .filter(|a| a.state == "exited" && a.exit_reason.as_deref() == Some(reason))
+                .filter(|a| {
+                    a.state == EnrollmentState::Exited && a.exit_reason.as_deref() == Some(reason)
+                })
                 .map(|a| a.id)
                 .collect();
             if !ids.is_empty() {
@@ -414,9 +418,9 @@ async fn advance_one(
 
 fn finish(w: &mut Writes, e: &Enrollment, seq: i64, step_id: Option<&str>, end: End) {
     let (state, next, reason) = match end {
-        End::Wait(_, at) => ("active", Some(to_ms(at)), None),
-        End::Completed => ("completed", None, None),
-        End::Exited(r) => ("exited", None, Some(r)),
+        End::Wait(_, at) => (EnrollmentState::Active, Some(to_ms(at)), None),
+        End::Completed => (EnrollmentState::Completed, None, None),
+        End::Exited(r) => (EnrollmentState::Exited, None, Some(r)),
     };
     w.advances.push(Advance {
         id: e.id,

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use nurture_campaign::{Condition, Reentry, Trigger};
 use std::collections::HashMap;
 
-use nurture_store::{Contact, ContactStatus, Enrollment, EnrollmentSummary, NewEnrollment};
+use nurture_store::{
+    Contact, ContactStatus, Enrollment, EnrollmentState, EnrollmentSummary, NewEnrollment,
+};
 use serde_json::{Map, Value};
 
 use crate::facts::{Batch, Known};
@@ -60,7 +62,7 @@ pub(crate) fn decide(
     }
     let key = (id.to_string(), contact.id);
     if let Some(last) = batch.last_enrollment.get(&key) {
-        if last.state == "active" {
+        if last.state == EnrollmentState::Active {
             return Err(EnrollOutcome::AlreadyActive);
         }
         let ended = last.ended_at.unwrap_or(i64::MAX);
@@ -87,7 +89,7 @@ pub(crate) fn decide(
     batch.last_enrollment.insert(
         key,
         EnrollmentSummary {
-            state: "active".into(),
+            state: EnrollmentState::Active,
             ended_at: None,
         },
     );

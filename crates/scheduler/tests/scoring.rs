@@ -1,6 +1,7 @@
 //! Lead scoring and the webhook step against real databases (SQLite and PostgreSQL): points
 //! as events arrive, half-life decay, score conditions, score triggers once per upward
-//! crossing, and webhook deliveries at most once per step with retries on transient errors.
+//! crossing, and webhook deliveries at most once per step with retries on transient errors,
+//! claimed one at a time so a slow receiver cannot run out the lease of the next.
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{CampaignFile, Scoring, SourceFile, WebhookAction, parse_campaign};
-use nurture_scheduler::{Engine, PostOutcome, Poster, score_at};
+use nurture_scheduler::{Clock, Engine, ManualClock, PostOutcome, Poster, score_at};
 use serde_json::{Value, json};
 
 #[macro_use]
@@ -291,8 +292,182 @@ async fn webhook_step_posts_once_and_retries_transient_failures(backend: Backend
     );
 }
 
+/// POSTs each delivery over a real TCP connection to the `http://HOST:PORT/PATH` of its
+/// step, as the daemon's poster does, and classifies the status line.
+struct HttpPoster;
+
+impl Poster for HttpPoster {
+    fn post<'a>(
+        &'a self,
+        hook: &'a WebhookAction,
+        webhook_id: &'a str,
+        context: &'a Value,
+        _now: DateTime<Utc>,
+    ) -> futures_util::future::BoxFuture<'a, PostOutcome> {
+        Box::pin(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let rest = hook.url.strip_prefix("http://").unwrap();
+            let (host, path) = rest.split_once('/').unwrap();
+            let body = context.to_string();
+            let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+            let request = format!(
+                "POST /{path} HTTP/1.1\r\nHost: {host}\r\nwebhook-id: {webhook_id}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply).await.unwrap();
+            let status = reply.lines().next().unwrap_or_default().to_string();
+            if status.contains(" 200 ") {
+                PostOutcome::Delivered(status)
+            } else {
+                PostOutcome::Transient(status)
+            }
+        })
+    }
+}
+
+/// Never asked to post: the other daemon of the slow-receiver test finds nothing to claim.
+struct Unused;
+
+impl Poster for Unused {
+    fn post<'a>(
+        &'a self,
+        _hook: &'a WebhookAction,
+        webhook_id: &'a str,
+        _context: &'a Value,
+        _now: DateTime<Utc>,
+    ) -> futures_util::future::BoxFuture<'a, PostOutcome> {
+        Box::pin(std::future::ready(PostOutcome::Permanent(format!(
+            "the other daemon was handed {webhook_id}"
+        ))))
+    }
+}
+
+/// Reads one HTTP request from `stream` and returns its path.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the request ended before its head");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the request ended before its body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    head.split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// Session 7's fix: webhook deliveries are claimed one at a time. A real local receiver is
+/// slow on the first POST (it moves the engine's clock past the whole 2-minute lease), and
+/// while the second POST is in flight another daemon on the same database runs its round,
+/// which marks as `unknown` every delivery still `sending` past its lease. Had both been
+/// claimed in one batch, the second's lease would have run out while it waited behind the
+/// first, and it would end `unknown` although the receiver got it.
+async fn slow_webhook_does_not_expire_the_next_one(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let t0 = at("2026-03-02T09:00:00Z");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handoff = campaign(
+        "handoff",
+        &format!(
+            "name: Hand-off\nfrom: a@x.example\ntrigger: {{ score: {{ gte: 50 }} }}\nsteps:\n  - {{ id: crm, webhook: {{ url: \"http://{addr}/crm\" }} }}\n  - {{ id: chat, webhook: {{ url: \"http://{addr}/chat\" }} }}\n"
+        ),
+    );
+    let (w, engine) = world(backend, &[handoff], t0).await;
+    let clock = Arc::new(ManualClock::new(t0));
+    let engine = engine.with_clock(clock.clone());
+    let other = w.another().await.with_clock(clock.clone());
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let other_reports: Arc<Mutex<Vec<nurture_scheduler::WebhookReport>>> = Arc::default();
+    let receiver = {
+        let (got, other_reports, clock) = (got.clone(), other_reports.clone(), clock.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let path = read_request(&mut stream).await;
+                let n = {
+                    let mut got = got.lock().unwrap();
+                    got.push(path);
+                    got.len()
+                };
+                if n == 1 {
+                    // Slow: the answer comes after longer than the lease.
+                    clock.advance(Duration::minutes(3));
+                } else {
+                    let report = other.deliver_webhooks(&Unused, clock.now()).await.unwrap();
+                    other_reports.lock().unwrap().push(report);
+                }
+                stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for _ in 0..3 {
+        event(
+            &engine,
+            "lead@x.example",
+            "pricing.viewed",
+            json!({}),
+            json!({"role": "vp"}),
+            t0,
+        )
+        .await;
+    }
+    engine.run_once(t0).await.unwrap();
+    engine.run_once(t0).await.unwrap();
+    let report = engine.deliver_webhooks(&HttpPoster, t0).await.unwrap();
+    receiver.abort();
+    assert_eq!(
+        got.lock().unwrap().clone(),
+        vec!["/crm".to_string(), "/chat".to_string()],
+        "the receiver gets both deliveries, in order"
+    );
+    assert_eq!(
+        other_reports.lock().unwrap().clone(),
+        vec![Default::default()],
+        "the other daemon's round finds nothing expired and nothing to claim"
+    );
+    assert_eq!((report.sent, report.unknown), (2, 0));
+    let mut tx = engine.store().begin().await.unwrap();
+    let c = tx
+        .contact_by_email("lead@x.example")
+        .await
+        .unwrap()
+        .unwrap();
+    let hooks = tx.contact_webhooks(c.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let states: Vec<(&str, &str)> = hooks
+        .iter()
+        .map(|h| (h.step_id.as_str(), h.state.as_str()))
+        .collect();
+    assert_eq!(states, vec![("crm", "sent"), ("chat", "sent")]);
+}
+
 both!(
     score_trigger_fires_once_per_upward_crossing,
     points_follow_rules_filters_and_attributes,
     webhook_step_posts_once_and_retries_transient_failures,
+    slow_webhook_does_not_expire_the_next_one,
 );

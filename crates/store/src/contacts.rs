@@ -26,6 +26,15 @@ pub enum ContactStatus {
 }
 
 impl ContactStatus {
+    /// Every status, in the order of the CHECK constraint.
+    pub const ALL: [Self; 5] = [
+        Self::Subscribed,
+        Self::Unsubscribed,
+        Self::Bounced,
+        Self::Complained,
+        Self::Pending,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use crate::{ContactStatus, Result, Tx};
+use crate::{ContactStatus, EnrollmentState, Result, Tx};
 
 /// A UTC day in ms: the funnel counts enrollments per `enrolled_at / DAY_MS`.
 const DAY_MS: i64 = 86_400_000;
@@ -120,10 +120,10 @@ impl Tx {
                 ..CampaignTotals::default()
             });
             t.enrolled += n;
-            match (state.as_str(), reason.as_str()) {
-                ("active", _) => t.active += n,
-                ("completed", _) => t.completed += n,
-                ("exited", "goal") => t.goal += n,
+            match (EnrollmentState::parse(&state), reason.as_str()) {
+                (Some(EnrollmentState::Active), _) => t.active += n,
+                (Some(EnrollmentState::Completed), _) => t.completed += n,
+                (Some(EnrollmentState::Exited), "goal") => t.goal += n,
                 _ => t.exited += n,
             }
         }
@@ -135,7 +135,7 @@ impl Tx {
     async fn counted_by_step(
         &mut self,
         campaign_id: &str,
-        state: &str,
+        state: EnrollmentState,
         reason: Option<&str>,
     ) -> Result<Vec<(String, i64)>> {
         let rows = sqlx::query(
@@ -150,7 +150,7 @@ impl Tx {
              GROUP BY step_id HAVING SUM(n) <> 0 ORDER BY step_id",
         )
         .bind(campaign_id)
-        .bind(state)
+        .bind(state.as_str())
         .bind(reason.unwrap_or(""))
         .fetch_all(self.conn())
         .await?;
@@ -162,13 +162,14 @@ impl Tx {
     /// Active enrollments of a campaign waiting at each step: (step id, count). The same
     /// numbers as [`Tx::waiting_by_step`], from the counters instead of the enrollments.
     pub async fn waiting_at_steps(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
-        self.counted_by_step(campaign_id, "active", None).await
+        self.counted_by_step(campaign_id, EnrollmentState::Active, None)
+            .await
     }
 
     /// Enrollments of a campaign that reached its goal while waiting at each step:
     /// (step id, count). From the counters of migration 0011.
     pub async fn goals_by_step(&mut self, campaign_id: &str) -> Result<Vec<(String, i64)>> {
-        self.counted_by_step(campaign_id, "exited", Some("goal"))
+        self.counted_by_step(campaign_id, EnrollmentState::Exited, Some("goal"))
             .await
     }
 

@@ -7,6 +7,51 @@ use sqlx::any::AnyRow;
 
 use crate::{Result, StoreError, Tx, json_text};
 
+/// Where an enrollment stands: the values of `enrollments.state` (its CHECK constraint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EnrollmentState {
+    /// Walking the campaign: a step is due at `next_run_at`.
+    Active,
+    /// Ran its last step.
+    Completed,
+    /// Left early (a goal, an exit step, unsubscribed, ...): see `exit_reason`.
+    Exited,
+    /// Stopped by an error.
+    Failed,
+}
+
+impl EnrollmentState {
+    /// Every state, in the order of the CHECK constraint.
+    pub const ALL: [Self; 4] = [Self::Active, Self::Completed, Self::Exited, Self::Failed];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Completed => "completed",
+            Self::Exited => "exited",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state stored as `s`, or `None` for a name the schema does not allow.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Reads a stored state; an unknown name means the database was written by something
+    /// other than this schema.
+    pub(crate) fn decode(s: &str) -> Result<Self> {
+        Self::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown enrollment state `{s}`")))
+    }
+}
+
+impl std::fmt::Display for EnrollmentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A new enrollment.
 #[derive(Debug, Clone)]
 pub struct NewEnrollment {
@@ -53,7 +98,7 @@ pub struct Enrollment {
 #[derive(Debug, Clone)]
 pub struct EnrollmentSummary {
     /// State.
-    pub state: String,
+    pub state: EnrollmentState,
     /// When it ended (ms).
     pub ended_at: Option<i64>,
 }
@@ -88,8 +133,8 @@ pub struct Advance {
     pub step_id: Option<String>,
     /// When it is due next (active only).
     pub next_run_at: Option<i64>,
-    /// `active`, `completed` or `exited`.
-    pub state: &'static str,
+    /// `Active`, `Completed` or `Exited`.
+    pub state: EnrollmentState,
     /// Why it exited.
     pub exit_reason: Option<String>,
 }
@@ -129,7 +174,7 @@ impl Tx {
                 out.push((
                     (r.try_get("campaign_id")?, r.try_get("contact_id")?),
                     EnrollmentSummary {
-                        state: r.try_get("state")?,
+                        state: EnrollmentState::decode(&r.try_get::<String, _>("state")?)?,
                         ended_at: r.try_get("ended_at")?,
                     },
                 ));
@@ -167,7 +212,7 @@ impl Tx {
             q = q
                 .bind(e.campaign_id.clone())
                 .bind(e.contact_id)
-                .bind("active")
+                .bind(EnrollmentState::Active.as_str())
                 .bind(e.step_id.clone())
                 .bind(0_i64)
                 .bind(e.next_run_at)
@@ -225,7 +270,7 @@ impl Tx {
                     id,
                     campaign_id: e.campaign_id.clone(),
                     contact_id: contact,
-                    state: "active".into(),
+                    state: EnrollmentState::Active.as_str().into(),
                     step_id: Some(e.step_id.clone()),
                     seq: 0,
                     next_run_at: Some(e.next_run_at),
@@ -306,11 +351,11 @@ impl Tx {
         seq: i64,
         step_id: Option<&str>,
         next_run_at: Option<i64>,
-        state: &str,
+        state: EnrollmentState,
         exit_reason: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let ended_at = (state != "active").then_some(now);
+        let ended_at = (state != EnrollmentState::Active).then_some(now);
         let n = sqlx::query(
             "UPDATE enrollments SET seq = $1, step_id = $2, next_run_at = $3, state = $4, exit_reason = $5, ended_at = $6
              WHERE id = $7 AND seq = $8 AND state = 'active'",
@@ -318,7 +363,7 @@ impl Tx {
         .bind(seq)
         .bind(step_id)
         .bind(next_run_at)
-        .bind(state)
+        .bind(state.as_str())
         .bind(exit_reason)
         .bind(ended_at)
         .bind(id)
@@ -334,8 +379,9 @@ impl Tx {
     pub async fn advance_enrollments(&mut self, advances: &[Advance], now: i64) -> Result<u64> {
         // Those that stay active change three columns only: SQLite then leaves the indexes
         // on `state` (one active enrollment per campaign and contact) alone.
-        let (moving, ending): (Vec<&Advance>, Vec<&Advance>) =
-            advances.iter().partition(|a| a.state == "active");
+        let (moving, ending): (Vec<&Advance>, Vec<&Advance>) = advances
+            .iter()
+            .partition(|a| a.state == EnrollmentState::Active);
         let mut n = 0;
         // One row of values per enrollment, joined on the id: a `CASE id WHEN … END` per
         // column would be searched linearly for every row (quadratic in the batch).
@@ -371,10 +417,12 @@ impl Tx {
             );
             let mut q = crate::batched(sql);
             for a in chunk {
-                let state = if a.state == "exited" {
-                    "exited"
+                // An ending advance is never `Active` (partitioned above); anything but an
+                // exit ends as completed, as before the enum.
+                let state = if a.state == EnrollmentState::Exited {
+                    EnrollmentState::Exited
                 } else {
-                    "completed"
+                    EnrollmentState::Completed
                 };
                 q = q
                     .bind(a.id)
@@ -382,7 +430,7 @@ impl Tx {
                     .bind(a.seq)
                     .bind(a.step_id.clone())
                     .bind(a.exit_reason.clone())
-                    .bind(state);
+                    .bind(state.as_str());
             }
             n += q.bind(now).execute(self.conn()).await?.rows_affected();
         }

@@ -17,6 +17,8 @@ mod frequency;
 pub mod history;
 mod messages;
 mod metrics;
+#[cfg(test)]
+mod schema_checks;
 mod scores;
 mod signals;
 mod stats;
@@ -31,7 +33,9 @@ use sqlx::{AnyPool, Row};
 pub use campaigns::{CampaignRow, VersionRow};
 pub use contacts::{Contact, ContactStatus, ProfileChange, Upsert};
 pub use dashboard::{CampaignTotals, ContactHit, Funnel, StepTotals};
-pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, NewStepRun};
+pub use enrollments::{
+    Advance, Enrollment, EnrollmentState, EnrollmentSummary, NewEnrollment, NewStepRun,
+};
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
 pub use forms::{Confirmed, Consent, FormCounts, FormMail, MailOutcome, NewSubmission, Submitted};

@@ -29,6 +29,18 @@ pub enum MessageState {
 }
 
 impl MessageState {
+    /// Every state, in the order of the CHECK constraint.
+    pub const ALL: [Self; 8] = [
+        Self::Queued,
+        Self::Sending,
+        Self::Sent,
+        Self::Deferred,
+        Self::Failed,
+        Self::Bounced,
+        Self::Suppressed,
+        Self::Unknown,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use crate::{Result, Tx};
+use crate::{EnrollmentState, Result, Tx};
 
 /// Per-step counts.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -64,9 +64,9 @@ impl Tx {
             let reason: String = r.try_get(1)?;
             let n: i64 = r.try_get(2)?;
             s.enrolled += n;
-            match state.as_str() {
-                "active" => s.active += n,
-                "completed" => s.completed += n,
+            match EnrollmentState::parse(&state) {
+                Some(EnrollmentState::Active) => s.active += n,
+                Some(EnrollmentState::Completed) => s.completed += n,
                 _ => {
                     *s.exited
                         .entry(if reason.is_empty() { state } else { reason })

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use nurture_campaign::{Campaign, Trigger};
 use nurture_store::history::{Decision, StepRun};
-use nurture_store::{Enrollment, MessageRow, Tx};
+use nurture_store::{Enrollment, EnrollmentState, MessageRow, Tx};
 use serde_json::Value;
 
 use crate::{EngineError, Result, from_ms};
@@ -160,8 +160,8 @@ pub async fn explain(
             e.campaign_id,
             utc(e.enrolled_at)
         ));
-        let now = match e.state.as_str() {
-            "active" => {
+        let now = match EnrollmentState::parse(&e.state) {
+            Some(EnrollmentState::Active) => {
                 let mut s = format!(
                     "  now: active; next step `{}` due {}",
                     e.step_id.as_deref().unwrap_or("-"),
@@ -174,12 +174,14 @@ pub async fn explain(
                 }
                 s
             }
-            "completed" => format!(
+            Some(EnrollmentState::Completed) => format!(
                 "  completed {} after the last step",
                 e.ended_at.map_or_else(|| "-".to_string(), utc)
             ),
-            state => format!(
-                "  {state} {}: {}{}",
+            // Exited, failed, or a state this build does not know: shown as stored.
+            _ => format!(
+                "  {} {}: {}{}",
+                e.state,
                 e.ended_at.map_or_else(|| "-".to_string(), utc),
                 exit_reason(e.exit_reason.as_deref()),
                 match (e.exit_reason.as_deref(), e.step_id.as_deref()) {
