@@ -171,3 +171,80 @@ async fn one(
         .await?;
     Ok(inserted.is_some())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn event(i: usize) -> EventBody {
+        EventBody {
+            email: format!("lead{i}@example.com"),
+            name: "lead.captured".into(),
+            properties: Map::new(),
+            attributes: Map::new(),
+            occurred_at: None,
+            id: Some(format!("ev-{i}")),
+        }
+    }
+
+    /// While the writer cannot commit, a queue of one takes one event and refuses the rest
+    /// at once (503 upstream) instead of piling them up; once the lock goes, everything
+    /// queued is stored and nothing refused is.
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_and_stores_only_what_it_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("nurture.db").display());
+        let store = Store::open(&url).await.unwrap();
+        // SQLite's one write lock, held elsewhere: the writer's BEGIN waits for it.
+        let blocker = store.begin().await.unwrap();
+        let batcher = Batcher::new(store.clone(), Arc::new(Notify::new()), 1);
+        let mut tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.record(event(i), 0).await })
+            })
+            .collect();
+        // The queue holds one and the writer's batch in hand at most one more (it can take only
+        // what the queue held), so at least two of four are refused, and a refusal is
+        // immediate: waiting for two cannot hang on the held lock.
+        let mut refused = 0;
+        let mut waiting = Vec::new();
+        for t in tasks.drain(..) {
+            if t.is_finished() {
+                assert_eq!(t.await.unwrap(), Err(Refused::Full));
+                refused += 1;
+            } else {
+                waiting.push(t);
+            }
+        }
+        while refused < 2 {
+            let mut still = Vec::new();
+            for t in waiting.drain(..) {
+                if t.is_finished() {
+                    assert_eq!(t.await.unwrap(), Err(Refused::Full));
+                    refused += 1;
+                } else {
+                    still.push(t);
+                }
+            }
+            waiting = still;
+            tokio::task::yield_now().await;
+        }
+        blocker.commit().await.unwrap();
+        let mut accepted = 0;
+        for t in waiting {
+            match t.await.unwrap() {
+                Ok(Outcome::Accepted) => accepted += 1,
+                Err(Refused::Full) => {}
+                other => panic!("a queued event ended {other:?}"),
+            }
+        }
+        let mut tx = store.begin().await.unwrap();
+        // Every stored event is still new (no engine runs here): claiming shows them all.
+        let stored = tx.claim_new_events(0, 100).await.unwrap().len();
+        tx.rollback().await.unwrap();
+        assert!(accepted >= 1, "the event the writer took is stored");
+        assert_eq!(stored, accepted, "only the events answered 202 are stored");
+    }
+}
