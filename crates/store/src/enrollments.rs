@@ -341,39 +341,6 @@ impl Tx {
         Ok(row.try_get(0)?)
     }
 
-    /// Moves an enrollment on; guarded on the `seq` it was read with, so two workers can
-    /// never both advance it. Returns false when someone else already did.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn advance_enrollment(
-        &mut self,
-        id: i64,
-        expected_seq: i64,
-        seq: i64,
-        step_id: Option<&str>,
-        next_run_at: Option<i64>,
-        state: EnrollmentState,
-        exit_reason: Option<&str>,
-        now: i64,
-    ) -> Result<bool> {
-        let ended_at = (state != EnrollmentState::Active).then_some(now);
-        let n = sqlx::query(
-            "UPDATE enrollments SET seq = $1, step_id = $2, next_run_at = $3, state = $4, exit_reason = $5, ended_at = $6
-             WHERE id = $7 AND seq = $8 AND state = 'active'",
-        )
-        .bind(seq)
-        .bind(step_id)
-        .bind(next_run_at)
-        .bind(state.as_str())
-        .bind(exit_reason)
-        .bind(ended_at)
-        .bind(id)
-        .bind(expected_seq)
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
     /// Moves many enrollments on in one statement per chunk, each guarded on the `seq` it
     /// was claimed with; returns how many moved (fewer means another process advanced one).
     pub async fn advance_enrollments(&mut self, advances: &[Advance], now: i64) -> Result<u64> {
