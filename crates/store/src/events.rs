@@ -2,6 +2,8 @@
 //! run event triggers for them; claiming them and enrolling happen in one transaction, so a
 //! crash loses no event and enrolls nobody twice.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 use sqlx::Row;
 
@@ -66,37 +68,64 @@ impl Tx {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    /// Records many events without idempotency keys (an import batch) in one statement per
-    /// chunk.
-    pub async fn insert_events(&mut self, events: &[NewEvent], now: i64) -> Result<()> {
+    /// Records many events (an import batch, the HTTP ingest's group commit) in one
+    /// statement per chunk; returns how many were stored. An event whose idempotency key is
+    /// already recorded is skipped, so a caller that checked the keys with
+    /// [`Tx::recorded_keys`] and gets fewer rows than it passed lost a race to another
+    /// writer (PostgreSQL only: SQLite's write transaction excludes the others).
+    pub async fn insert_events(&mut self, events: &[NewEvent], now: i64) -> Result<u64> {
+        let mut stored = 0;
         for chunk in events.chunks(crate::CHUNK) {
             let mut sql = String::from(
-                "INSERT INTO events (contact_id, name, properties, occurred_at, enrollment_id, step_id, processed_at, created_at) VALUES ",
+                "INSERT INTO events (contact_id, name, properties, occurred_at, idempotency_key, enrollment_id, step_id, processed_at, created_at) VALUES ",
             );
             let mut p = self.placeholders();
             for (i, e) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(',');
                 }
-                let (name, props, step) = (p.next(), p.next(), p.next());
+                let (name, props, key, step) = (p.next(), p.next(), p.next(), p.next());
                 let null = || "CAST(NULL AS BIGINT)".to_string();
                 let enrollment = e.enrollment_id.map_or_else(null, |id| id.to_string());
                 let processed = if e.processed { now.to_string() } else { null() };
                 sql.push_str(&format!(
-                    "({}, {name}, {props}, {}, {enrollment}, {step}, {processed}, {now})",
+                    "({}, {name}, {props}, {}, {key}, {enrollment}, {step}, {processed}, {now})",
                     e.contact_id, e.occurred_at
                 ));
             }
+            sql.push_str(" ON CONFLICT (idempotency_key) DO NOTHING");
             let mut q = crate::dynamic(sql);
             for e in chunk {
                 q = q
                     .bind(e.name.as_str())
                     .bind(json_text(&e.properties))
+                    .bind(e.idempotency_key.as_deref())
                     .bind(e.step_id.as_deref());
             }
-            q.execute(self.conn()).await?;
+            stored += q.execute(self.conn()).await?.rows_affected();
         }
-        Ok(())
+        Ok(stored)
+    }
+
+    /// Which of `keys` are already recorded as events' idempotency keys.
+    pub async fn recorded_keys(&mut self, keys: &[&str]) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(crate::CHUNK) {
+            let mut p = self.placeholders();
+            let params: Vec<String> = chunk.iter().map(|_| p.next()).collect();
+            let sql = format!(
+                "SELECT idempotency_key FROM events WHERE idempotency_key IN ({})",
+                params.join(",")
+            );
+            let mut q = crate::dynamic(sql);
+            for key in chunk {
+                q = q.bind(*key);
+            }
+            for row in q.fetch_all(self.conn()).await? {
+                found.insert(row.try_get(0)?);
+            }
+        }
+        Ok(found)
     }
 
     /// Claims up to `limit` events that triggers have not seen yet, marking them seen. The

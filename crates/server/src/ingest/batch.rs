@@ -8,11 +8,22 @@
 //! more when the queue is short), writes it in one transaction, commits, and only then
 //! answers each request, so a 202 still means the row is durable.
 //!
-//! Each event runs inside its own savepoint: a repeated id rolls back its contact upsert
-//! (a repeat changes nothing, as before), and one event whose statement fails is rolled
-//! back alone and answered 500 while its neighbours are kept.
+//! A batch is written in a few statements, not a few per event: the ids already recorded
+//! are read first (a repeat, or a second event with the same id in the batch, changes
+//! nothing, not even the attributes it carries), then the contacts of the new events are
+//! upserted together and the events inserted together. If that fails, or a concurrent
+//! writer recorded one of the ids in between (PostgreSQL), the batch is rolled back and
+//! written again one event per savepoint, so one event whose statement fails is answered
+//! 500 alone while its neighbours are kept.
+//!
+//! The scheduler is woken after a commit that stored something, at most once per
+//! [`WAKE_EVERY`]: every wake starts an engine round that takes the same write lock, and a
+//! round per batch would halve the batches' share of it. A commit inside the interval is
+//! not forgotten: the wake follows when the interval ends.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use nurture_store::{NewEvent, Store, Upsert};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -21,6 +32,9 @@ use super::EventBody;
 
 /// The most events one transaction writes.
 pub(crate) const MAX_BATCH: usize = 500;
+
+/// The least time between two wakes of the scheduler.
+pub(crate) const WAKE_EVERY: Duration = Duration::from_millis(200);
 
 /// How many events may wait for the writer; beyond that requests are answered 503.
 pub(crate) const QUEUE: usize = 4096;
@@ -76,7 +90,9 @@ impl Batcher {
     pub(crate) async fn record(&self, event: EventBody, now: i64) -> Result<Outcome, Refused> {
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel(self.capacity.max(1));
-            tokio::spawn(run(self.store.clone(), self.wake.clone(), rx));
+            let stored = Arc::new(Notify::new());
+            tokio::spawn(pace_wakes(stored.clone(), self.wake.clone()));
+            tokio::spawn(run(self.store.clone(), stored, rx));
             tx
         });
         let (reply, answer) = oneshot::channel();
@@ -90,23 +106,102 @@ impl Batcher {
     }
 }
 
+/// Passes `stored` on to the scheduler's `wake`, at most once per [`WAKE_EVERY`]. A
+/// [`Notify`] keeps one permit, so commits during the pause end in one wake after it. Stops
+/// when the writer has stopped (the only other holder of `stored`).
+async fn pace_wakes(stored: Arc<Notify>, wake: Arc<Notify>) {
+    while Arc::strong_count(&stored) > 1 {
+        tokio::select! {
+            () = stored.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+        }
+        wake.notify_one();
+        tokio::time::sleep(WAKE_EVERY).await;
+    }
+}
+
 /// The writer: waits for one event, takes whatever else is queued, writes, answers, repeats.
-async fn run(store: Store, wake: Arc<Notify>, mut rx: mpsc::Receiver<Job>) {
+async fn run(store: Store, stored: Arc<Notify>, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let outcomes = match write(&store, &jobs).await {
-            Ok(outcomes) => outcomes,
+        let outcomes = match write_together(&store, &jobs).await {
+            Ok(Some(outcomes)) => outcomes,
+            Ok(None) => one_by_one(&store, &jobs).await,
             Err(e) => {
-                tracing::error!("HTTP ingest batch of {} events failed: {e}", jobs.len());
-                vec![Outcome::Failed; jobs.len()]
+                tracing::warn!(
+                    "HTTP ingest batch of {} events failed ({e}); writing them one by one",
+                    jobs.len()
+                );
+                one_by_one(&store, &jobs).await
             }
         };
         if outcomes.contains(&Outcome::Accepted) {
-            wake.notify_one();
+            stored.notify_one();
         }
         for (job, outcome) in jobs.drain(..).zip(outcomes) {
             // A client that hung up no longer waits for its answer; its row stays stored.
             let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// Writes `jobs` in one transaction of a few statements; `None` (rolled back) when another
+/// writer recorded one of their ids meanwhile. The outcomes hold only once committed.
+async fn write_together(
+    store: &Store,
+    jobs: &[Job],
+) -> nurture_store::Result<Option<Vec<Outcome>>> {
+    let mut tx = store.begin().await?;
+    let keys: Vec<&str> = jobs.iter().filter_map(|j| j.event.id.as_deref()).collect();
+    let recorded = if keys.is_empty() {
+        HashSet::new()
+    } else {
+        tx.recorded_keys(&keys).await?
+    };
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut fresh = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let repeat = job
+            .event
+            .id
+            .as_deref()
+            .is_some_and(|id| recorded.contains(id) || !seen.insert(id));
+        if repeat {
+            outcomes.push(Outcome::Duplicate);
+        } else {
+            outcomes.push(Outcome::Accepted);
+            fresh.push(job);
+        }
+    }
+    if fresh.is_empty() {
+        tx.rollback().await?;
+        return Ok(Some(outcomes));
+    }
+    let upserts: Vec<Upsert> = fresh.iter().map(|j| upsert(&j.event)).collect();
+    // All of a batch share one clock reading: the first request's.
+    let now = fresh[0].now;
+    let contacts = tx.upsert_contacts(&upserts, now).await?;
+    let events: Vec<NewEvent> = fresh
+        .iter()
+        .zip(&contacts)
+        .map(|(job, (contact, _))| new_event(&job.event, contact.id, job.now))
+        .collect();
+    if tx.insert_events(&events, now).await? != events.len() as u64 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    tx.commit().await?;
+    Ok(Some(outcomes))
+}
+
+/// [`write`], or every event failed when even that cannot run (logged).
+async fn one_by_one(store: &Store, jobs: &[Job]) -> Vec<Outcome> {
+    match write(store, jobs).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::error!("HTTP ingest batch of {} events failed: {e}", jobs.len());
+            vec![Outcome::Failed; jobs.len()]
         }
     }
 }
@@ -145,37 +240,200 @@ async fn one(
     event: &EventBody,
     now: i64,
 ) -> nurture_store::Result<bool> {
-    let (contact, _) = tx
-        .upsert_contact(
-            &Upsert {
-                email: event.email.clone(),
-                attributes: event.attributes.clone(),
-                consent_source: Some("api".into()),
-                ..Upsert::default()
-            },
-            now,
-        )
-        .await?;
+    let (contact, _) = tx.upsert_contact(&upsert(event), now).await?;
     let inserted = tx
-        .insert_event(
-            &NewEvent {
-                contact_id: contact.id,
-                name: event.name.clone(),
-                properties: event.properties.clone(),
-                occurred_at: event.occurred_at.unwrap_or(now),
-                idempotency_key: event.id.clone(),
-                ..NewEvent::default()
-            },
-            now,
-        )
+        .insert_event(&new_event(event, contact.id, now), now)
         .await?;
     Ok(inserted.is_some())
+}
+
+/// The contact half of an event: its address and the attributes it carries.
+fn upsert(event: &EventBody) -> Upsert {
+    Upsert {
+        email: event.email.clone(),
+        attributes: event.attributes.clone(),
+        consent_source: Some("api".into()),
+        ..Upsert::default()
+    }
+}
+
+/// The event half, for the contact upserted.
+fn new_event(event: &EventBody, contact_id: i64, now: i64) -> NewEvent {
+    NewEvent {
+        contact_id,
+        name: event.name.clone(),
+        properties: event.properties.clone(),
+        occurred_at: event.occurred_at.unwrap_or(now),
+        idempotency_key: event.id.clone(),
+        ..NewEvent::default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::Map;
+
+    /// A SQLite store in a temp folder, or a fresh PostgreSQL database.
+    async fn store(postgres: bool) -> (Store, Backing) {
+        if postgres {
+            let db = nurture_testkit::Postgres::fresh_database();
+            (Store::open(db.url()).await.unwrap(), Backing::Postgres(db))
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("nurture.db").display());
+            (
+                Store::open(&url).await.unwrap(),
+                Backing::Sqlite { _dir: dir, url },
+            )
+        }
+    }
+
+    enum Backing {
+        Sqlite {
+            _dir: tempfile::TempDir,
+            url: String,
+        },
+        Postgres(nurture_testkit::TestDatabase),
+    }
+
+    impl Backing {
+        /// Makes every insert of an event named `poison` fail, as a broken row would.
+        async fn poison(&self) {
+            match self {
+                Backing::Sqlite { url, .. } => {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+                    sqlx::query(
+                        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.name = 'poison'
+                         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+                    )
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                    conn.close().await.unwrap();
+                }
+                Backing::Postgres(db) => {
+                    db.psql(
+                        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                         BEGIN IF NEW.name = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF;
+                         RETURN NEW; END $$;
+                         CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW
+                         EXECUTE FUNCTION poison();",
+                    );
+                }
+            }
+        }
+    }
+
+    /// Queues every event at once (so they share batches) and returns each one's outcome.
+    async fn record_all(batcher: &Batcher, events: Vec<EventBody>) -> Vec<Outcome> {
+        let tasks: Vec<_> = events
+            .into_iter()
+            .map(|e| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.record(e, 1_000).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap().unwrap());
+        }
+        outcomes
+    }
+
+    /// Every event of a batch is stored once with its contact; an id recorded before, or
+    /// twice in the batch, is a duplicate whose attributes change nothing.
+    async fn batch_stores_each_id_once(postgres: bool) {
+        let (store, _backing) = store(postgres).await;
+        let batcher = Batcher::new(store.clone(), Arc::new(Notify::new()), QUEUE);
+        let mut first = event(0);
+        first.attributes.insert("copy".into(), "before".into());
+        assert_eq!(record_all(&batcher, vec![first]).await, [Outcome::Accepted]);
+
+        let mut events = Vec::new();
+        for copy in 0..2 {
+            for i in 0..20 {
+                let mut e = event(i);
+                e.attributes.insert("copy".into(), copy.to_string().into());
+                events.push(e);
+            }
+        }
+        let outcomes = record_all(&batcher, events).await;
+
+        let mut expected = vec![Outcome::Duplicate];
+        expected.extend([Outcome::Accepted; 19]);
+        expected.extend([Outcome::Duplicate; 20]);
+        assert_eq!(outcomes, expected);
+        let mut tx = store.begin().await.unwrap();
+        let stored = tx.claim_new_events(i64::MAX, 1000).await.unwrap();
+        assert_eq!(stored.len(), 20, "one row per id");
+        for i in 0..20 {
+            let c = tx
+                .contact_by_email(&format!("lead{i}@example.com"))
+                .await
+                .unwrap()
+                .unwrap();
+            let copy = if i == 0 { "before" } else { "0" };
+            assert_eq!(
+                c.attributes["copy"], copy,
+                "lead{i}: only the stored event's attributes"
+            );
+            assert!(
+                stored.iter().any(|e| e.contact_id == c.id),
+                "lead{i}'s event"
+            );
+        }
+        tx.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_stores_each_id_once_on_sqlite() {
+        batch_stores_each_id_once(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_stores_each_id_once_on_postgres() {
+        batch_stores_each_id_once(true).await;
+    }
+
+    /// An event whose insert fails is answered `Failed` alone: the batch is written again
+    /// one by one and its neighbours are stored.
+    async fn a_failing_event_spares_its_neighbours(postgres: bool) {
+        let (store, backing) = store(postgres).await;
+        backing.poison().await;
+        let batcher = Batcher::new(store.clone(), Arc::new(Notify::new()), QUEUE);
+        let mut events: Vec<EventBody> = (0..5).map(event).collect();
+        events[2].name = "poison".into();
+
+        let outcomes = record_all(&batcher, events).await;
+
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Accepted,
+                Outcome::Accepted,
+                Outcome::Failed,
+                Outcome::Accepted,
+                Outcome::Accepted
+            ]
+        );
+        let mut tx = store.begin().await.unwrap();
+        let stored = tx.claim_new_events(i64::MAX, 100).await.unwrap();
+        assert_eq!(stored.len(), 4);
+        assert!(stored.iter().all(|e| e.name == "lead.captured"));
+        tx.rollback().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failing_event_spares_its_neighbours_on_sqlite() {
+        a_failing_event_spares_its_neighbours(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_event_spares_its_neighbours_on_postgres() {
+        a_failing_event_spares_its_neighbours(true).await;
+    }
 
     fn event(i: usize) -> EventBody {
         EventBody {
