@@ -7,6 +7,7 @@
 //! postponement — and the queries that read all of it back, oldest first.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -116,7 +117,11 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(StoreError::connect)?;
-        Ok(Some(Self { pool, backend }))
+        Ok(Some(Self {
+            pool,
+            backend,
+            writer: Arc::default(),
+        }))
     }
 
     /// Starts a transaction that only reads (PostgreSQL refuses any write in it; a SQLite
@@ -130,6 +135,7 @@ impl Store {
         Ok(Tx {
             inner,
             backend: self.backend,
+            _turn: None,
         })
     }
 }

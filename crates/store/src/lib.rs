@@ -25,6 +25,7 @@ mod stats;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -64,6 +65,10 @@ pub enum Backend {
 /// schedule, and an HTTP request answers instead of hanging.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a SQLite writer waits for its turn, in this process and in SQLite's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const BUSY_PRAGMA: &str = "PRAGMA busy_timeout = 10000";
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -72,6 +77,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migr
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite's one writer, taken in this process before `BEGIN IMMEDIATE` (see
+    /// [`Store::begin`]); unused on PostgreSQL.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A transaction. SQLite transactions start with `BEGIN IMMEDIATE` so that two processes
@@ -79,6 +87,9 @@ pub struct Store {
 pub struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
+    /// This process's SQLite write turn, given back when the transaction ends (dropped
+    /// after `inner`, so after its commit or rollback).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Store {
@@ -116,7 +127,7 @@ impl Store {
                 Box::pin(async move {
                     use sqlx::Executor;
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute(BUSY_PRAGMA).await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     Ok(())
@@ -127,7 +138,11 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(StoreError::connect)?;
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            writer: Arc::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -150,14 +165,28 @@ impl Store {
     }
 
     /// Starts a transaction.
+    ///
+    /// On SQLite the writers of this process (the engine's rounds, the HTTP ingest's
+    /// batches, the form server) first queue for their turn here, first come first served,
+    /// and only then ask SQLite for its write lock. Left to SQLite, a writer that finds the
+    /// lock taken sleeps in the busy handler for up to 100 ms at a time and may lose the
+    /// lock again to a later one on waking: under a send round that gave HTTP ingest tails
+    /// of seconds. Another process still waits in the busy handler, up to its
+    /// `busy_timeout`; the turn here is bounded by the same 10 s.
     pub async fn begin(&self) -> Result<Tx> {
-        let inner = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let (inner, turn) = match self.backend {
+            Backend::Sqlite => {
+                let turn = tokio::time::timeout(BUSY_TIMEOUT, self.writer.clone().lock_owned())
+                    .await
+                    .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))?;
+                (self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(turn))
+            }
+            Backend::Postgres => (self.pool.begin().await?, None),
         };
         Ok(Tx {
             inner,
             backend: self.backend,
+            _turn: turn,
         })
     }
 
