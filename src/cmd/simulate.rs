@@ -8,8 +8,7 @@ use std::process::ExitCode;
 
 use nurture_campaign::{CampaignFile, SourceFile, load_paths};
 use nurture_scheduler::simulate::{
-    Lead, Rehearse, Rehearsed, ScriptError, SimulateError, Simulation, parse_script,
-    whole_seconds,
+    Lead, Rehearse, Rehearsed, ScriptError, SimulateError, Simulation, parse_script, whole_seconds,
 };
 use nurture_scheduler::{EngineConfig, Failure, Job};
 

@@ -226,7 +226,10 @@ impl fmt::Display for Report {
             self.start.format("%Y-%m-%d %H:%M")
         )?;
         if let Some(status) = self.inactive {
-            writeln!(f, "the campaign is {status}; simulated as if it were active")?;
+            writeln!(
+                f,
+                "the campaign is {status}; simulated as if it were active"
+            )?;
         }
         match &self.entry {
             Ok(how) => writeln!(f, "{how}")?,
