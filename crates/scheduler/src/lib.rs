@@ -16,6 +16,7 @@ pub mod frequency;
 mod live;
 pub mod plan;
 mod score;
+pub mod simulate;
 pub mod split;
 mod time;
 mod webhook;

@@ -1,17 +1,52 @@
-//! What `simulate` prints: a table with UTC and the lead's local time, or SPEC §7's JSON.
+//! What a simulation found, and the two ways `simulate` shows it: a table with UTC and the
+//! lead's local time ([`Report`]'s `Display`), or SPEC §7's JSON ([`Report::json`]).
+
+use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
-use nurture_campaign::{CampaignFile, Trigger};
-use nurture_scheduler::from_ms;
+use nurture_campaign::{Campaign, Trigger};
+use nurture_store::Enrollment;
 use serde::Serialize;
 
-use super::Sim;
 use super::lead::{EventSource, Lead};
+use super::timeline::{LeadLine, Line};
+use crate::from_ms;
+
+/// The outcome of a simulation: the lead's timeline over the simulated period.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The campaign as its file says (its status included).
+    pub campaign: Campaign,
+    /// The lead, with the trigger event it entered with.
+    pub lead: Lead,
+    /// The lead's time zone (its `timezone` attribute, or the default).
+    pub timezone: Tz,
+    /// Start of the simulated period (whole seconds).
+    pub start: DateTime<Utc>,
+    /// End of the simulated period.
+    pub end: DateTime<Utc>,
+    /// Length of the period in days.
+    pub days: u32,
+    /// How the lead entered, or why it did not.
+    pub entry: Result<String, String>,
+    /// The campaign's status when it is not active (it is simulated as if it were).
+    pub inactive: Option<&'static str>,
+    /// What the engine did, in order.
+    pub timeline: Vec<Line>,
+    /// The scripted lead actions, in order, as applied.
+    pub lead_actions: Vec<LeadLine>,
+    /// The lead's last enrollment, as the run left it.
+    pub last: Option<Enrollment>,
+    /// Emails rendered and built (none is sent).
+    pub rendered: usize,
+    /// Emails whose rendering failed.
+    pub failed: usize,
+}
 
 /// `--json`: SPEC §7's `{"campaign", "contact", "timeline"}`, then more.
 #[derive(Serialize)]
-pub(super) struct Output<'a> {
+pub struct JsonReport<'a> {
     campaign: &'a str,
     contact: &'a str,
     timeline: Vec<TimelineEntry<'a>>,
@@ -67,23 +102,13 @@ struct LeadEntry<'a> {
     note: Option<&'a str>,
 }
 
-pub(super) struct Report<'a> {
-    pub(super) file: &'a CampaignFile,
-    pub(super) lead: &'a Lead,
-    pub(super) tz: Tz,
-    pub(super) start: DateTime<Utc>,
-    pub(super) end: DateTime<Utc>,
-    pub(super) days: u32,
-    pub(super) sim: &'a Sim,
-}
-
 fn rfc(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-impl Report<'_> {
+impl Report {
     fn local(&self, t: DateTime<Utc>) -> DateTime<Tz> {
-        t.with_timezone(&self.tz)
+        t.with_timezone(&self.timezone)
     }
 
     fn day(&self, t: DateTime<Utc>) -> i64 {
@@ -91,8 +116,8 @@ impl Report<'_> {
     }
 
     /// How the run ended: the last enrollment's state, and a sentence.
-    fn ending(&self) -> (String, String) {
-        let e = match (&self.sim.entry, &self.sim.last) {
+    pub fn ending(&self) -> (String, String) {
+        let e = match (&self.entry, &self.last) {
             (Err(why), _) => return ("not_enrolled".into(), format!("not enrolled: {why}")),
             (Ok(_), None) => return ("not_enrolled".into(), "not enrolled".into()),
             (Ok(_), Some(e)) => e,
@@ -103,7 +128,7 @@ impl Report<'_> {
             e.next_run_at.map(from_ms),
             &e.exit_reason,
         );
-        let last = self.sim.lines.last();
+        let last = self.timeline.last();
         let day = last.map_or(0, |l| self.day(l.at));
         let sentence = match state.as_str() {
             "active" => format!(
@@ -127,16 +152,15 @@ impl Report<'_> {
         (state.clone(), sentence)
     }
 
-    /// `--json`.
-    pub(super) fn json(&self) -> Output<'_> {
+    /// The `--json` document (serialize it with `serde_json`).
+    pub fn json(&self) -> JsonReport<'_> {
         let (state, summary) = self.ending();
         let local = |t: DateTime<Utc>| self.local(t).to_rfc3339_opts(SecondsFormat::Secs, true);
-        Output {
-            campaign: self.file.campaign.id.as_str(),
-            contact: &self.lead.sample.email,
+        JsonReport {
+            campaign: self.campaign.id.as_str(),
+            contact: &self.lead.email,
             timeline: self
-                .sim
-                .lines
+                .timeline
                 .iter()
                 .map(|l| TimelineEntry {
                     at: rfc(l.at),
@@ -149,8 +173,7 @@ impl Report<'_> {
                 })
                 .collect(),
             events: self
-                .sim
-                .lead_lines
+                .lead_actions
                 .iter()
                 .map(|l| LeadEntry {
                     at: rfc(l.at),
@@ -162,12 +185,12 @@ impl Report<'_> {
                 })
                 .collect(),
             lead: &self.lead.origin,
-            timezone: self.tz.name(),
+            timezone: self.timezone.name(),
             start: rfc(self.start),
             end: rfc(self.end),
             days: self.days,
-            simulated_as_active: self.sim.inactive,
-            trigger_event: match &self.file.campaign.trigger {
+            simulated_as_active: self.inactive,
+            trigger_event: match &self.campaign.trigger {
                 Trigger::Event { name, .. } => Some(TriggerEvent {
                     name,
                     source: self.lead.event_source.as_str(),
@@ -175,44 +198,47 @@ impl Report<'_> {
                         EventSource::Stored(at) => Some(rfc(at)),
                         _ => None,
                     },
-                    properties: &self.lead.sample.event,
+                    properties: &self.lead.event,
                 }),
                 Trigger::Schedule { .. } | Trigger::Score(_) => None,
             },
-            enrolled: self.sim.entry.as_ref().ok().map(String::as_str),
+            enrolled: self.entry.as_ref().ok().map(String::as_str),
             state,
             summary,
-            rendered: self.sim.rendered,
-            failed: self.sim.failed,
+            rendered: self.rendered,
+            failed: self.failed,
             sent: 0,
         }
     }
+}
 
-    /// The table a marketer reads.
-    pub(super) fn print(&self) {
-        let c = &self.file.campaign;
-        outln!(
+/// The table a marketer reads; every line, the last included, ends with a newline.
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.campaign;
+        writeln!(
+            f,
             "{} for {} ({}), {} days from {} UTC; nothing is sent",
             c.id,
-            self.lead.sample.email,
+            self.lead.email,
             self.lead.origin,
             self.days,
             self.start.format("%Y-%m-%d %H:%M")
-        );
-        if let Some(status) = self.sim.inactive {
-            outln!("the campaign is {status}; simulated as if it were active");
+        )?;
+        if let Some(status) = self.inactive {
+            writeln!(
+                f,
+                "the campaign is {status}; simulated as if it were active"
+            )?;
         }
-        match &self.sim.entry {
-            Ok(how) => outln!("{how}"),
-            Err(why) => {
-                outln!("not enrolled: {why}");
-                return;
-            }
+        match &self.entry {
+            Ok(how) => writeln!(f, "{how}")?,
+            Err(why) => return writeln!(f, "not enrolled: {why}"),
         }
-        outln!();
+        writeln!(f)?;
         // Lead actions first at equal times: they are applied before the engine's round.
         let mut rows: Vec<(DateTime<Utc>, u8, [String; 4])> = Vec::new();
-        for l in &self.sim.lead_lines {
+        for l in &self.lead_actions {
             let reason = match &l.note {
                 Some(n) => format!("{} ({n})", l.what),
                 None => l.what.clone(),
@@ -228,7 +254,7 @@ impl Report<'_> {
                 ],
             ));
         }
-        for l in &self.sim.lines {
+        for l in &self.timeline {
             let reason = match &l.subject {
                 Some(subject) => format!("\"{subject}\""),
                 None => l.reason.clone(),
@@ -262,18 +288,16 @@ impl Report<'_> {
         };
         let step_w = width(0, 4);
         let out_w = width(1, 7);
-        let local_head = format!("local ({})", self.tz.name());
+        let local_head = format!("local ({})", self.timezone.name());
         let local_w = width(3, local_head.len());
-        outln!(
+        writeln!(
+            f,
             "{:>3}  {:<16}  {:<local_w$}  {:<step_w$}  {:<out_w$}  reason",
-            "day",
-            "UTC",
-            local_head,
-            "step",
-            "outcome"
-        );
+            "day", "UTC", local_head, "step", "outcome"
+        )?;
         for (at, _, [step, outcome, reason, local]) in &rows {
-            outln!(
+            writeln!(
+                f,
                 "{:>3}  {:<16}  {:<local_w$}  {:<step_w$}  {:<out_w$}  {}",
                 self.day(*at),
                 at.format("%Y-%m-%d %H:%M").to_string(),
@@ -281,22 +305,23 @@ impl Report<'_> {
                 step,
                 outcome,
                 reason
-            );
+            )?;
         }
         if rows.is_empty() {
-            outln!("  (nothing happens within {} days)", self.days);
+            writeln!(f, "  (nothing happens within {} days)", self.days)?;
         }
-        outln!();
+        writeln!(f)?;
         let (_, ending) = self.ending();
-        outln!(
+        writeln!(
+            f,
             "{ending}; {} email{} rendered{}, none sent",
-            self.sim.rendered,
-            if self.sim.rendered == 1 { "" } else { "s" },
-            if self.sim.failed > 0 {
-                format!(", {} failed", self.sim.failed)
+            self.rendered,
+            if self.rendered == 1 { "" } else { "s" },
+            if self.failed > 0 {
+                format!(", {} failed", self.failed)
             } else {
                 String::new()
             }
-        );
+        )
     }
 }

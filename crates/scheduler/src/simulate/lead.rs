@@ -1,35 +1,41 @@
-//! Who `simulate` runs: a stored contact (read through a read-only connection), a data file or
-//! a made-up lead — and, when the campaign does not take it, why.
+//! Who a simulation runs: a stored contact (read through a read-only connection), data given
+//! by the caller or a made-up lead — and, when the campaign does not take it, why.
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use nurture_campaign::{Campaign, Condition, Facts, Op, StepId, Trigger};
-use nurture_scheduler::{EnrollOutcome, from_ms};
 use nurture_store::{ContactStatus, EventRow, Store};
 use serde_json::{Map, Value, json};
 
-use crate::cmd::common::email_arg;
-use crate::cmd::send::Sample;
-use crate::config::Config;
-use crate::exit::invalid;
+use super::SimulateError;
+use crate::{EnrollOutcome, from_ms};
 
 /// Who is simulated.
-pub(super) struct Lead {
-    pub(super) sample: Sample,
+#[derive(Debug, Clone)]
+pub struct Lead {
+    /// The lead's address.
+    pub email: String,
+    /// Contact attributes.
+    pub attributes: Map<String, Value>,
+    /// Contact tags.
+    pub tags: Vec<String>,
+    /// The trigger event's properties (event triggers).
+    pub event: Map<String, Value>,
     /// Where the data came from, for the header.
-    pub(super) origin: String,
-    pub(super) status: ContactStatus,
-    pub(super) status_reason: Option<String>,
+    pub origin: String,
+    /// The contact's status (only a subscribed lead is enrolled and mailed).
+    pub status: ContactStatus,
+    /// Why the contact is in that status, if known.
+    pub status_reason: Option<String>,
     /// A stored contact's events up to the start (audiences and goals may ask about them).
-    pub(super) history: Vec<EventRow>,
-    /// Where the trigger event's properties (`sample.event`) come from.
-    pub(super) event_source: EventSource,
+    pub history: Vec<EventRow>,
+    /// Where the trigger event's properties (`event`) come from.
+    pub event_source: EventSource,
 }
 
 /// Where the simulated trigger event comes from, for the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum EventSource {
-    /// The data file's `event` (or none, for a made-up lead, until [`satisfy`] fills it).
+pub enum EventSource {
+    /// The caller's data (or none, for a made-up lead, until [`satisfy`] fills it).
     Given,
     /// The stored contact's latest event that the trigger takes, recorded at this time.
     Stored(DateTime<Utc>),
@@ -41,7 +47,7 @@ pub(super) enum EventSource {
 
 impl EventSource {
     /// For `--json`: `stored`, `made_up` or `given`.
-    pub(super) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Given => "given",
             Self::Stored(_) => "stored",
@@ -51,74 +57,93 @@ impl EventSource {
 }
 
 impl Lead {
-    pub(super) fn new(sample: Sample) -> Self {
+    /// A subscribed lead with this data and no history; `origin` says where it came from.
+    pub fn new(
+        origin: impl Into<String>,
+        email: impl Into<String>,
+        attributes: Map<String, Value>,
+        tags: Vec<String>,
+        event: Map<String, Value>,
+    ) -> Self {
         Self {
-            sample,
-            origin: String::new(),
+            email: email.into(),
+            attributes,
+            tags,
+            event,
+            origin: origin.into(),
             status: ContactStatus::Subscribed,
             status_reason: None,
             history: Vec::new(),
             event_source: EventSource::Given,
         }
     }
-}
 
-/// A stored contact, read through a read-only connection: its attributes, tags, status and
-/// events, and — for an event trigger — the properties of its latest event the trigger takes
-/// (the trigger's name, passing its `when`), which the simulation replays at the start.
-pub(super) async fn stored_lead(
-    config: &Config,
-    email: &str,
-    campaign: &Campaign,
-    start: DateTime<Utc>,
-) -> anyhow::Result<Lead> {
-    let email = email_arg(email)?;
-    let Some(store) = Store::open_read_only(config.database_url.expose())
-        .await
-        .context("cannot open the database")?
-    else {
-        return Err(invalid(format!(
-            "there is no contact {email} (the database does not exist yet)"
-        )));
-    };
-    let mut tx = store.begin_read().await?;
-    let Some(contact) = tx.contact_by_email(&email).await? else {
+    /// `sample.lead@example.com`, with no data at all.
+    pub fn made_up() -> Self {
+        Self::new(
+            "a made-up lead",
+            "sample.lead@example.com",
+            Map::new(),
+            Vec::new(),
+            Map::new(),
+        )
+    }
+
+    /// A stored contact, read from `database_url` through a read-only connection: its
+    /// attributes, tags, status and events, and — for an event trigger — the properties of
+    /// its latest event the trigger takes (the trigger's name, passing its `when`), which the
+    /// simulation replays at the start. `email` must already be a valid address.
+    pub async fn stored(
+        database_url: &str,
+        email: &str,
+        campaign: &Campaign,
+        start: DateTime<Utc>,
+    ) -> Result<Self, SimulateError> {
+        let Some(store) = Store::open_read_only(database_url)
+            .await
+            .map_err(SimulateError::OpenDatabase)?
+        else {
+            return Err(SimulateError::NoDatabase(email.to_string()));
+        };
+        let mut tx = store.begin_read().await?;
+        let Some(contact) = tx.contact_by_email(email).await? else {
+            tx.rollback().await?;
+            store.close().await;
+            return Err(SimulateError::NoContact(email.to_string()));
+        };
+        let history = tx
+            .contact_events(contact.id)
+            .await?
+            .into_iter()
+            .filter(|e| from_ms(e.occurred_at) <= start)
+            .collect();
         tx.rollback().await?;
         store.close().await;
-        return Err(invalid(format!("there is no contact {email}")));
-    };
-    let history = tx
-        .contact_events(contact.id)
-        .await?
-        .into_iter()
-        .filter(|e| from_ms(e.occurred_at) <= start)
-        .collect();
-    tx.rollback().await?;
-    store.close().await;
-    let mut lead = Lead {
-        origin: "a stored contact".into(),
-        status: contact.status,
-        status_reason: contact.status_reason.clone(),
-        history,
-        ..Lead::new(Sample {
-            email: contact.email,
-            attributes: contact.attributes,
-            tags: contact.tags,
-            event: Map::new(),
-        })
-    };
-    if let Trigger::Event { name, when } = &campaign.trigger {
-        let found = latest_trigger_event(&lead, name, when.as_ref(), start)
-            .map(|e| (e.properties.clone(), from_ms(e.occurred_at)));
-        match found {
-            Some((properties, at)) => {
-                lead.sample.event = properties;
-                lead.event_source = EventSource::Stored(at);
+        let mut lead = Lead {
+            status: contact.status,
+            status_reason: contact.status_reason.clone(),
+            history,
+            ..Lead::new(
+                "a stored contact",
+                contact.email,
+                contact.attributes,
+                contact.tags,
+                Map::new(),
+            )
+        };
+        if let Trigger::Event { name, when } = &campaign.trigger {
+            let found = latest_trigger_event(&lead, name, when.as_ref(), start)
+                .map(|e| (e.properties.clone(), from_ms(e.occurred_at)));
+            match found {
+                Some((properties, at)) => {
+                    lead.event = properties;
+                    lead.event_source = EventSource::Stored(at);
+                }
+                None => lead.event_source = EventSource::NoneStored,
             }
-            None => lead.event_source = EventSource::NoneStored,
         }
+        Ok(lead)
     }
-    Ok(lead)
 }
 
 /// The lead's latest event (up to `start`) named `name` that passes `when`.
@@ -169,7 +194,7 @@ pub(super) fn satisfy(cond: &Condition, out: &mut Map<String, Value>) {
     }
 }
 
-/// Why a schedule enrollment was refused, in words.
+/// Why a hand enrollment was refused, in words.
 pub(super) fn refusal(outcome: &EnrollOutcome, lead: &Lead) -> String {
     match outcome {
         EnrollOutcome::NotInAudience => "the lead is not in the campaign's audience".into(),
@@ -195,18 +220,14 @@ fn not_mailable(lead: &Lead) -> String {
 
 /// Why the trigger event enrolled nobody: the contact's status, the trigger's `when`, or the
 /// audience, with the part that was false.
-pub(super) fn why_not_enrolled(
-    campaign: &nurture_campaign::Campaign,
-    lead: &Lead,
-    start: DateTime<Utc>,
-) -> String {
+pub(super) fn why_not_enrolled(campaign: &Campaign, lead: &Lead, start: DateTime<Utc>) -> String {
     if lead.status != ContactStatus::Subscribed {
         return not_mailable(lead);
     }
     let seen = Seen {
         lead,
         now: start,
-        event: &lead.sample.event,
+        event: &lead.event,
     };
     if let Trigger::Event {
         when: Some(when), ..
@@ -233,14 +254,14 @@ struct Seen<'a> {
 
 impl Facts for Seen<'_> {
     fn has_tag(&self, tag: &str) -> bool {
-        self.lead.sample.tags.iter().any(|t| t == tag)
+        self.lead.tags.iter().any(|t| t == tag)
     }
 
     fn attribute(&self, name: &str) -> Option<Value> {
         if name == "email" {
-            return Some(Value::String(self.lead.sample.email.clone()));
+            return Some(Value::String(self.lead.email.clone()));
         }
-        self.lead.sample.attributes.get(name).cloned()
+        self.lead.attributes.get(name).cloned()
     }
 
     fn property(&self, name: &str) -> Option<Value> {

@@ -1,4 +1,4 @@
-//! The events file of `simulate`: what the lead does, and when. A YAML list read with the
+//! The script of a simulation: what the lead does, and when. A YAML list read with the
 //! campaign crate's position-keeping parser, so every problem points at `file:line:col`:
 //!
 //! ```yaml
@@ -9,38 +9,48 @@
 //! - {at: 4d, tag: customer}                # tags (`untag:` removes)
 //! ```
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use nurture_campaign::{Action, CampaignFile, Delay, SourceFile, yaml};
+use nurture_campaign::{Action, Campaign, Delay, Diagnostic, SourceFile, yaml};
 use serde_json::{Map, Value};
 
-use crate::exit::invalid;
+use super::whole_seconds;
 
 /// One scripted lead action.
 #[derive(Debug, Clone)]
-pub(super) struct Scripted {
-    pub(super) at: DateTime<Utc>,
-    pub(super) act: Act,
+pub struct Scripted {
+    /// When the lead does it.
+    pub at: DateTime<Utc>,
+    /// What the lead does.
+    pub act: Act,
 }
 
 /// What the lead does.
 #[derive(Debug, Clone)]
-pub(super) enum Act {
+pub enum Act {
+    /// Any event, with its properties.
     Event {
+        /// The event's name.
         name: String,
+        /// Its properties.
         properties: Map<String, Value>,
     },
+    /// Opens the email of this step (`email.opened`).
     Opened(String),
+    /// Clicks a link in the email of this step (`email.clicked`).
     Clicked(String),
+    /// Contact attributes change.
     Attribute(Map<String, Value>),
+    /// Tags are added.
     Tag(Vec<String>),
+    /// Tags are removed.
     Untag(Vec<String>),
 }
 
 impl Act {
     /// The step it concerns, and the action in words.
-    pub(super) fn describe(&self) -> (Option<&str>, String) {
+    pub fn describe(&self) -> (Option<&str>, String) {
         match self {
             Act::Event { name, properties } if properties.is_empty() => {
                 (None, format!("the lead has a `{name}` event"))
@@ -56,6 +66,31 @@ impl Act {
             Act::Untag(tags) => (None, format!("the lead loses the tag {}", tags.join(", "))),
         }
     }
+}
+
+/// Why an events file was refused. Both are the user's input being invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptError {
+    /// The file is not YAML; the diagnostic shows where.
+    #[error("{} is not a valid events file", path.display())]
+    Yaml {
+        /// The events file.
+        path: PathBuf,
+        /// The parser's problem, with its snippet.
+        diagnostic: Box<Diagnostic>,
+    },
+    /// An item is wrong.
+    #[error("{}:{line}:{col}: {message}", path.display())]
+    At {
+        /// The events file.
+        path: PathBuf,
+        /// Line of the offending node (1-based).
+        line: usize,
+        /// Column of the offending node (1-based).
+        col: usize,
+        /// What is wrong, in one sentence.
+        message: String,
+    },
 }
 
 /// `k: v, k2: v2` for a map of values.
@@ -76,35 +111,31 @@ pub(super) fn text(v: &Value) -> String {
 
 const SCRIPT_KEYS: [&str; 6] = ["event", "clicked", "opened", "attribute", "tag", "untag"];
 
-/// Reads the events file: a YAML list of `{at: 2d, clicked: case-study}`-style items, each
-/// with `at` (a wait from the start, or an RFC 3339 time) and one action. Problems point at
-/// `file:line:col` and exit 2.
-pub(super) fn parse_script(
-    path: &Path,
-    file: &CampaignFile,
+/// Reads an events file: a YAML list of `{at: 2d, clicked: case-study}`-style items, each
+/// with `at` (a wait from `start`, taken in whole seconds as [`super::simulate`] does, or an
+/// RFC 3339 time) and one action about `campaign`. Returns the actions in time order.
+pub fn parse_script(
+    source: &SourceFile,
+    campaign: &Campaign,
     start: DateTime<Utc>,
-) -> anyhow::Result<Vec<Scripted>> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-    let source = SourceFile::new(path, source);
-    let root = match yaml::parse(&source) {
+) -> Result<Vec<Scripted>, ScriptError> {
+    let start = whole_seconds(start);
+    let path = &source.path;
+    let root = match yaml::parse(source) {
         Ok(Some(root)) => root,
         Ok(None) => return Ok(Vec::new()),
         Err(d) => {
-            crate::cmd::validate::print_diagnostics(&[d]);
-            return Err(invalid(format!(
-                "{} is not a valid events file",
-                path.display()
-            )));
+            return Err(ScriptError::Yaml {
+                path: path.clone(),
+                diagnostic: Box::new(d),
+            });
         }
     };
-    let at = |node: &yaml::Node, msg: String| {
-        invalid(format!(
-            "{}:{}:{}: {msg}",
-            path.display(),
-            node.span.line,
-            node.span.col
-        ))
+    let at = |node: &yaml::Node, message: String| ScriptError::At {
+        path: path.clone(),
+        line: node.span.line,
+        col: node.span.col,
+        message,
     };
     let yaml::Kind::Seq(items) = &root.kind else {
         return Err(at(
@@ -112,7 +143,6 @@ pub(super) fn parse_script(
             "the events file must be a list, such as `- {at: 2d, clicked: case-study}`".into(),
         ));
     };
-    let campaign = &file.campaign;
     let mut out = Vec::new();
     for item in items {
         let yaml::Kind::Map(entries) = &item.kind else {
@@ -192,10 +222,10 @@ pub(super) fn parse_script(
 fn script_act(
     key: &str,
     value: &yaml::Node,
-    campaign: &nurture_campaign::Campaign,
-    at: &dyn Fn(&yaml::Node, String) -> anyhow::Error,
-) -> anyhow::Result<Act> {
-    let names = |value: &yaml::Node| -> anyhow::Result<Vec<String>> {
+    campaign: &Campaign,
+    at: &dyn Fn(&yaml::Node, String) -> ScriptError,
+) -> Result<Act, ScriptError> {
+    let names = |value: &yaml::Node| -> Result<Vec<String>, ScriptError> {
         let list = match value.to_json() {
             Value::String(s) => vec![s],
             Value::Array(items) => items.iter().map(text).collect(),
