@@ -1,488 +1,73 @@
-//! Delivery wiring: the courier that renders with `nurture-sender` and hands the message to
-//! SMTP (when `smtp_url` is set) or to the outbox folder.
+//! Delivery wiring: the configuration handed to `nurture-sender`'s [`Mailer`], its errors
+//! mapped to exit codes, and the server's counters as its [`SendObserver`].
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use anyhow::Context;
-use chrono::{DateTime, Utc};
-use nurture_campaign::{Campaign, SendAction};
-use nurture_scheduler::{Courier, Delivered, Engine, Failure, Job};
-use nurture_sender::{
-    BuiltMessage, Claim, DkimSigner, Outbox, OutgoingEmail, RenderRequest, Signer, SmtpConnection,
-    SmtpUrl, Templates, TlsTrust, Tracking, build_message, context,
-};
-use serde_json::{Map, Value};
-use tokio::sync::Mutex;
+use nurture_scheduler::Engine;
+use nurture_sender::{CourierSettings, ReplyClass, SendObserver};
+pub use nurture_sender::{Mailer, run_and_deliver};
 
 use crate::config::Config;
 use crate::exit::invalid;
 
-/// Where messages go.
-pub enum Transport {
-    /// `.eml` files.
-    Outbox(Outbox),
-    /// SMTP connections, one per concurrent send, reused between messages.
-    Smtp {
-        url: SmtpUrl,
-        /// `smtp_timeout`: the base of every wait on the server.
-        timeout: Duration,
-        /// The system's certificate store plus `smtp_ca_file`, read once at start-up.
-        trust: Arc<TlsTrust>,
-        idle: Mutex<Vec<SmtpConnection>>,
-    },
-}
-
-/// Renders and sends. One per process; templates reload with campaigns.
-pub struct Mailer {
-    pub templates: Arc<Templates>,
-    pub signer: Signer,
-    pub base_url: String,
-    pub postal_address: Option<String>,
-    pub dkim: Option<DkimSigner>,
-    pub transport: Transport,
-    pacer: Pacer,
-    /// How many messages go out at once.
-    pub concurrency: usize,
-    /// Send latency and SMTP replies by class, for `/metrics` (the daemon's).
-    pub metrics: Option<Arc<nurture_server::Metrics>>,
-    /// Delivers webhook steps.
-    pub webhooks: crate::webhooks::Hooks,
-}
-
-/// Spaces sends evenly under `rate_per_second` across all concurrent senders.
-struct Pacer {
-    /// Messages per second.
-    rate: u32,
-    interval: Duration,
-    next: Mutex<tokio::time::Instant>,
-}
-
-impl Pacer {
-    fn new(rate: u32) -> Self {
-        Self {
-            rate: rate.max(1),
-            interval: Duration::from_secs(1) / rate.max(1),
-            next: Mutex::new(tokio::time::Instant::now()),
+/// The mailer for `config`; the signing secret comes from the config or the database
+/// (generated once).
+pub async fn mailer(config: &Config, engine: &Engine) -> anyhow::Result<Mailer> {
+    let secret = match &config.secret {
+        Some(s) => s.expose().to_string(),
+        None => {
+            let candidate = nurture_sender::random_secret()?;
+            engine.store().secret(move || candidate).await?
         }
-    }
-
-    async fn wait(&self) {
-        let (slot, now) = {
-            let mut next = self.next.lock().await;
-            let now = tokio::time::Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + self.interval;
-            (slot, now)
-        };
-        // A slot already due needs no timer (registering one costs more than the rest).
-        if slot > now {
-            tokio::time::sleep_until(slot).await;
-        }
-    }
-}
-
-impl Mailer {
-    /// Builds the mailer from the configuration; the signing secret comes from the config or
-    /// the database (generated once).
-    pub async fn new(config: &Config, engine: &Engine) -> anyhow::Result<Self> {
-        let secret = match &config.secret {
-            Some(s) => s.expose().to_string(),
-            None => {
-                let candidate = nurture_sender::random_secret()?;
-                engine.store().secret(move || candidate).await?
-            }
-        };
-        Self::with_secret(config, &secret)
-    }
-
-    /// Builds the mailer with a given signing secret (no database needed).
-    pub fn with_secret(config: &Config, secret: &str) -> anyhow::Result<Self> {
-        let templates =
-            Templates::load(&config.templates_dir).context("cannot load the templates")?;
-        let dkim = match (
-            &config.dkim_domain,
-            &config.dkim_selector,
-            &config.dkim_private_key,
-        ) {
-            (Some(d), Some(s), Some(k)) => {
-                let pem = if k.expose().contains("-----BEGIN") {
-                    k.expose().to_string()
-                } else {
-                    std::fs::read_to_string(k.expose()).map_err(|e| {
-                        invalid(format!("cannot read the DKIM private key file: {e}"))
-                    })?
-                };
-                let signer = DkimSigner::new(d, s, &pem).map_err(|e| invalid(e.to_string()))?;
-                if let Some(a) = &config.dkim_algorithm {
-                    signer
-                        .require_algorithm(a)
-                        .map_err(|e| invalid(e.to_string()))?;
-                }
-                Some(signer)
-            }
-            (None, None, None) => None,
-            _ => {
-                return Err(invalid(
-                    "DKIM needs all three of dkim_domain, dkim_selector and dkim_private_key",
-                ));
-            }
-        };
-        let transport = match &config.smtp_url {
-            Some(url) => Transport::Smtp {
-                url: SmtpUrl::parse(url.expose())
-                    .map_err(|e| invalid(format!("invalid smtp_url: {e}")))?,
-                timeout: config.smtp_timeout,
-                // A CA file that cannot be used stops the command here (exit 2) rather than
-                // deferring every message later.
-                trust: match &config.smtp_ca_file {
-                    Some(path) => {
-                        TlsTrust::with_ca_file(path).map_err(|e| invalid(e.to_string()))?
-                    }
-                    None => TlsTrust::system(),
-                },
-                idle: Mutex::new(Vec::new()),
-            },
-            None => Transport::Outbox(Outbox::new(config.outbox_dir.clone())),
-        };
-        Ok(Self {
-            webhooks: crate::webhooks::Hooks::new(config),
-            templates: Arc::new(templates),
-            signer: Signer::new(secret),
-            base_url: config.base_url.clone(),
-            postal_address: config.postal_address.clone(),
-            dkim,
-            transport,
-            pacer: Pacer::new(config.rate_per_second),
-            concurrency: 10,
-            metrics: None,
-        })
-    }
-
-    /// Reloads the templates (after an edit).
-    pub fn reload_templates(&mut self, config: &Config) -> anyhow::Result<()> {
-        self.templates = Arc::new(Templates::load(&config.templates_dir)?);
-        Ok(())
-    }
-
-    fn url(&self, kind: &str, claim: &Claim) -> String {
-        format!("{}/{kind}/{}", self.base_url, self.signer.sign(claim))
-    }
-
-    /// Renders and builds one email. The `Date` header is the wall clock: when the message
-    /// really leaves, even under `tick --now`. `message_id` names the queued message for tokens
-    /// (`None` for test sends); `to` overrides the recipient.
-    #[allow(clippy::too_many_arguments, clippy::disallowed_methods)]
-    pub fn build(
-        &self,
-        campaign: &Campaign,
-        step_id: &str,
-        send: &SendAction,
-        contact_email: &str,
-        attributes: &Map<String, Value>,
-        tags: &[String],
-        event: &Map<String, Value>,
-        message_id: Option<i64>,
-        to: Option<&str>,
-        subject_prefix: &str,
-    ) -> Result<BuiltMessage, Failure> {
-        let unsubscribe_url = match message_id {
-            Some(id) => self.url("u", &Claim::Unsubscribe(id)),
-            None => self.url("u", &Claim::TestUnsubscribe(0)),
-        };
-        let tracking = match message_id {
-            Some(id) => {
-                let signer = self.signer.clone();
-                let base = self.base_url.clone();
-                Tracking {
-                    open_pixel: campaign
-                        .tracking
-                        .opens
-                        .then(|| self.url("o", &Claim::Open(id))),
-                    click: campaign.tracking.clicks.then(|| {
-                        Arc::new(move |u: &str| {
-                            format!("{base}/c/{}", signer.sign(&Claim::Click(id, u.to_string())))
-                        }) as Arc<dyn Fn(&str) -> String + Send + Sync>
-                    }),
-                    keep: Some(unsubscribe_url.clone()),
-                }
-            }
-            None => Tracking::default(),
-        };
-        let rendered = self
-            .render_with(
-                campaign,
-                step_id,
-                send,
-                contact_email,
-                attributes,
-                tags,
-                event,
-                &unsubscribe_url,
-                tracking,
-            )
-            .map_err(|e| Failure::Render(e.to_string()))?;
-        let from = campaign.from_for(send).ok_or_else(|| {
-            Failure::Render(format!("campaign {} has no From address", campaign.id))
-        })?;
-        let reply_to = campaign.reply_to_for(send);
-        let subject = format!("{subject_prefix}{}", rendered.subject);
-        let to_name = display_name(attributes);
-        build_message(
-            &OutgoingEmail {
-                from_name: from.name(),
-                from_address: from.address(),
-                reply_to: reply_to.map(|r| (r.name(), r.address())),
-                to_name: if to.is_some() {
-                    None
-                } else {
-                    to_name.as_deref()
-                },
-                to_address: to.unwrap_or(contact_email),
-                subject: &subject,
-                html: &rendered.html,
-                text: &rendered.text,
-                unsubscribe_url: &unsubscribe_url,
-                campaign: campaign.id.as_str(),
-                step: step_id,
-                date: SystemTime::now(),
-            },
-            self.dkim.as_ref(),
-        )
-        .map_err(|e| Failure::Render(e.to_string()))
-    }
-
-    /// The rendered parts of one email, for `preview`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn render_parts(
-        &self,
-        campaign: &Campaign,
-        step_id: &str,
-        send: &SendAction,
-        contact_email: &str,
-        attributes: &Map<String, Value>,
-        tags: &[String],
-        event: &Map<String, Value>,
-    ) -> anyhow::Result<nurture_sender::Rendered> {
-        let unsubscribe_url = self.url("u", &Claim::TestUnsubscribe(0));
-        self.render_with(
-            campaign,
-            step_id,
-            send,
-            contact_email,
-            attributes,
-            tags,
-            event,
-            &unsubscribe_url,
-            Tracking::default(),
-        )
-    }
-
-    /// Renders one email step for one contact; errors name campaign, step and contact.
-    #[allow(clippy::too_many_arguments)]
-    fn render_with(
-        &self,
-        campaign: &Campaign,
-        step_id: &str,
-        send: &SendAction,
-        contact_email: &str,
-        attributes: &Map<String, Value>,
-        tags: &[String],
-        event: &Map<String, Value>,
-        unsubscribe_url: &str,
-        tracking: Tracking,
-    ) -> anyhow::Result<nurture_sender::Rendered> {
-        let ctx = context(
-            contact_email,
-            attributes,
-            tags,
-            event,
-            campaign.id.as_str(),
-            &campaign.name,
-            step_id,
-            unsubscribe_url,
-            self.postal_address.as_deref(),
-        );
-        self.templates
-            .render(&RenderRequest {
-                template: send.template.as_str(),
-                layout: campaign.layout_for(send).map(|l| l.as_str()),
-                subject: &send.subject,
-                preheader: send.preheader.as_deref(),
-                context: &ctx,
-                tracking,
-            })
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "campaign {}, step {step_id}, contact {contact_email}: {e}",
-                    campaign.id
-                )
-            })
-    }
-
-    /// Hands a built message to the transport.
-    #[allow(clippy::disallowed_methods)] // the outbox file name carries the wall-clock time
-    pub async fn transmit(&self, m: &BuiltMessage) -> Result<String, Failure> {
-        match &self.transport {
-            Transport::Outbox(outbox) => {
-                let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
-                let path = outbox
-                    .write(m, &stamp)
-                    .map_err(|e| Failure::Transient(format!("cannot write to the outbox: {e}")))?;
-                Ok(format!("written to {}", path.display()))
-            }
-            Transport::Smtp {
-                url,
-                timeout,
-                trust,
-                idle,
-            } => {
-                self.pacer.wait().await;
-                let mut conn = idle.lock().await.pop().unwrap_or_else(|| {
-                    SmtpConnection::new(url.clone())
-                        .with_timeout(*timeout)
-                        .with_trust(trust.clone())
-                });
-                let started = tokio::time::Instant::now();
-                let result = conn.send(m).await;
-                if let Some(metrics) = &self.metrics {
-                    let code = match &result {
-                        Ok(_) => Some(250),
-                        Err(e) => e.code,
-                    };
-                    metrics.observe_send(
-                        started.elapsed(),
-                        nurture_server::Metrics::reply_class(code),
-                    );
-                }
-                idle.lock().await.push(conn);
-                result.map_err(|e| {
-                    if e.is_permanent() {
-                        Failure::Permanent(e.to_string())
-                    } else if e.is_unknown() {
-                        Failure::Unknown(e.to_string())
-                    } else {
-                        Failure::Transient(e.to_string())
-                    }
-                })
-            }
-        }
-    }
-
-    /// Closes idle SMTP connections politely.
-    pub async fn close(&self) {
-        if let Transport::Smtp { idle, .. } = &self.transport {
-            for mut c in idle.lock().await.drain(..) {
-                c.close().await;
-            }
-        }
-    }
-}
-
-/// The contact's name for the To header: `name`, else `first_name last_name`.
-fn display_name(attributes: &Map<String, Value>) -> Option<String> {
-    let get = |k: &str| {
-        attributes
-            .get(k)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
     };
-    if let Some(n) = get("name") {
-        return Some(n.to_string());
-    }
-    let parts: Vec<&str> = [get("first_name"), get("last_name")]
-        .into_iter()
-        .flatten()
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(" "))
+    with_secret(config, &secret)
 }
 
-impl Courier for Mailer {
-    type Prepared = BuiltMessage;
-
-    fn prepare(&self, job: &Job<'_>) -> Result<(String, BuiltMessage), Failure> {
-        let (contact, event) = (job.contact, job.event);
-        let built = self.build(
-            job.campaign,
-            job.step.id.as_str(),
-            job.send,
-            &contact.email,
-            &contact.attributes,
-            &contact.tags,
-            event,
-            Some(job.message.id),
-            None,
-            "",
-        )?;
-        Ok((built.message_id.clone(), built))
-    }
-
-    /// Renders on every core: rendering (Handlebars, CSS inlining, the text part, MIME
-    /// encoding) is most of a message's CPU time.
-    fn prepare_all(&self, jobs: &[Job<'_>]) -> Vec<Result<(String, BuiltMessage), Failure>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-        if threads < 2 || jobs.len() < 8 {
-            return jobs.iter().map(|j| self.prepare(j)).collect();
-        }
-        let per = jobs.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = jobs
-                .chunks(per)
-                .map(|chunk| {
-                    let h = scope
-                        .spawn(move || chunk.iter().map(|j| self.prepare(j)).collect::<Vec<_>>());
-                    (chunk.len(), h)
-                })
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|(n, h)| {
-                    h.join().unwrap_or_else(|_| {
-                        vec![Err(Failure::Render("the renderer panicked".into())); n]
-                    })
-                })
-                .collect()
-        })
-    }
-
-    fn rate(&self) -> Option<u32> {
-        // Only SMTP sends are paced.
-        matches!(self.transport, Transport::Smtp { .. }).then_some(self.pacer.rate)
-    }
-
-    fn size(&self, prepared: &BuiltMessage) -> usize {
-        std::mem::size_of::<BuiltMessage>()
-            + prepared.bytes.capacity()
-            + prepared.from.capacity()
-            + prepared.to.capacity()
-            + prepared.message_id.capacity()
-    }
-
-    async fn send(&self, prepared: BuiltMessage) -> Result<String, Failure> {
-        self.transmit(&prepared).await
-    }
+/// The mailer for `config` with a given signing secret (no database needed).
+pub fn with_secret(config: &Config, secret: &str) -> anyhow::Result<Mailer> {
+    let settings = CourierSettings {
+        templates_dir: &config.templates_dir,
+        smtp_url: config.smtp_url.as_ref().map(|s| s.expose()),
+        smtp_timeout: config.smtp_timeout,
+        smtp_ca_file: config.smtp_ca_file.as_deref(),
+        outbox_dir: &config.outbox_dir,
+        base_url: &config.base_url,
+        postal_address: config.postal_address.as_deref(),
+        rate_per_second: config.rate_per_second,
+        dkim_domain: config.dkim_domain.as_deref(),
+        dkim_selector: config.dkim_selector.as_deref(),
+        dkim_private_key: config.dkim_private_key.as_ref().map(|k| k.expose()),
+        dkim_algorithm: config.dkim_algorithm.as_deref(),
+        webhook_secret: config.webhook_secret.as_ref().map(|s| s.expose()),
+        webhook_hosts: &config.webhook_hosts,
+    };
+    Mailer::with_secret(&settings, secret).map_err(|e| match e {
+        // Bad configuration is exit 2; an unreadable templates folder stays a runtime failure.
+        e if e.is_invalid_input() => invalid(e.to_string()),
+        e => anyhow::Error::new(e),
+    })
 }
 
-/// One round of the engine, then delivery of everything due (see
-/// [`Engine::run_and_deliver`]).
-pub async fn run_and_deliver(
-    mailer: &Arc<Mailer>,
-    engine: &Engine,
-    now: DateTime<Utc>,
-) -> anyhow::Result<(nurture_scheduler::Outcome, Delivered)> {
-    let done = engine
-        .run_and_deliver(mailer, now, mailer.concurrency)
-        .await?;
-    let hooks = engine.deliver_webhooks(&mailer.webhooks, now).await?;
-    if hooks != nurture_scheduler::WebhookReport::default() {
-        tracing::info!(
-            sent = hooks.sent,
-            deferred = hooks.deferred,
-            failed = hooks.failed,
-            unknown = hooks.unknown,
-            "webhooks delivered"
-        );
+/// Reloads the mailer's templates from `templates_dir` (after an edit).
+pub fn reload_templates(mailer: &mut Mailer, config: &Config) -> anyhow::Result<()> {
+    Ok(mailer.reload_templates(&config.templates_dir)?)
+}
+
+/// The daemon's `/metrics` counters as the mailer's observer.
+pub fn observer(metrics: Arc<nurture_server::Metrics>) -> Arc<dyn SendObserver> {
+    Arc::new(Counters(metrics))
+}
+
+/// Adapts the server's counters (the server and the sender do not know each other).
+struct Counters(Arc<nurture_server::Metrics>);
+
+impl SendObserver for Counters {
+    fn observe_send(&self, latency: Duration, reply: ReplyClass) {
+        self.0.observe_send(latency, reply.as_str());
     }
-    Ok(done)
+
+    fn observe_lost(&self, n: u64) {
+        self.0.observe_lost(n);
+    }
 }

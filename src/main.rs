@@ -14,7 +14,6 @@ mod cmd;
 mod config;
 mod delivery;
 mod exit;
-mod webhooks;
 
 use std::process::ExitCode;
 

@@ -45,7 +45,7 @@ pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode
         engine = engine.with_time_standing_still();
     }
     sync_campaigns(&engine, config, now).await?;
-    let mailer = std::sync::Arc::new(crate::delivery::Mailer::new(config, &engine).await?);
+    let mailer = std::sync::Arc::new(crate::delivery::mailer(config, &engine).await?);
     let started = std::time::Instant::now();
     let (out, delivered) = crate::delivery::run_and_deliver(&mailer, &engine, now).await?;
     let confirmations =
@@ -78,9 +78,9 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let mut stop = shutdown_signal(engine.clone());
     let mut last_files = campaign_stamp(config);
     sync_campaigns(&engine, config, now_or(None)?).await?;
-    let mut mailer = crate::delivery::Mailer::new(config, &engine).await?;
+    let mut mailer = crate::delivery::mailer(config, &engine).await?;
     let metrics = std::sync::Arc::new(nurture_server::Metrics::new());
-    mailer.metrics = Some(metrics.clone());
+    mailer.metrics = Some(crate::delivery::observer(metrics.clone()));
     let mut mailer = std::sync::Arc::new(mailer);
     // The HTTP server (ingest, unsubscribe, tracking, health, metrics) on a thread of its
     // own; a posted event wakes the loop at once.
@@ -182,7 +182,7 @@ async fn round(
         // the only reference.
         match std::sync::Arc::get_mut(mailer) {
             Some(m) => {
-                if let Err(e) = m.reload_templates(config) {
+                if let Err(e) = crate::delivery::reload_templates(m, config) {
                     tracing::error!("templates not reloaded: {e:#}");
                 }
             }

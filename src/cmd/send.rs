@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 use super::common::{email_arg, open_engine};
 use crate::cli::Format;
 use crate::config::Config;
-use crate::delivery::Mailer;
 use crate::exit::invalid;
 
 /// The data an email is rendered with.
@@ -207,7 +206,7 @@ pub async fn preview(
         )));
     };
     let (s, secret) = sample(config, contact, data, campaign).await?;
-    let mailer = Mailer::with_secret(config, &secret)?;
+    let mailer = crate::delivery::with_secret(config, &secret)?;
     let built = mailer
         .build(
             c,
@@ -283,7 +282,7 @@ pub async fn test_send(
         }));
     }
     let (s, secret) = sample(config, contact, data, campaign).await?;
-    let mailer = Mailer::with_secret(config, &secret)?;
+    let mailer = crate::delivery::with_secret(config, &secret)?;
     let mut failed = 0;
     for (st, send) in steps {
         let sent = match mailer.build(

@@ -70,7 +70,7 @@ pub async fn simulate(config: &Config, args: &Args<'_>) -> anyhow::Result<ExitCo
             ..EngineConfig::default()
         },
     };
-    let renderer = Rehearsal(Mailer::with_secret(config, "simulate")?);
+    let renderer = Rehearsal(crate::delivery::with_secret(config, "simulate")?);
     let report = nurture_scheduler::simulate::simulate(sim, renderer)
         .await
         .map_err(simulate_error)?;

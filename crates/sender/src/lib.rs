@@ -6,8 +6,10 @@
 //! half-rendered leaves), building a standards-correct MIME message with lettre, and the two
 //! transports — SMTP over connections we manage ourselves, and an outbox folder of `.eml`
 //! files. Whether a failure is transient, permanent or of unknown outcome is decided here,
-//! once ([`SendError`]). It knows nothing of SQL, scheduling or campaigns' YAML; the `Date`
-//! header and outbox file-name stamps come from the caller.
+//! once ([`SendError`]). It knows nothing of SQL or campaigns' YAML; it plugs into the
+//! scheduler's delivery rounds through the scheduler's traits (`courier`, `hooks`). The lower
+//! modules take the `Date` header and outbox file-name stamps from the caller; only the
+//! courier reads the wall clock, for the moment a message really leaves.
 //!
 //! | module | what |
 //! |---|---|
@@ -19,10 +21,14 @@
 //! | smtp | [`SmtpUrl`], [`SmtpConnection`], [`SendError`] by [`Phase`] |
 //! | trust | [`TlsTrust`]: the system's certificate store plus `smtp_ca_file` |
 //! | outbox | [`Outbox`]: one `.eml` file per message, written atomically |
+//! | courier | [`Mailer`]: the scheduler's [`Courier`](nurture_scheduler::Courier) over these, [`run_and_deliver`] |
+//! | hooks | [`Hooks`]: the webhook client as the scheduler's [`Poster`](nurture_scheduler::Poster) |
 //!
 //! Link tokens ([`Signer`], [`Claim`]) live in `nurture-token`, re-exported here.
 
+mod courier;
 mod dkim;
+mod hooks;
 mod inline;
 mod message;
 mod outbox;
@@ -33,7 +39,12 @@ mod tracking;
 mod trust;
 mod webhook;
 
+pub use courier::{
+    CourierError, CourierSettings, Mailer, ReplyClass, SendObserver, StepRenderError, Transport,
+    run_and_deliver,
+};
 pub use dkim::{Canonicalization, DkimError, DkimSigner, SIGNED_HEADERS};
+pub use hooks::Hooks;
 pub use message::{BuiltMessage, MessageError, OutgoingEmail, build_message, sanitize_header_text};
 pub use nurture_token::{Claim, NoRandomness, Signer, random_secret};
 pub use outbox::Outbox;

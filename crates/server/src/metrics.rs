@@ -1,6 +1,8 @@
 //! In-process delivery counters and the Prometheus text format (0.0.4) that reports them.
 //!
-//! The delivery code calls [`Metrics::observe_send`] once per SMTP attempt; `/metrics`
+//! The delivery code calls [`Metrics::observe_send`] once per SMTP attempt (through the
+//! sender's `SendObserver`, which the binary adapts to these counters: this crate does not
+//! depend on the sender, and the sender classes the reply codes); `/metrics`
 //! renders these counters beside the gauges it reads from the database at scrape time. The
 //! format is a handful of lines, so it is written here rather than through a registry
 //! crate: a counter is an atomic, a histogram is one atomic per bucket.
@@ -54,17 +56,6 @@ impl Metrics {
             .position(|c| *c == reply_class)
             .unwrap_or(REPLY_CLASSES.len() - 1);
         self.replies[class].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The class of an SMTP reply code for [`Metrics::observe_send`]: `"2xx"`, `"4xx"`,
-    /// `"5xx"`, or `"error"` when there was no reply (`None`) or it made no sense.
-    pub fn reply_class(code: Option<u16>) -> &'static str {
-        match code {
-            Some(200..=299) => "2xx",
-            Some(400..=499) => "4xx",
-            Some(500..=599) => "5xx",
-            _ => "error",
-        }
     }
 
     /// Counts outcomes that missed their guard (the scheduler's `Delivered::lost`):
@@ -178,15 +169,6 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line} in\n{out}");
         }
-    }
-
-    #[test]
-    fn reply_codes_are_classed() {
-        assert_eq!(Metrics::reply_class(Some(250)), "2xx");
-        assert_eq!(Metrics::reply_class(Some(451)), "4xx");
-        assert_eq!(Metrics::reply_class(Some(550)), "5xx");
-        assert_eq!(Metrics::reply_class(Some(0)), "error");
-        assert_eq!(Metrics::reply_class(None), "error");
     }
 
     #[test]

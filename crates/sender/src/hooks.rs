@@ -1,24 +1,21 @@
-//! Wiring of the webhook step: the sender's HTTP client as the engine's [`Poster`].
+//! The webhook step wired to the engine: the sender's HTTP client ([`WebhookClient`]) as the
+//! scheduler's [`Poster`], its three answers mapped one to one onto the engine's outcomes.
 
 use chrono::{DateTime, Utc};
 use nurture_campaign::WebhookAction;
 use nurture_scheduler::{PostOutcome, Poster};
-use nurture_sender::{TlsTrust, WebhookClient, WebhookReply};
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::{TlsTrust, WebhookClient, WebhookReply};
 
 /// The webhook client built from `webhook_secret` and `webhook_hosts`.
 #[derive(Clone, Debug)]
 pub struct Hooks(WebhookClient);
 
 impl Hooks {
-    pub fn new(config: &Config) -> Self {
-        Self(WebhookClient::new(
-            config.webhook_secret.as_ref().map(|s| s.expose()),
-            config.webhook_hosts.clone(),
-            TlsTrust::system(),
-        ))
+    /// A client signing with `secret` (when set) and posting only to `hosts`.
+    pub fn new(secret: Option<&str>, hosts: Vec<String>) -> Self {
+        Self(WebhookClient::new(secret, hosts, TlsTrust::system()))
     }
 }
 
