@@ -40,6 +40,31 @@ def env():
     return e
 
 
+# The dashboard counters kept by triggers (migrations 0011 and 0012, issue 19).
+COUNT_TRIGGERS = [
+    "enrollment_counts_insert", "enrollment_counts_update", "enrollment_counts_delete",
+    "funnel_marked", "funnel_unmarked", "funnel_enrolled", "funnel_goal_changed", "funnel_unenrolled",
+    "funnel_emailed_insert", "funnel_emailed_update", "funnel_engaged",
+    "step_marked", "step_unmarked", "step_unenrolled", "step_sent_insert", "step_sent_update",
+    "step_sent_delete", "step_engaged",
+]
+
+
+def bare_copy(source, target):
+    """A copy of the database without the dashboard counters' triggers (for --trigger-cost)."""
+    shutil.copy(source, target)
+    import sqlite3
+    con = sqlite3.connect(target)
+    try:
+        for name in COUNT_TRIGGERS:
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE type='trigger' AND name=?", (name,)).fetchone():
+                sys.exit(f"trigger {name} not found: keep bench/send.py's COUNT_TRIGGERS in step with migrations/sqlite")
+            con.execute(f"DROP TRIGGER {name}")
+        con.commit()
+    finally:
+        con.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/nurture"))
@@ -49,6 +74,9 @@ def main():
                     help="drop the welcome email's .txt.hbs so its text part is derived from the HTML")
     ap.add_argument("--dkim", nargs="?", const="rsa", choices=["rsa", "ed25519"],
                     help="sign every message with DKIM: rsa (the default, a 2048-bit key made with openssl) or ed25519")
+    ap.add_argument("--trigger-cost", action="store_true",
+                    help="also run each tick on a copy without the dashboard counters' triggers "
+                         "(migrations 0011 and 0012) and report what they cost the send")
     a = ap.parse_args()
     binary = os.path.abspath(a.binary)
     for tool in ("smtp-sink", "smtp-source"):
@@ -84,19 +112,28 @@ def main():
             e.update(NURTURE_DKIM_DOMAIN="leadcraft.example", NURTURE_DKIM_SELECTOR="nurture", NURTURE_DKIM_PRIVATE_KEY=key)
         db = os.path.join(work, "nurture.db")
         shutil.copy(db, db + ".imported")
+        if a.trigger_cost:
+            bare_copy(db + ".imported", db + ".bare")
         # This machine is noisy (a VM sharing its host): both sides run --repeat times,
         # alternating, from the same imported database, and the medians are compared.
-        ticks, refs, out = [], [], ""
-        for run in range(a.repeat):
+        ticks, bare, refs, out = [], [], [], ""
+
+        def tick(source):
             for suffix in ("-wal", "-shm"):
                 if os.path.exists(db + suffix):
                     os.remove(db + suffix)
-            shutil.copy(db + ".imported", db)
+            shutil.copy(source, db)
             t = time.perf_counter()
-            out = subprocess.run([binary, "tick"], cwd=work, env=e, capture_output=True, text=True, check=True).stdout.strip()
-            ticks.append(time.perf_counter() - t)
-            if f" {a.leads} sent," not in out:
-                sys.exit(f"not every lead got its email: {out}")
+            said = subprocess.run([binary, "tick"], cwd=work, env=e, capture_output=True, text=True, check=True).stdout.strip()
+            if f" {a.leads} sent," not in said:
+                sys.exit(f"not every lead got its email: {said}")
+            return time.perf_counter() - t, said
+
+        for run in range(a.repeat):
+            took, out = tick(db + ".imported")
+            ticks.append(took)
+            if a.trigger_cost:
+                bare.append(tick(db + ".bare")[0])
             t = time.perf_counter()
             subprocess.run(["smtp-source", "-d", "-s", "10", "-l", str(size), "-m", str(a.leads), "-f", "bench@example.com", "-t", "sink@example.com", f"127.0.0.1:{port}"], check=True, capture_output=True)
             refs.append(time.perf_counter() - t)
@@ -106,6 +143,10 @@ def main():
         signed = {"rsa": ", DKIM rsa-sha256 (2048-bit key)", "ed25519": ", DKIM ed25519-sha256"}.get(a.dkim, "")
         print(f"nurture:     {a.leads} leads enrolled, rendered{signed} and sent by one tick: median {dt:.2f}s = {nurture_rate:,.0f} msg/s ({size} byte messages; runs: {spread(ticks)})")
         print(f"             {out}")
+        if a.trigger_cost:
+            db2 = statistics.median(bare)
+            print(f"             without the dashboard counters' triggers (0011, 0012): median {db2:.2f}s = {a.leads / db2:,.0f} msg/s "
+                  f"(runs: {spread(bare)}); the triggers cost {(dt - db2) / dt:.0%} of the tick, {(dt - db2) / a.leads * 1e6:.0f} µs per message")
         # The largest child: a tick (the import and preview before it are smaller).
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
         print(f"             peak RSS while sending: {peak} MB")
