@@ -8,7 +8,7 @@ once (a second post of the same ids is a no-op).
 References, the same events without HTTP: `nurture contacts import --event` (all of them in
 one process) and `nurture event` (a sample, one process per event as a shell script would).
 
-Usage: bench/ingest.py [--binary target/release/nurture] [--events 50000] [--connections 16]
+Usage: bench/ingest.py [--binary target/release/nurture] [--events 50000] [--connections 64]
                        [--backlog 20000] [--cli-sample 200]
 Build first: cargo build --release. Needs rustc, smtp-sink (Debian package postfix), python3.
 """
@@ -53,7 +53,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target/release/nurture"))
     ap.add_argument("--events", type=int, default=50_000)
-    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--backlog", type=int, default=20_000, help="leads waiting for their first email when the posts start")
     ap.add_argument("--cli-sample", type=int, default=200, help="events recorded with one `nurture event` process each")
     a = ap.parse_args()

@@ -4,6 +4,8 @@
 //! their lengths, and `subtle` compares those without an early exit: the time taken says
 //! nothing about how much of a guess was right, not even its length.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -11,16 +13,27 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::AppState;
 use crate::ingest::error;
+
+/// The key the middleware checks against: cheap to clone, as the middleware's state is cloned
+/// for every request (the whole `AppState` would be: its key and signing secret copied each
+/// time).
+#[derive(Clone)]
+pub(crate) struct ApiKey(Option<Arc<str>>);
+
+impl ApiKey {
+    pub(crate) fn new(key: Option<&str>) -> Self {
+        Self(key.map(Arc::from))
+    }
+}
 
 /// Lets a request through only with `Authorization: Bearer API_KEY`.
 pub(crate) async fn require_api_key(
-    State(state): State<AppState>,
+    State(key): State<ApiKey>,
     request: Request,
     next: Next,
 ) -> Response {
-    match check(state.api_key.as_deref(), request.headers()) {
+    match check(key.0.as_deref(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(message) => {
             let mut response = error(StatusCode::UNAUTHORIZED, message).into_response();

@@ -95,7 +95,7 @@ pub fn router_with(state: AppState, limits: &Limits) -> Router {
         .route("/api/contacts", post(ingest::post_contact))
         // Authentication runs before the body is read.
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            auth::ApiKey::new(state.api_key.as_deref()),
             auth::require_api_key,
         ))
         .layer(DefaultBodyLimit::max(limits.api_body))
