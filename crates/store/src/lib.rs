@@ -17,6 +17,7 @@ mod frequency;
 pub mod history;
 mod messages;
 mod metrics;
+mod redact;
 #[cfg(test)]
 mod schema_checks;
 mod scores;
@@ -42,6 +43,7 @@ pub use events::{EventRow, NewEvent};
 pub use forms::{Confirmed, Consent, FormCounts, FormMail, MailOutcome, NewSubmission, Submitted};
 pub use frequency::VariantCounts;
 pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
+pub use redact::redact;
 pub use scores::{ScorePoint, ScoreRow};
 pub use signals::{NewSignal, SignalKind, SignalRow, normalize_message_id};
 pub use stats::{CampaignStats, StepStats};
