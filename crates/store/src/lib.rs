@@ -15,6 +15,7 @@ mod events;
 mod forms;
 mod frequency;
 pub mod history;
+mod import;
 mod messages;
 mod metrics;
 mod redact;
