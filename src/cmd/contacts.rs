@@ -1,10 +1,11 @@
-//! `contacts import`, `contacts show`, `contacts unsubscribe`.
+//! `contacts import`, `contacts show`, `contacts unsubscribe`. An import's CSV reading and
+//! row checks are here; each batch is saved by `nurture_store::Store::import_contacts`.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nurture_store::{ContactStatus, NewEvent, Upsert};
+use nurture_store::{ContactStatus, Upsert};
 use serde_json::{Map, Value, json};
 
 use super::common::{email_arg, now_or, open_engine};
@@ -26,37 +27,6 @@ pub async fn run(config: &Config, command: ContactsCommand) -> anyhow::Result<Ex
         ContactsCommand::Show { email, json } => show(config, &email, json).await,
         ContactsCommand::Unsubscribe { email } => unsubscribe(config, &email).await,
     }
-}
-
-/// Saves a batch of imported rows (and their events) in one transaction; returns how many
-/// contacts were created and how many updated.
-async fn save_batch(
-    engine: &nurture_scheduler::Engine,
-    pending: &mut Vec<Upsert>,
-    event: Option<&str>,
-    now_ms: i64,
-) -> anyhow::Result<(u64, u64)> {
-    if pending.is_empty() {
-        return Ok((0, 0));
-    }
-    let mut tx = engine.store().begin().await?;
-    let saved = tx.upsert_contacts(pending, now_ms).await?;
-    if let Some(name) = event {
-        let events: Vec<NewEvent> = saved
-            .iter()
-            .map(|(contact, _)| NewEvent {
-                contact_id: contact.id,
-                name: name.to_string(),
-                occurred_at: now_ms,
-                ..NewEvent::default()
-            })
-            .collect();
-        tx.insert_events(&events, now_ms).await?;
-    }
-    tx.commit().await?;
-    pending.clear();
-    let created = saved.iter().filter(|(_, created)| *created).count() as u64;
-    Ok((created, saved.len() as u64 - created))
 }
 
 async fn import(
@@ -169,14 +139,20 @@ async fn import(
             ..Upsert::default()
         });
         if pending.len() >= IMPORT_BATCH {
-            let (new, old) = save_batch(&engine, &mut pending, event, now_ms).await?;
+            let (new, old) = engine
+                .store()
+                .import_contacts(&pending, event, now_ms)
+                .await?;
+            pending.clear();
             (imported, updated) = (imported + new, updated + old);
             if let Some(bar) = &progress {
                 bar.set_position(record.position().map_or(0, |p| p.byte()));
             }
         }
     }
-    let (new, old) = save_batch(&engine, &mut pending, event, now_ms)
+    let (new, old) = engine
+        .store()
+        .import_contacts(&pending, event, now_ms)
         .await
         .context("cannot save the last batch")?;
     (imported, updated) = (imported + new, updated + old);

@@ -1,8 +1,11 @@
-//! `migrate`, `tick`, `run`, `event`, `enroll`: the commands that drive the engine.
+//! `migrate`, `tick`, `run`, `event`, `enroll`: the commands that drive the engine. `run`'s
+//! loop is wiring: the HTTP thread is `nurture-server`'s, the policy between rounds the
+//! scheduler's `daemon` module, the file stamp `nurture-campaign`'s.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use nurture_scheduler::daemon::{Backoff, STOP_GRACE, in_flight_at_timeout, pause, stopped};
 use nurture_scheduler::{EnrollOutcome, Outcome};
 use nurture_store::{NewEvent, Upsert};
 
@@ -65,14 +68,6 @@ pub async fn tick(config: &Config, now: Option<&str>) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// How long `run` waits, after SIGTERM, for the round in progress to stop (it claims nothing
-/// new at once; this bounds the sends and the writes already under way).
-const STOP_GRACE: Duration = Duration::from_secs(30);
-/// The first wait after a failed round; it doubles with each failure in a row...
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// ...up to this.
-const MAX_RETRY: Duration = Duration::from_secs(30);
-
 pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let engine = open_engine(config).await?;
     let mut stop = shutdown_signal(engine.clone());
@@ -90,28 +85,30 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         super::forms::load(config)?,
         config.forms.clone(),
     ));
-    let http = HttpThread::start(
-        config,
-        HttpParts {
-            signer: mailer.signer.clone(),
-            api_key: config.api_key.as_ref().map(|k| k.expose().to_string()),
-            wake: wake.clone(),
-            metrics,
-            health: health.clone(),
-            bounces: std::sync::Arc::new(super::bounces::webhooks(config)?),
-            dashboard: config.dashboard_password.as_ref().map(|p| {
-                std::sync::Arc::new(nurture_server::Dashboard::new(
-                    p.expose(),
-                    config.base_url.starts_with("https://"),
-                ))
-            }),
-            forms: forms.clone(),
-        },
-    )
-    .await?;
-    tracing::info!(database = %redact(config.database_url.expose()), "nurture is running");
+    let parts = nurture_server::ServerParts {
+        signer: mailer.signer.clone(),
+        api_key: config.api_key.as_ref().map(|k| k.expose().to_string()),
+        wake: wake.clone(),
+        metrics,
+        health: health.clone(),
+        bounces: std::sync::Arc::new(super::bounces::webhooks(config)?),
+        dashboard: config.dashboard_password.as_ref().map(|p| {
+            std::sync::Arc::new(nurture_server::Dashboard::new(
+                p.expose(),
+                config.base_url.starts_with("https://"),
+            ))
+        }),
+        forms: forms.clone(),
+    };
+    // Bound once the parts are ready, as before: a bad setting is reported before a busy port.
+    let listener = std::net::TcpListener::bind(&config.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let url = config.database_url.expose().to_string();
+    let http = nurture_server::ServerThread::start(listener, url, parts).await?;
+    tracing::info!(database = %nurture_store::redact(config.database_url.expose()), "nurture is running");
     eprintln!("nurture is running; stop with Ctrl-C");
-    let mut failures = Failures::default();
+    let mut failures = Backoff::default();
     while !engine.is_stopping() {
         let result = {
             // Boxed, so that it can be dropped (its claims and connections let go) on timeout.
@@ -135,11 +132,14 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         };
         let wait = match result {
             Ok(wait) => {
-                failures.succeeded(&health);
+                failures.succeeded();
+                health.round_succeeded();
                 wait
             }
             Err(e) => {
-                let delay = failures.failed(&health, &e);
+                let why = format!("{e:#}");
+                let delay = failures.failed(&why);
+                health.round_failed(why);
                 if engine.is_stopping() {
                     break;
                 }
@@ -169,7 +169,7 @@ async fn round(
     engine: &nurture_scheduler::Engine,
     config: &Config,
     mailer: &mut std::sync::Arc<crate::delivery::Mailer>,
-    last_files: &mut CampaignStamp,
+    last_files: &mut nurture_campaign::Stamp,
     forms: &nurture_server::Forms,
 ) -> anyhow::Result<Duration> {
     let now = now_or(None)?;
@@ -211,231 +211,6 @@ async fn round(
     })
 }
 
-/// Failed rounds in a row: how long to wait before the next, and what was logged.
-#[derive(Default)]
-struct Failures {
-    in_a_row: u32,
-    since: Option<std::time::Instant>,
-    /// The last error logged: the same error again is not logged again (a database that is
-    /// away fails every round the same way).
-    logged: Option<String>,
-}
-
-impl Failures {
-    /// Records a failed round; returns how long to wait before the next.
-    fn failed(&mut self, health: &nurture_server::Health, e: &anyhow::Error) -> Duration {
-        let why = format!("{e:#}");
-        let (delay, log) = self.record(&why);
-        if log {
-            tracing::error!(
-                retry_in_s = delay.as_secs(),
-                "round failed; retrying with backoff while it keeps failing: {why}"
-            );
-        } else {
-            tracing::debug!(failures = self.in_a_row, "round failed again: {why}");
-        }
-        health.round_failed(why);
-        delay
-    }
-
-    /// The policy: the wait after this failure (1 s, doubling, at most 30 s) and whether to
-    /// log it (not when the previous failure said the same).
-    fn record(&mut self, why: &str) -> (Duration, bool) {
-        self.in_a_row += 1;
-        self.since.get_or_insert_with(std::time::Instant::now);
-        let delay = FIRST_RETRY
-            .saturating_mul(1 << self.in_a_row.saturating_sub(1).min(16))
-            .min(MAX_RETRY);
-        let log = self.logged.as_deref() != Some(why);
-        if log {
-            self.logged = Some(why.to_string());
-        }
-        (delay, log)
-    }
-
-    /// Records a round that worked.
-    fn succeeded(&mut self, health: &nurture_server::Health) {
-        if self.in_a_row > 0 {
-            let for_s = self.since.map_or(0, |t| t.elapsed().as_secs());
-            tracing::warn!(failed_rounds = self.in_a_row, for_s, "rounds work again");
-        }
-        *self = Self::default();
-        health.round_succeeded();
-    }
-}
-
-/// Waits `delay` after a failed round; returns true when a stop was requested meanwhile.
-/// When the database did not answer at the start, the wait ends as soon as it does (checked
-/// every second), so the daemon resumes within a second or two of its return.
-async fn pause(
-    engine: &nurture_scheduler::Engine,
-    delay: Duration,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> bool {
-    let until = tokio::time::Instant::now() + delay;
-    let mut answered = ping(engine).await;
-    loop {
-        let step = until
-            .saturating_duration_since(tokio::time::Instant::now())
-            .min(Duration::from_secs(1));
-        tokio::select! {
-            () = tokio::time::sleep(step) => {}
-            () = stopped(stop) => return true,
-        }
-        if tokio::time::Instant::now() >= until {
-            return false;
-        }
-        let answers = ping(engine).await;
-        if answers && !answered {
-            tracing::info!("the database answers again; retrying now");
-            return false;
-        }
-        answered = answers;
-    }
-}
-
-/// Whether the database answers within two seconds.
-async fn ping(engine: &nurture_scheduler::Engine) -> bool {
-    tokio::time::timeout(Duration::from_secs(2), engine.store().ping())
-        .await
-        .unwrap_or(false)
-}
-
-/// Logged when the round did not stop within [`STOP_GRACE`] of SIGTERM.
-async fn in_flight_at_timeout(engine: &nurture_scheduler::Engine) {
-    let sending = tokio::time::timeout(Duration::from_secs(2), async {
-        let mut tx = engine.store().begin_read().await.ok()?;
-        let counts = tx.count_messages_by_state().await.ok()?;
-        let _ = tx.rollback().await;
-        counts
-            .into_iter()
-            .find(|(s, _)| s == "sending")
-            .map(|(_, n)| n)
-    })
-    .await
-    .ok()
-    .flatten();
-    tracing::warn!(
-        grace_s = STOP_GRACE.as_secs(),
-        sending = sending.unwrap_or(0),
-        "the round did not stop in time; exiting anyway. Messages still `sending` become `unknown` when their lease runs out (never re-sent); the rest of the queue waits for the next start"
-    );
-}
-
-/// What the HTTP server shares with the loop.
-struct HttpParts {
-    signer: nurture_sender::Signer,
-    api_key: Option<String>,
-    wake: std::sync::Arc<tokio::sync::Notify>,
-    metrics: std::sync::Arc<nurture_server::Metrics>,
-    health: std::sync::Arc<nurture_server::Health>,
-    bounces: std::sync::Arc<nurture_server::bounces::Webhooks>,
-    dashboard: Option<std::sync::Arc<nurture_server::Dashboard>>,
-    forms: std::sync::Arc<nurture_server::Forms>,
-}
-
-/// The HTTP server on a thread and a runtime of its own, so that a busy delivery round (this
-/// thread polls every SMTP connection) never delays `/healthz` or an ingest call. It has its
-/// own connection pool too: a pool's connections belong to the runtime that opened them.
-struct HttpThread {
-    stop: tokio::sync::oneshot::Sender<()>,
-    done: tokio::sync::oneshot::Receiver<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl HttpThread {
-    /// Binds `listen`, opens the server's pool and starts serving; fails if either fails.
-    async fn start(config: &Config, parts: HttpParts) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind(&config.listen)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-        let url = config.database_url.expose().to_string();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("nurture-http".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let opened = async {
-                        let listener = tokio::net::TcpListener::from_std(listener)?;
-                        let store = nurture_store::Store::open(&url)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
-                        anyhow::Ok((listener, store))
-                    }
-                    .await;
-                    let (listener, store) = match opened {
-                        Ok(o) => o,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let state = nurture_server::AppState {
-                        store: store.clone(),
-                        signer: parts.signer,
-                        api_key: parts.api_key,
-                        wake: parts.wake,
-                        metrics: parts.metrics,
-                        health: parts.health,
-                        bounces: parts.bounces,
-                        dashboard: parts.dashboard,
-                        forms: parts.forms,
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    let served = nurture_server::serve(listener, state, async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-                    if let Err(e) = served {
-                        tracing::error!("HTTP server: {e}");
-                    }
-                    store.close().await;
-                });
-                let _ = done_tx.send(());
-            })?;
-        match ready_rx.await {
-            Ok(Ok(())) => Ok(Self {
-                stop: stop_tx,
-                done: done_rx,
-                thread,
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(anyhow::anyhow!("the HTTP server thread did not start")),
-        }
-    }
-
-    /// Stops accepting, lets requests in flight finish (bounded by the request timeout) and
-    /// waits for the thread.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        if self.done.await.is_err() {
-            tracing::error!("the HTTP server thread ended abnormally");
-        }
-        // Done was sent (or the thread is gone): joining does not block.
-        let _ = self.thread.join();
-    }
-}
-
-/// Completes once a stop was requested.
-async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
-    // An error means the signal task is gone; then no stop will come.
-    if stop.wait_for(|s| *s).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 /// Stops `engine` (it claims nothing new from then on) when SIGTERM or SIGINT arrives, and
 /// says so on the returned channel.
 fn shutdown_signal(engine: nurture_scheduler::Engine) -> tokio::sync::watch::Receiver<bool> {
@@ -467,73 +242,13 @@ fn shutdown_signal(engine: nurture_scheduler::Engine) -> tokio::sync::watch::Rec
     rx
 }
 
-type CampaignStamp = Vec<(std::path::PathBuf, Option<std::time::SystemTime>)>;
-
-/// Names and modification times of the campaign and template files, to notice edits.
-fn campaign_stamp(config: &Config) -> CampaignStamp {
-    let mut out = Vec::new();
-    for dir in [
+/// Names and modification times of the campaign, template and form files, to notice edits.
+fn campaign_stamp(config: &Config) -> nurture_campaign::Stamp {
+    nurture_campaign::stamp(&[
         &config.campaigns_dir,
         &config.templates_dir,
         &config.forms_dir,
-    ] {
-        let mut stack = vec![dir.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let m = e.metadata().ok().and_then(|m| m.modified().ok());
-                    out.push((p, m));
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A URL fit for the log: the userinfo (`user:pass@`) and the values of query parameters
-/// that carry secrets (`password`, `pass`, `pwd`, `secret`, `token`, `key`) are hidden.
-fn redact(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match (base.find("://"), base.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &base[..s], &base[at + 1..]),
-        _ => base.to_string(),
-    };
-    if let Some(q) = query {
-        let secret = |k: &str| {
-            let k = k.to_ascii_lowercase();
-            [
-                "password",
-                "pass",
-                "pwd",
-                "secret",
-                "token",
-                "key",
-                "sslpassword",
-            ]
-            .iter()
-            .any(|s| k == *s || k.ends_with(&format!("_{s}")))
-        };
-        let parts: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if secret(k) => format!("{k}=…"),
-                _ => p.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&parts.join("&"));
-    }
-    out
+    ])
 }
 
 pub async fn event(
@@ -627,57 +342,5 @@ pub async fn enroll(
     } else {
         eprintln!("error: {message}");
         Ok(ExitCode::from(code))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redact_hides_userinfo_and_secret_query_values() {
-        use super::redact;
-        assert_eq!(
-            redact("postgres://nurture:hunter2@db:5432/nurture"),
-            "postgres://…@db:5432/nurture"
-        );
-        assert_eq!(
-            redact("postgres://db/nurture?user=n&password=hunter2&sslmode=require"),
-            "postgres://db/nurture?user=n&password=…&sslmode=require"
-        );
-        assert_eq!(
-            redact("smtp://relay?tls=required&PASS=x&auth_token=y"),
-            "smtp://relay?tls=required&PASS=…&auth_token=…"
-        );
-        assert_eq!(redact("sqlite://nurture.db"), "sqlite://nurture.db");
-    }
-
-    use super::*;
-
-    #[test]
-    fn failed_rounds_back_off_from_1_s_to_30_s_and_log_each_kind_of_failure_once() {
-        let mut f = Failures::default();
-        let down = "pool timed out while waiting for an open connection";
-        let got: Vec<(u64, bool)> = [down, down, down, "refused", down, down, down, down]
-            .into_iter()
-            .map(|why| {
-                let (delay, log) = f.record(why);
-                (delay.as_secs(), log)
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (1, true),
-                (2, false),
-                (4, false),
-                (8, true),
-                (16, true),
-                (30, false),
-                (30, false),
-                (30, false)
-            ]
-        );
-        // A round that works starts over.
-        f.succeeded(&nurture_server::Health::new());
-        assert_eq!(f.record(down), (Duration::from_secs(1), true));
     }
 }

@@ -1,33 +1,17 @@
-//! Forms on the command side: loading `forms_dir`, sending the double opt-in confirmation
-//! emails the HTTP server queued, and `nurture forms snippet FORM_ID`.
-//!
-//! Confirmation emails are a queue in the database (`form_submissions.mail_state`): the
-//! server inserts a `queued` row with the submission and wakes the daemon, whose delivery
-//! round claims it (`queued → sending`, one guarded statement), sends it through the same
-//! mailer as campaign mail (transport, DKIM, `List-Unsubscribe`) and records `sent`. So the
-//! email is not lost if the server's thread or the daemon stops between the two, and two
-//! daemons never both send it; a process that dies mid-send leaves it `unknown`, never
-//! re-sent blindly.
+//! Forms on the command side: loading `forms_dir`, handing the forms and campaigns to
+//! `nurture-sender`'s confirmation delivery (the queue and its policy live there),
+//! `nurture forms snippet FORM_ID`, `validate`'s checks of forms, and printing consents and
+//! per-form counters.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::SystemTime;
 
-use nurture_campaign::{Form, Mailbox, Trigger};
-use nurture_scheduler::{Engine, Failure};
-use nurture_sender::{Claim, OutgoingEmail, RenderRequest, Tracking, build_message, context};
-use nurture_store::{FormMail, MailOutcome};
+use nurture_campaign::Form;
+use nurture_scheduler::Engine;
+use nurture_sender::sender_of;
 
 use crate::config::Config;
 use crate::delivery::Mailer;
 use crate::exit::invalid;
-
-/// How long a claimed confirmation may take before it counts as abandoned.
-const LEASE_MS: i64 = 5 * 60 * 1000;
-/// Confirmations sent per round at most (the rest wait for the next round, a second away).
-const BATCH: i64 = 50;
-/// Transient failures are retried this many times (about 1m, 5m, 15m, 1h, 4h apart).
-const MAX_ATTEMPTS: i64 = 6;
 
 /// The forms in `forms_dir`; any invalid form is an error listing every diagnostic.
 pub fn load(config: &Config) -> anyhow::Result<Vec<Form>> {
@@ -49,181 +33,28 @@ pub fn load(config: &Config) -> anyhow::Result<Vec<Form>> {
     Ok(loaded.forms.into_iter().map(|f| f.form).collect())
 }
 
-/// The sender of a form's confirmation: its `from`, else the `from` of a campaign its event
-/// triggers (the first by id).
-pub fn sender_of<'a>(
-    form: &'a Form,
-    campaigns: &'a [nurture_campaign::Campaign],
-) -> Option<&'a Mailbox> {
-    form.from.as_ref().or_else(|| {
-        let mut matching: Vec<&nurture_campaign::Campaign> = campaigns
-            .iter()
-            .filter(|c| matches!(&c.trigger, Trigger::Event { name, .. } if *name == form.event))
-            .filter(|c| c.from.is_some())
-            .collect();
-        matching.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-        matching.first().and_then(|c| c.from.as_ref())
-    })
-}
-
-/// Retry delay after `attempts` failed attempts.
-fn backoff_ms(attempts: i64) -> i64 {
-    const STEPS: [i64; 5] = [60, 300, 900, 3600, 4 * 3600];
-    STEPS[usize::try_from(attempts.saturating_sub(1))
-        .unwrap_or(0)
-        .min(STEPS.len() - 1)]
-        * 1000
-}
-
-/// Sends the confirmation emails due at `now_ms`; returns how many were sent.
+/// Sends the confirmation emails due at `now_ms` (see `nurture_sender::deliver_confirmations`);
+/// returns how many were sent. The forms and campaigns are read only when some are due.
 pub async fn deliver_confirmations(
-    mailer: &Arc<Mailer>,
+    mailer: &Mailer,
     engine: &Engine,
     config: &Config,
     now_ms: i64,
 ) -> anyhow::Result<u64> {
-    let claimed = {
-        let mut tx = engine.store().begin().await?;
-        let c = tx.claim_form_mail(now_ms, now_ms + LEASE_MS, BATCH).await?;
-        tx.commit().await?;
-        c
+    let sources = || {
+        let forms = load(config).unwrap_or_else(|e| {
+            tracing::error!("forms not readable: {e:#}");
+            Vec::new()
+        });
+        let campaigns: Vec<nurture_campaign::Campaign> =
+            nurture_campaign::load_paths(std::slice::from_ref(&config.campaigns_dir))
+                .campaigns
+                .into_iter()
+                .map(|c| c.campaign)
+                .collect();
+        (forms, campaigns)
     };
-    if claimed.is_empty() {
-        return Ok(0);
-    }
-    let forms = load(config).unwrap_or_else(|e| {
-        tracing::error!("forms not readable: {e:#}");
-        Vec::new()
-    });
-    let campaigns: Vec<nurture_campaign::Campaign> =
-        nurture_campaign::load_paths(std::slice::from_ref(&config.campaigns_dir))
-            .campaigns
-            .into_iter()
-            .map(|c| c.campaign)
-            .collect();
-    let mut sent = 0;
-    for mail in claimed {
-        let outcome = match forms.iter().find(|f| f.id == mail.form_id) {
-            None => MailOutcome::Failed {
-                error: format!("the form {} no longer exists", mail.form_id),
-            },
-            Some(form) => match build(mailer, form, &campaigns, &mail, now_ms) {
-                Err(error) => MailOutcome::Failed { error },
-                Ok(built) => match mailer.transmit(&built).await {
-                    Ok(_) => MailOutcome::Sent {
-                        message_id: built.message_id.clone(),
-                    },
-                    Err(Failure::Transient(e)) if mail.attempts < MAX_ATTEMPTS => {
-                        MailOutcome::Retry {
-                            error: e,
-                            at: now_ms + backoff_ms(mail.attempts),
-                        }
-                    }
-                    Err(Failure::Unknown(e)) => MailOutcome::Unknown { error: e },
-                    Err(Failure::Transient(e) | Failure::Permanent(e) | Failure::Render(e)) => {
-                        MailOutcome::Failed { error: e }
-                    }
-                },
-            },
-        };
-        match &outcome {
-            MailOutcome::Sent { .. } => {
-                sent += 1;
-                tracing::info!(form = %mail.form_id, submission = mail.id, "confirmation email sent");
-            }
-            MailOutcome::Retry { error, .. } => {
-                tracing::warn!(form = %mail.form_id, submission = mail.id, "confirmation email deferred: {error}")
-            }
-            MailOutcome::Failed { error } | MailOutcome::Unknown { error } => {
-                tracing::error!(form = %mail.form_id, submission = mail.id, "confirmation email failed: {error}")
-            }
-        }
-        let mut tx = engine.store().begin().await?;
-        if !tx.finish_form_mail(mail.id, &outcome, now_ms).await? {
-            tracing::warn!(
-                submission = mail.id,
-                "confirmation outcome not recorded: its lease ran out"
-            );
-        }
-        tx.commit().await?;
-    }
-    Ok(sent)
-}
-
-/// Renders and builds one confirmation email.
-#[allow(clippy::disallowed_methods)] // the Date header is the wall clock, as for campaign mail
-fn build(
-    mailer: &Mailer,
-    form: &Form,
-    campaigns: &[nurture_campaign::Campaign],
-    mail: &FormMail,
-    now_ms: i64,
-) -> Result<nurture_sender::BuiltMessage, String> {
-    let opt_in = form
-        .double_opt_in
-        .as_ref()
-        .ok_or_else(|| format!("the form {} no longer asks for confirmation", form.id))?;
-    let from = sender_of(form, campaigns).ok_or_else(|| {
-        format!(
-            "the form {} has no `from`, and no campaign triggered by {} has one",
-            form.id, form.event
-        )
-    })?;
-    let token = mailer.signer.sign(&Claim::Confirm {
-        id: mail.id,
-        expires: now_ms / 1000 + opt_in.expires.as_secs(),
-    });
-    let confirm_url = format!("{}/f/confirm/{token}", mailer.base_url);
-    let mut ctx = context(
-        &mail.email,
-        &mail.attributes,
-        &mail.tags,
-        &form.properties,
-        &format!("form:{}", form.id),
-        &form.title,
-        "confirm",
-        // One-click "unsubscribe" from a confirmation is "no thanks": a POST with
-        // `List-Unsubscribe=One-Click` to the confirmation URL declines.
-        &confirm_url,
-        mailer.postal_address.as_deref(),
-    );
-    ctx["confirm_url"] = serde_json::Value::String(confirm_url.clone());
-    ctx["form"] =
-        serde_json::json!({ "id": form.id, "title": form.title, "consent": form.consent });
-    let rendered = mailer
-        .templates
-        .render(&RenderRequest {
-            template: opt_in.template.as_str(),
-            layout: None,
-            subject: &opt_in.subject,
-            preheader: None,
-            context: &ctx,
-            tracking: Tracking::default(),
-        })
-        .map_err(|e| {
-            format!(
-                "form {}, confirmation for submission {}: {e}",
-                form.id, mail.id
-            )
-        })?;
-    build_message(
-        &OutgoingEmail {
-            from_name: from.name(),
-            from_address: from.address(),
-            reply_to: None,
-            to_name: None,
-            to_address: &mail.email,
-            subject: &rendered.subject,
-            html: &rendered.html,
-            text: &rendered.text,
-            unsubscribe_url: &confirm_url,
-            campaign: &format!("form:{}", form.id),
-            step: "confirm",
-            date: SystemTime::now(),
-        },
-        mailer.dkim.as_ref(),
-    )
-    .map_err(|e| e.to_string())
+    Ok(nurture_sender::deliver_confirmations(mailer, engine, now_ms, sources).await?)
 }
 
 /// `nurture forms snippet FORM_ID`: HTML to paste into another site's page. The form posts
@@ -454,13 +285,4 @@ pub fn print_counts(counts: &[nurture_store::FormCounts]) {
         );
     }
     outln!();
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn confirmation_retries_back_off() {
-        let got: Vec<i64> = (1..=7).map(super::backoff_ms).map(|m| m / 1000).collect();
-        assert_eq!(got, [60, 300, 900, 3600, 14_400, 14_400, 14_400]);
-    }
 }

@@ -20,6 +20,7 @@ mod schedule;
 pub mod schema;
 pub mod scoring;
 mod split;
+mod stamp;
 mod window;
 pub mod yaml;
 
@@ -39,4 +40,5 @@ pub use model::{
 pub use schedule::Cron;
 pub use scoring::{Decay, Rule, RuleSource, Scoring};
 pub use split::{AbTest, Arm, Metric, Variant};
+pub use stamp::{Stamp, stamp};
 pub use window::{Hours, SendWindow, WindowZone, parse_weekday};

@@ -3,11 +3,13 @@
 //!
 //! [`Engine::run_once`] does one round of work as of a given `now` and returns what it did;
 //! the daemon loop and `tick` are thin wrappers around it, and tests call it with fixed times.
-//! Nothing here reads the clock. All SQL lives in `nurture-store`; all rendering and SMTP in
+//! Nothing here reads the clock. [`daemon`] holds the policy the daemon loop applies between
+//! rounds (backoff after a failed round, the pause, the stop grace). All SQL lives in `nurture-store`; all rendering and SMTP in
 //! `nurture-sender`. Work is claimed and done inside one short database transaction, so a
 //! crash rolls back to a state where the work is still due: nothing is lost, nothing doubled.
 
 mod advance;
+pub mod daemon;
 mod deliver;
 mod enroll;
 mod explain;

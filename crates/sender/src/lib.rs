@@ -23,9 +23,11 @@
 //! | outbox | [`Outbox`]: one `.eml` file per message, written atomically |
 //! | courier | [`Mailer`]: the scheduler's [`Courier`](nurture_scheduler::Courier) over these, [`run_and_deliver`] |
 //! | hooks | [`Hooks`]: the webhook client as the scheduler's [`Poster`](nurture_scheduler::Poster) |
+//! | confirm | [`deliver_confirmations`]: the double opt-in emails the server queued, [`sender_of`] |
 //!
 //! Link tokens ([`Signer`], [`Claim`]) live in `nurture-token`, re-exported here.
 
+mod confirm;
 mod courier;
 mod dkim;
 mod hooks;
@@ -39,6 +41,7 @@ mod tracking;
 mod trust;
 mod webhook;
 
+pub use confirm::{deliver_confirmations, sender_of};
 pub use courier::{
     CourierError, CourierSettings, Mailer, ReplyClass, SendObserver, StepRenderError, Transport,
     run_and_deliver,

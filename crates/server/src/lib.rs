@@ -11,7 +11,7 @@
 //!
 //! [`serve`] accepts connections itself (module `listen`) so that idle, slow or greedy
 //! clients cannot exhaust the daemon: see [`Limits`] for the bounds. The daemon runs it on a
-//! thread of its own, so a busy delivery round never delays `/healthz`.
+//! thread of its own ([`ServerThread`]), so a busy delivery round never delays `/healthz`.
 //!
 //! This crate owns requests and responses: authentication, validating what clients send,
 //! verifying link tokens, and the few small HTML pages a recipient sees. It speaks no SQL —
@@ -31,6 +31,7 @@ mod listen;
 mod metrics;
 mod ops;
 mod pages;
+mod thread;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub use forms::{FormSettings, Forms, solve, stamp_for};
 pub use limits::Limits;
 pub use metrics::Metrics;
 pub use ops::Health;
+pub use thread::{ServerParts, ServerThread, StartError};
 
 /// The largest request body the ingest API reads (64 KiB); larger ones get 413.
 pub const MAX_BODY: usize = 64 * 1024;

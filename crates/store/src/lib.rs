@@ -15,8 +15,10 @@ mod events;
 mod forms;
 mod frequency;
 pub mod history;
+mod import;
 mod messages;
 mod metrics;
+mod redact;
 #[cfg(test)]
 mod schema_checks;
 mod scores;
@@ -42,6 +44,7 @@ pub use events::{EventRow, NewEvent};
 pub use forms::{Confirmed, Consent, FormCounts, FormMail, MailOutcome, NewSubmission, Submitted};
 pub use frequency::VariantCounts;
 pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
+pub use redact::redact;
 pub use scores::{ScorePoint, ScoreRow};
 pub use signals::{NewSignal, SignalKind, SignalRow, normalize_message_id};
 pub use stats::{CampaignStats, StepStats};
