@@ -7,7 +7,7 @@ sink. Prints messages/s of each and the ratio.
 Usage: bench/send.py [--binary target/release/nurture] [--leads 5000] [--repeat 5] [--derived-text] [--dkim [rsa|ed25519]]
 Build first: cargo build --release. Needs smtp-sink and smtp-source (Debian package postfix).
 """
-import argparse, os, resource, shutil, socket, statistics, subprocess, sys, tempfile, time
+import argparse, os, resource, shutil, socket, sqlite3, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,7 +53,6 @@ COUNT_TRIGGERS = [
 def bare_copy(source, target):
     """A copy of the database without the dashboard counters' triggers (for --trigger-cost)."""
     shutil.copy(source, target)
-    import sqlite3
     con = sqlite3.connect(target)
     try:
         for name in COUNT_TRIGGERS:
