@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use nurture_store::{ContactStatus, Upsert};
+use nurture_store::{ContactStatus, EnrollmentState, Upsert};
 use serde_json::{Map, Value, json};
 
 use super::common::{email_arg, now_or, open_engine};
@@ -276,8 +276,8 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
         outln!("  none");
     }
     for e in &enrollments {
-        let detail = match e.state.as_str() {
-            "active" => format!(
+        let detail = match e.state {
+            EnrollmentState::Active => format!(
                 "at {} due {}",
                 e.step_id.as_deref().unwrap_or("-"),
                 time(e.next_run_at).as_str().unwrap_or("-")
@@ -288,7 +288,7 @@ async fn show(config: &Config, email: &str, as_json: bool) -> anyhow::Result<Exi
                 .map(|r| format!("reason {r}"))
                 .unwrap_or_default(),
         };
-        outln!("  {:<24} {:<10} {detail}", e.campaign_id, e.state);
+        outln!("  {:<24} {:<10} {detail}", e.campaign_id, e.state.as_str());
     }
     if !signals.is_empty() {
         outln!("bounces and complaints:");

@@ -120,7 +120,7 @@ pub async fn in_flight_at_timeout(engine: &Engine) {
         let _ = tx.rollback().await;
         counts
             .into_iter()
-            .find(|(s, _)| s == "sending")
+            .find(|(s, _)| *s == nurture_store::MessageState::Sending)
             .map(|(_, n)| n)
     })
     .await

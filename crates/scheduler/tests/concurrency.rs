@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{SourceFile, parse_campaign};
 use nurture_scheduler::{Courier, Engine, EngineConfig, Failure, Job};
-use nurture_store::{NewEvent, Store, Upsert};
+use nurture_store::{MessageState, NewEvent, Store, Upsert};
 use serde_json::{Map, Value, json};
 
 #[macro_use]
@@ -224,7 +224,10 @@ async fn crash_during_smtp_leaves_unknown_never_resent(backend: Backend) {
     assert_eq!((d.sent, d.unknown), (0, 1));
     assert!(courier.seen.lock().unwrap().is_empty());
     let mut tx = w.engine.store().begin().await.unwrap();
-    assert_eq!(tx.message(m[0].id).await.unwrap().unwrap().state, "unknown");
+    assert_eq!(
+        tx.message(m[0].id).await.unwrap().unwrap().state,
+        MessageState::Unknown
+    );
     tx.commit().await.unwrap();
 }
 
@@ -296,7 +299,7 @@ impl Courier for Watching {
             .await
             .unwrap()
             .into_iter()
-            .find(|(state, _)| state == "sending")
+            .find(|(state, _)| *state == MessageState::Sending)
             .map_or(0, |(_, n)| n);
         tx.commit().await.unwrap();
         let mut most = self.most_sending.lock().unwrap();

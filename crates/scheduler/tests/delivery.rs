@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use chrono::{DateTime, Duration, Utc};
 use nurture_campaign::{CampaignFile, SourceFile, parse_campaign};
 use nurture_scheduler::{Clock, Courier, Delivered, Engine, Failure, Job, ManualClock};
-use nurture_store::ContactStatus;
+use nurture_store::{ContactStatus, MessageState};
 
 #[macro_use]
 mod support;
@@ -64,7 +64,9 @@ async fn states(engine: &Engine) -> HashMap<i64, Vec<(String, Option<String>)>> 
     let mut out: HashMap<i64, Vec<(String, Option<String>)>> = HashMap::new();
     for id in 1..=200 {
         for m in tx.contact_messages(id).await.unwrap() {
-            out.entry(id).or_default().push((m.state, m.error));
+            out.entry(id)
+                .or_default()
+                .push((m.state.to_string(), m.error));
         }
     }
     tx.commit().await.unwrap();
@@ -179,7 +181,7 @@ async fn sending(store: &nurture_store::Store) -> i64 {
         .await
         .unwrap()
         .into_iter()
-        .find(|(s, _)| s == "sending")
+        .find(|(s, _)| *s == MessageState::Sending)
         .map_or(0, |(_, n)| n);
     tx.commit().await.unwrap();
     n

@@ -87,7 +87,7 @@ async fn enrollment_state(
     let e = tx.contact_enrollments(c.id).await.unwrap().pop().unwrap();
     tx.commit().await.unwrap();
     (
-        e.state,
+        e.state.to_string(),
         e.step_id,
         e.next_run_at.map(nurture_scheduler::from_ms),
         e.exit_reason,

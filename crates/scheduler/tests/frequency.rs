@@ -69,7 +69,7 @@ async fn messages(engine: &Engine, contact: i64) -> Vec<(String, String, Option<
         .await
         .unwrap()
         .into_iter()
-        .map(|m| (m.campaign_id, m.state, m.next_attempt_at))
+        .map(|m| (m.campaign_id, m.state.to_string(), m.next_attempt_at))
         .collect();
     tx.commit().await.unwrap();
     out.sort();

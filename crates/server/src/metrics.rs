@@ -108,39 +108,29 @@ impl Metrics {
     }
 }
 
-/// Appends a gauge with one line per state: every state in `known` (0 when absent from
-/// `counts`), then any other state the database holds.
-pub(crate) fn render_states(
+/// Appends a gauge with one line per state, every state in `all` (0 when absent from
+/// `counts`): a state's series exists before its first row does.
+pub(crate) fn render_states<T: Copy + PartialEq + std::fmt::Display>(
     out: &mut String,
     name: &str,
     help: &str,
-    known: &[&str],
-    counts: &[(String, i64)],
+    all: &[T],
+    counts: &[(T, i64)],
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    let count = |state: &str| {
-        counts
+    for state in all {
+        let n = counts
             .iter()
             .find(|(s, _)| s == state)
-            .map_or(0, |(_, n)| *n)
-    };
-    for state in known {
-        let _ = writeln!(out, "{name}{{state=\"{state}\"}} {}", count(state));
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(out, "{name}{{state=\"{state}\"}} {n}");
     }
-    for (state, n) in counts.iter().filter(|(s, _)| !known.contains(&s.as_str())) {
-        let _ = writeln!(out, "{name}{{state=\"{}\"}} {n}", escape_label(state));
-    }
-}
-
-/// A label value as the text format wants it.
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
+    use nurture_store::EnrollmentState;
+
     use super::*;
 
     #[test]
@@ -178,12 +168,12 @@ mod tests {
             &mut out,
             "x",
             "help",
-            &["a", "b"],
-            &[("b".into(), 2), ("odd\"".into(), 1)],
+            EnrollmentState::ALL,
+            &[(EnrollmentState::Exited, 2)],
         );
         assert_eq!(
             out,
-            "# HELP x help\n# TYPE x gauge\nx{state=\"a\"} 0\nx{state=\"b\"} 2\nx{state=\"odd\\\"\"} 1\n"
+            "# HELP x help\n# TYPE x gauge\nx{state=\"active\"} 0\nx{state=\"completed\"} 0\nx{state=\"exited\"} 2\nx{state=\"failed\"} 0\n"
         );
     }
 }

@@ -4,23 +4,10 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use nurture_store::{EnrollmentState, MessageState};
+
 use crate::metrics::render_states;
 use crate::{AppState, now_ms};
-
-/// Every message state (SPEC §6), reported even when no message is in it.
-const MESSAGE_STATES: [&str; 8] = [
-    "queued",
-    "sending",
-    "sent",
-    "deferred",
-    "failed",
-    "bounced",
-    "suppressed",
-    "unknown",
-];
-
-/// Every enrollment state.
-const ENROLLMENT_STATES: [&str; 4] = ["active", "completed", "exited", "failed"];
 
 /// How long `/healthz` waits for the database: a load balancer's probe must get its 503
 /// while the database is away, not hang with it.
@@ -105,14 +92,14 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         &mut out,
         "nurture_messages",
         "Messages by delivery state.",
-        &MESSAGE_STATES,
+        MessageState::ALL,
         &messages,
     );
     render_states(
         &mut out,
         "nurture_enrollments",
         "Enrollments by state.",
-        &ENROLLMENT_STATES,
+        EnrollmentState::ALL,
         &enrollments,
     );
     out.push_str(

@@ -7,55 +7,8 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::state::{self, ContactStatus};
 use crate::{Result, StoreError, Tx, json_text};
-
-/// Whether a contact may be mailed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContactStatus {
-    /// Mailable.
-    Subscribed,
-    /// Asked to stop.
-    Unsubscribed,
-    /// Hard bounce.
-    Bounced,
-    /// Marked as spam.
-    Complained,
-    /// Submitted a double opt-in form and has not confirmed yet: mailed nothing but the
-    /// confirmation.
-    Pending,
-}
-
-impl ContactStatus {
-    /// Every status, in the order of the CHECK constraint.
-    pub const ALL: [Self; 5] = [
-        Self::Subscribed,
-        Self::Unsubscribed,
-        Self::Bounced,
-        Self::Complained,
-        Self::Pending,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Subscribed => "subscribed",
-            Self::Unsubscribed => "unsubscribed",
-            Self::Bounced => "bounced",
-            Self::Complained => "complained",
-            Self::Pending => "pending",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Self {
-        match s {
-            "unsubscribed" => Self::Unsubscribed,
-            "bounced" => Self::Bounced,
-            "complained" => Self::Complained,
-            "pending" => Self::Pending,
-            _ => Self::Subscribed,
-        }
-    }
-}
 
 /// A stored contact.
 #[derive(Debug, Clone)]
@@ -100,7 +53,7 @@ fn decode(row: &AnyRow) -> Result<Contact> {
     Ok(Contact {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
-        status: ContactStatus::parse(&status),
+        status: state::decode(&status)?,
         status_reason: row.try_get("status_reason")?,
         status_changed_at: row.try_get("status_changed_at")?,
         attributes: serde_json::from_str(&attributes)
@@ -210,7 +163,7 @@ impl Tx {
                     out.push(Contact {
                         id,
                         email,
-                        status: ContactStatus::parse(&status),
+                        status: state::decode(&status)?,
                         status_reason: reason,
                         status_changed_at: changed,
                         attributes,

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use crate::{ContactStatus, EnrollmentState, Result, Tx};
+use crate::state::{self, ContactStatus, EnrollmentState};
+use crate::{Result, Tx};
 
 /// A UTC day in ms: the funnel counts enrollments per `enrolled_at / DAY_MS`.
 const DAY_MS: i64 = 86_400_000;
@@ -112,7 +113,7 @@ impl Tx {
         let mut out: BTreeMap<String, CampaignTotals> = BTreeMap::new();
         for r in rows {
             let id: String = r.try_get(0)?;
-            let state: String = r.try_get(1)?;
+            let state: EnrollmentState = state::column(&r, 1)?;
             let reason: String = r.try_get(2)?;
             let n: i64 = r.try_get(3)?;
             let t = out.entry(id.clone()).or_insert_with(|| CampaignTotals {
@@ -120,11 +121,11 @@ impl Tx {
                 ..CampaignTotals::default()
             });
             t.enrolled += n;
-            match (EnrollmentState::parse(&state), reason.as_str()) {
-                (Some(EnrollmentState::Active), _) => t.active += n,
-                (Some(EnrollmentState::Completed), _) => t.completed += n,
-                (Some(EnrollmentState::Exited), "goal") => t.goal += n,
-                _ => t.exited += n,
+            match (state, reason.as_str()) {
+                (EnrollmentState::Active, _) => t.active += n,
+                (EnrollmentState::Completed, _) => t.completed += n,
+                (EnrollmentState::Exited, "goal") => t.goal += n,
+                (EnrollmentState::Exited | EnrollmentState::Failed, _) => t.exited += n,
             }
         }
         Ok(out)
@@ -283,7 +284,7 @@ impl Tx {
                 id: r.try_get(0)?,
                 email: r.try_get(1)?,
                 key,
-                status: ContactStatus::parse(&status),
+                status: state::decode(&status)?,
                 created_at: r.try_get(4)?,
             });
         }

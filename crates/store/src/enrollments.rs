@@ -5,52 +5,8 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::state::{self, EnrollmentState};
 use crate::{Result, StoreError, Tx, json_text};
-
-/// Where an enrollment stands: the values of `enrollments.state` (its CHECK constraint).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EnrollmentState {
-    /// Walking the campaign: a step is due at `next_run_at`.
-    Active,
-    /// Ran its last step.
-    Completed,
-    /// Left early (a goal, an exit step, unsubscribed, ...): see `exit_reason`.
-    Exited,
-    /// Stopped by an error.
-    Failed,
-}
-
-impl EnrollmentState {
-    /// Every state, in the order of the CHECK constraint.
-    pub const ALL: [Self; 4] = [Self::Active, Self::Completed, Self::Exited, Self::Failed];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Completed => "completed",
-            Self::Exited => "exited",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// The state stored as `s`, or `None` for a name the schema does not allow.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-
-    /// Reads a stored state; an unknown name means the database was written by something
-    /// other than this schema.
-    pub(crate) fn decode(s: &str) -> Result<Self> {
-        Self::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown enrollment state `{s}`")))
-    }
-}
-
-impl std::fmt::Display for EnrollmentState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A new enrollment.
 #[derive(Debug, Clone)]
@@ -76,8 +32,8 @@ pub struct Enrollment {
     pub campaign_id: String,
     /// Contact.
     pub contact_id: i64,
-    /// `active`, `completed`, `exited` or `failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: EnrollmentState,
     /// Next step (active) or last step (ended).
     pub step_id: Option<String>,
     /// Steps run so far.
@@ -145,7 +101,7 @@ fn decode(r: &AnyRow) -> Result<Enrollment> {
         id: r.try_get("id")?,
         campaign_id: r.try_get("campaign_id")?,
         contact_id: r.try_get("contact_id")?,
-        state: r.try_get("state")?,
+        state: state::column(r, "state")?,
         step_id: r.try_get("step_id")?,
         seq: r.try_get("seq")?,
         next_run_at: r.try_get("next_run_at")?,
@@ -174,7 +130,7 @@ impl Tx {
                 out.push((
                     (r.try_get("campaign_id")?, r.try_get("contact_id")?),
                     EnrollmentSummary {
-                        state: EnrollmentState::decode(&r.try_get::<String, _>("state")?)?,
+                        state: state::column(&r, "state")?,
                         ended_at: r.try_get("ended_at")?,
                     },
                 ));
@@ -270,7 +226,7 @@ impl Tx {
                     id,
                     campaign_id: e.campaign_id.clone(),
                     contact_id: contact,
-                    state: EnrollmentState::Active.as_str().into(),
+                    state: EnrollmentState::Active,
                     step_id: Some(e.step_id.clone()),
                     seq: 0,
                     next_run_at: Some(e.next_run_at),

@@ -12,8 +12,9 @@ use serde_json::{Map, Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::contacts::{ContactStatus, Upsert};
+use crate::contacts::Upsert;
 use crate::events::NewEvent;
+use crate::state::{self, ContactStatus, MailState};
 use crate::{Result, StoreError, Tx, json_text};
 
 /// What a form submission carries, checked by the caller.
@@ -144,8 +145,8 @@ pub struct Consent {
     pub ip: Option<String>,
     /// With which user agent, when the form keeps it.
     pub user_agent: Option<String>,
-    /// The confirmation email's state (`none`, `queued`, `sent`, ...).
-    pub mail_state: String,
+    /// Where the confirmation email stands.
+    pub mail_state: MailState,
     /// When it was sent (ms).
     pub mail_sent_at: Option<i64>,
     /// Why it failed, if it did.
@@ -176,7 +177,7 @@ fn consent(row: &AnyRow) -> Result<Consent> {
         confirmed_at: row.try_get("confirmed_at")?,
         ip: row.try_get("ip")?,
         user_agent: row.try_get("user_agent")?,
-        mail_state: row.try_get("mail_state")?,
+        mail_state: state::column(row, "mail_state")?,
         mail_sent_at: row.try_get("mail_sent_at")?,
         mail_error: row.try_get("mail_error")?,
     })
@@ -228,19 +229,19 @@ impl Tx {
         }
         let record_now = !s.double_opt_in || (!new && contact.status == ContactStatus::Subscribed);
         let mail_state = if record_now {
-            "none"
+            MailState::None
         } else if contact.status == ContactStatus::Complained {
             // Someone who marked our mail as spam is not mailed again, not even a confirmation.
-            "suppressed"
+            MailState::Suppressed
         } else if self
             .recently_mailed(contact.id, &s.form_id, now - s.resend_after_ms)
             .await?
         {
-            "none"
+            MailState::None
         } else {
-            "queued"
+            MailState::Queued
         };
-        let queued = mail_state == "queued";
+        let queued = mail_state == MailState::Queued;
         let row = sqlx::query(
             "INSERT INTO form_submissions (form_id, contact_id, consent_text, consent_version, fields, ip, user_agent,
                  submitted_at, confirmed_at, mail_state, mail_queued_at, mail_next_at)
@@ -256,7 +257,7 @@ impl Tx {
         .bind(s.user_agent.as_deref())
         .bind(now)
         .bind(record_now.then_some(now))
-        .bind(mail_state)
+        .bind(mail_state.as_str())
         .bind(queued.then_some(now))
         .fetch_one(self.conn())
         .await?;

@@ -23,6 +23,7 @@ mod redact;
 mod schema_checks;
 mod scores;
 mod signals;
+mod state;
 mod stats;
 mod webhooks;
 
@@ -34,19 +35,20 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 pub use campaigns::{CampaignRow, VersionRow};
-pub use contacts::{Contact, ContactStatus, ProfileChange, Upsert};
+pub use contacts::{Contact, ProfileChange, Upsert};
 pub use dashboard::{CampaignTotals, ContactHit, Funnel, StepTotals};
-pub use enrollments::{
-    Advance, Enrollment, EnrollmentState, EnrollmentSummary, NewEnrollment, NewStepRun,
-};
+pub use enrollments::{Advance, Enrollment, EnrollmentSummary, NewEnrollment, NewStepRun};
 pub use error::StoreError;
 pub use events::{EventRow, NewEvent};
 pub use forms::{Confirmed, Consent, FormCounts, FormMail, MailOutcome, NewSubmission, Submitted};
 pub use frequency::VariantCounts;
-pub use messages::{MessageRow, MessageState, MessageSummary, NewMessage, Waiting};
+pub use messages::{MessageRow, MessageSummary, NewMessage, Waiting};
 pub use redact::redact;
 pub use scores::{ScorePoint, ScoreRow};
-pub use signals::{NewSignal, SignalKind, SignalRow, normalize_message_id};
+pub use signals::{NewSignal, SignalRow, normalize_message_id};
+pub use state::{
+    ContactStatus, EnrollmentState, MailState, MessageState, SignalKind, UnknownState, WebhookState,
+};
 pub use stats::{CampaignStats, StepStats};
 pub use webhooks::{NewWebhook, WebhookAttempt, WebhookRow};
 
@@ -262,7 +264,7 @@ impl Tx {
     pub async fn release_messages(
         &mut self,
         ids: &[i64],
-        back_to: messages::MessageState,
+        back_to: MessageState,
         now: i64,
         owner: i64,
     ) -> Result<u64> {

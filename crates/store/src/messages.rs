@@ -5,56 +5,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::state::{self, MessageState};
 use crate::{Result, Tx};
-
-/// Message states (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageState {
-    /// Waiting for its first attempt.
-    Queued,
-    /// Handed to SMTP; the outcome is not recorded yet.
-    Sending,
-    /// Accepted by the server.
-    Sent,
-    /// Waiting for a retry.
-    Deferred,
-    /// Given up.
-    Failed,
-    /// Permanently refused; the contact is bounced.
-    Bounced,
-    /// The contact can no longer be mailed.
-    Suppressed,
-    /// The process died during delivery; never re-sent blindly.
-    Unknown,
-}
-
-impl MessageState {
-    /// Every state, in the order of the CHECK constraint.
-    pub const ALL: [Self; 8] = [
-        Self::Queued,
-        Self::Sending,
-        Self::Sent,
-        Self::Deferred,
-        Self::Failed,
-        Self::Bounced,
-        Self::Suppressed,
-        Self::Unknown,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Sending => "sending",
-            Self::Sent => "sent",
-            Self::Deferred => "deferred",
-            Self::Failed => "failed",
-            Self::Bounced => "bounced",
-            Self::Suppressed => "suppressed",
-            Self::Unknown => "unknown",
-        }
-    }
-}
 
 /// A queued or finished message.
 #[derive(Debug, Clone)]
@@ -73,8 +25,8 @@ pub struct MessageRow {
     pub version_id: i64,
     /// Step id.
     pub step_id: String,
-    /// State name.
-    pub state: String,
+    /// Where it stands in the queue.
+    pub state: MessageState,
     /// Attempts so far.
     pub attempts: i64,
     /// Message-ID header, once built.
@@ -135,7 +87,7 @@ fn decode(r: &AnyRow) -> Result<MessageRow> {
         campaign_id: r.try_get("campaign_id")?,
         version_id: r.try_get("version_id")?,
         step_id: r.try_get("step_id")?,
-        state: r.try_get("state")?,
+        state: state::column(r, "state")?,
         attempts: r.try_get("attempts")?,
         message_id: r.try_get("message_id")?,
         error: r.try_get("error")?,
@@ -252,7 +204,8 @@ impl Tx {
                 )
                 .await?
                 .into_iter()
-                .map(|r| MessageRow {
+                .map(|r| {
+                    Ok(MessageRow {
                     id: r.0,
                     enrollment_id: r.1,
                     seq: r.2,
@@ -260,7 +213,7 @@ impl Tx {
                     campaign_id: r.4,
                     version_id: r.5,
                     step_id: r.6,
-                    state: r.7,
+                    state: state::decode(&r.7)?,
                     attempts: r.8,
                     message_id: r.9,
                     error: r.10,
@@ -269,7 +222,8 @@ impl Tx {
                     next_attempt_at: r.13,
                     variant: r.14,
                 })
-                .collect();
+                })
+                .collect::<Result<_>>()?;
             out.sort_by_key(|m| m.id);
             let ids: Vec<i64> = out.iter().map(|m| m.id).collect();
             self.set_by_id(
@@ -431,7 +385,7 @@ impl Tx {
         ids: &[i64],
         owner: i64,
         now: i64,
-    ) -> Result<Vec<(i64, String)>> {
+    ) -> Result<Vec<(i64, MessageState)>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(crate::CHUNK) {
             let list = crate::id_list(chunk);
@@ -464,7 +418,7 @@ impl Tx {
             .fetch_all(self.conn())
             .await?;
             for row in rows {
-                out.push((row.try_get(0)?, row.try_get(1)?));
+                out.push((row.try_get(0)?, state::column(&row, 1)?));
             }
         }
         Ok(out)

@@ -8,6 +8,7 @@
 
 use sqlx::Row;
 
+use crate::state::{self, EnrollmentState, MessageState, StoredName};
 use crate::{Backend, Result, Store, Tx};
 
 impl Store {
@@ -69,7 +70,7 @@ impl Store {
 
 impl Tx {
     /// Rows of `tbl` per state, for the states that have any: (state, count).
-    async fn count_by_state(&mut self, tbl: &str) -> Result<Vec<(String, i64)>> {
+    async fn count_by_state<T: StoredName>(&mut self, tbl: &str) -> Result<Vec<(T, i64)>> {
         let rows = sqlx::query(
             "SELECT state, CAST(SUM(n) AS BIGINT) FROM (
                  SELECT state, n FROM state_counts WHERE tbl = $1
@@ -82,17 +83,17 @@ impl Tx {
         .fetch_all(self.conn())
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((state::column(r, 0)?, r.try_get(1)?)))
             .collect()
     }
 
     /// Messages per state, for the states that have any: (state, count).
-    pub async fn count_messages_by_state(&mut self) -> Result<Vec<(String, i64)>> {
+    pub async fn count_messages_by_state(&mut self) -> Result<Vec<(MessageState, i64)>> {
         self.count_by_state("messages").await
     }
 
     /// Enrollments per state, for the states that have any: (state, count).
-    pub async fn count_enrollments_by_state(&mut self) -> Result<Vec<(String, i64)>> {
+    pub async fn count_enrollments_by_state(&mut self) -> Result<Vec<(EnrollmentState, i64)>> {
         self.count_by_state("enrollments").await
     }
 

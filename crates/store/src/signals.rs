@@ -6,43 +6,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::state::SignalKind;
 use crate::{Result, Tx};
-
-/// What a report says happened to a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalKind {
-    /// A permanent failure: the address does not take mail.
-    Hard,
-    /// A temporary failure the relay gave up on (mailbox full, greylisted too long).
-    Soft,
-    /// The recipient marked the message as spam.
-    Complaint,
-    /// The provider confirms the mailbox took the message: ends a run of soft bounces.
-    Delivered,
-}
-
-impl SignalKind {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hard => "hard",
-            Self::Soft => "soft",
-            Self::Complaint => "complaint",
-            Self::Delivered => "delivered",
-        }
-    }
-
-    /// The kind of a stored name (`hard`, `soft`, `complaint`, `delivered`).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "hard" => Some(Self::Hard),
-            "soft" => Some(Self::Soft),
-            "complaint" => Some(Self::Complaint),
-            "delivered" => Some(Self::Delivered),
-            _ => None,
-        }
-    }
-}
 
 /// A report to record (see [`Tx::insert_signal`]).
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use crate::{EnrollmentState, Result, Tx};
+use crate::state::{self, EnrollmentState, MessageState};
+use crate::{Result, Tx};
 
 /// Per-step counts.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -60,17 +61,20 @@ impl Tx {
         .fetch_all(self.conn())
         .await?;
         for r in rows {
-            let state: String = r.try_get(0)?;
+            let state: EnrollmentState = state::column(&r, 0)?;
             let reason: String = r.try_get(1)?;
             let n: i64 = r.try_get(2)?;
             s.enrolled += n;
-            match EnrollmentState::parse(&state) {
-                Some(EnrollmentState::Active) => s.active += n,
-                Some(EnrollmentState::Completed) => s.completed += n,
-                _ => {
-                    *s.exited
-                        .entry(if reason.is_empty() { state } else { reason })
-                        .or_default() += n
+            match state {
+                EnrollmentState::Active => s.active += n,
+                EnrollmentState::Completed => s.completed += n,
+                EnrollmentState::Exited | EnrollmentState::Failed => {
+                    let why = if reason.is_empty() {
+                        state.as_str().to_string()
+                    } else {
+                        reason
+                    };
+                    *s.exited.entry(why).or_default() += n
                 }
             }
         }
@@ -81,19 +85,19 @@ impl Tx {
             .await?;
         for r in rows {
             let step: String = r.try_get(0)?;
-            let state: String = r.try_get(1)?;
+            let state: MessageState = state::column(&r, 1)?;
             let n: i64 = r.try_get(2)?;
             let e = steps.entry(step.clone()).or_insert_with(|| StepStats {
                 id: step,
                 ..Default::default()
             });
-            match state.as_str() {
-                "sent" => e.sent += n,
-                "failed" => e.failed += n,
-                "bounced" => e.bounced += n,
-                "deferred" => e.deferred += n,
-                "unknown" => e.unknown += n,
-                _ => {}
+            match state {
+                MessageState::Sent => e.sent += n,
+                MessageState::Failed => e.failed += n,
+                MessageState::Bounced => e.bounced += n,
+                MessageState::Deferred => e.deferred += n,
+                MessageState::Unknown => e.unknown += n,
+                MessageState::Queued | MessageState::Sending | MessageState::Suppressed => {}
             }
         }
         let rows = sqlx::query(

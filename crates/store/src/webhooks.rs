@@ -5,6 +5,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::state::{self, WebhookState};
 use crate::{Result, Tx};
 
 /// A webhook step to deliver.
@@ -43,8 +44,8 @@ pub struct WebhookRow {
     pub version_id: i64,
     /// The step.
     pub step_id: String,
-    /// `queued`, `sending`, `sent`, `deferred`, `failed` or `unknown`.
-    pub state: String,
+    /// Where it stands in its queue.
+    pub state: WebhookState,
     /// Attempts made.
     pub attempts: i64,
     /// When the next attempt is due (ms).
@@ -86,7 +87,7 @@ fn decode(r: &AnyRow) -> Result<WebhookRow> {
         campaign_id: r.try_get("campaign_id")?,
         version_id: r.try_get("version_id")?,
         step_id: r.try_get("step_id")?,
-        state: r.try_get("state")?,
+        state: state::column(r, "state")?,
         attempts: r.try_get("attempts")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         error: r.try_get("error")?,

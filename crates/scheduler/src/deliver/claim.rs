@@ -77,7 +77,7 @@ impl Engine {
         for back_to in [MessageState::Queued, MessageState::Deferred] {
             let ids: Vec<i64> = messages
                 .iter()
-                .filter(|m| m.state == back_to.as_str())
+                .filter(|m| m.state == back_to)
                 .map(|m| m.id)
                 .collect();
             if !ids.is_empty() {

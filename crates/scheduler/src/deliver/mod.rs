@@ -451,14 +451,14 @@ impl Engine {
         }
         if !dropped.is_empty() {
             for (id, state) in tx.settle_unmarked(&dropped, self.owner, now_ms).await? {
-                match state.as_str() {
-                    "suppressed" => out.suppressed += 1,
+                match state {
+                    MessageState::Suppressed => out.suppressed += 1,
                     // Held: its campaign is paused.
-                    "queued" | "deferred" => {}
+                    MessageState::Queued | MessageState::Deferred => {}
                     other => {
                         tracing::warn!(
                             message = id,
-                            state = other,
+                            state = other.as_str(),
                             "a message claimed by this worker was taken over by another before it was sent (its lease ran out); not sent here"
                         );
                         out.lost += 1;

@@ -32,7 +32,7 @@ impl Engine {
         let mut groups: Vec<(MessageState, &Settle, Vec<i64>)> = Vec::new();
         let mut attempts: Vec<(i64, &str, Option<&str>)> = Vec::new();
         for (m, s) in &settled {
-            let from = if m.state == "deferred" {
+            let from = if m.state == MessageState::Deferred {
                 MessageState::Deferred
             } else {
                 MessageState::Queued

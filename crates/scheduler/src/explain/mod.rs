@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use nurture_campaign::{Campaign, Trigger};
 use nurture_store::history::{Decision, StepRun};
-use nurture_store::{Enrollment, EnrollmentState, MessageRow, Tx};
+use nurture_store::{Enrollment, EnrollmentState, MessageRow, MessageState, Tx};
 use serde_json::Value;
 
 use crate::{EngineError, Result, from_ms};
@@ -160,8 +160,8 @@ pub async fn explain(
             e.campaign_id,
             utc(e.enrolled_at)
         ));
-        let now = match EnrollmentState::parse(&e.state) {
-            Some(EnrollmentState::Active) => {
+        let now = match e.state {
+            EnrollmentState::Active => {
                 let mut s = format!(
                     "  now: active; next step `{}` due {}",
                     e.step_id.as_deref().unwrap_or("-"),
@@ -174,12 +174,11 @@ pub async fn explain(
                 }
                 s
             }
-            Some(EnrollmentState::Completed) => format!(
+            EnrollmentState::Completed => format!(
                 "  completed {} after the last step",
                 e.ended_at.map_or_else(|| "-".to_string(), utc)
             ),
-            // Exited, failed, or a state this build does not know: shown as stored.
-            _ => format!(
+            EnrollmentState::Exited | EnrollmentState::Failed => format!(
                 "  {} {}: {}{}",
                 e.state,
                 e.ended_at.map_or_else(|| "-".to_string(), utc),
@@ -305,27 +304,27 @@ async fn message_lines(
             "queued"
         )]);
     };
-    let detail = match m.state.as_str() {
-        "sent" => format!(
+    let detail = match m.state {
+        MessageState::Sent => format!(
             "message {}",
             m.message_id.as_deref().unwrap_or("(no Message-ID)")
         ),
-        "queued" => match m.next_attempt_at {
+        MessageState::Queued => match m.next_attempt_at {
             // Postponed (by the frequency cap): the decision line below says why.
             Some(next) if next > m.created_at => format!("waiting for delivery at {}", utc(next)),
             _ => format!("waiting for delivery since {}", utc(m.created_at)),
         },
-        "deferred" => format!(
+        MessageState::Deferred => format!(
             "retrying {}; last reply: {}",
             m.next_attempt_at.map_or_else(|| "-".to_string(), utc),
             m.error.as_deref().unwrap_or("-")
         ),
         // Suppressed for another reason than the contact's status (its enrollment reached
         // its goal, its campaign was removed): the message says which.
-        "suppressed" if contact.status == nurture_store::ContactStatus::Subscribed => {
+        MessageState::Suppressed if contact.status == nurture_store::ContactStatus::Subscribed => {
             m.error.clone().unwrap_or_else(|| "not sent".to_string())
         }
-        "suppressed" => format!(
+        MessageState::Suppressed => format!(
             "not sent: the contact was no longer mailable ({} since {}{})",
             contact.status.as_str(),
             contact
@@ -337,11 +336,13 @@ async fn message_lines(
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         ),
-        "unknown" => {
+        MessageState::Unknown => {
             "the sending process stopped before the outcome was recorded; never re-sent blindly"
                 .into()
         }
-        _ => m.error.clone().unwrap_or_default(),
+        MessageState::Sending | MessageState::Failed | MessageState::Bounced => {
+            m.error.clone().unwrap_or_default()
+        }
     };
     let mut out = vec![format!(
         "  {}  {:<step_w$}  {:<9}  {detail}",

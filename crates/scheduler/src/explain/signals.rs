@@ -4,7 +4,7 @@
 
 use nurture_campaign::Op;
 use nurture_store::history::StepRun;
-use nurture_store::{Tx, WebhookRow};
+use nurture_store::{MailState, Tx, WebhookRow, WebhookState};
 use serde_json::{Map, Value};
 
 use crate::{Result, from_ms, score_at, score_reasons};
@@ -20,15 +20,15 @@ pub(crate) fn consent_lines(consents: &[nurture_store::Consent]) -> Vec<String> 
         .iter()
         .map(|c| {
             let at = |ms: i64| from_ms(ms).format("%Y-%m-%d %H:%M UTC").to_string();
-            let state = match (c.confirmed_at, c.mail_state.as_str()) {
+            let state = match (c.confirmed_at, c.mail_state) {
                 (Some(ms), _) => format!("confirmed {}", at(ms)),
-                (None, "none") => {
+                (None, MailState::None) => {
                     "not confirmed (no confirmation email: a repeat within the hour)".into()
                 }
-                (None, "suppressed") => {
+                (None, MailState::Suppressed) => {
                     "not confirmed (no confirmation email: the contact complained)".into()
                 }
-                (None, "sent") => format!(
+                (None, MailState::Sent) => format!(
                     "not confirmed; confirmation email sent {}",
                     c.mail_sent_at.map_or_else(|| "-".into(), at)
                 ),
@@ -176,22 +176,22 @@ pub(crate) async fn webhook_lines(
     w: &WebhookRow,
     step_w: usize,
 ) -> Result<Vec<String>> {
-    let detail = match w.state.as_str() {
-        "sent" => format!("delivered (webhook-id {})", w.webhook_id()),
-        "queued" => "waiting for delivery".to_string(),
-        "deferred" => format!(
+    let detail = match w.state {
+        WebhookState::Sent => format!("delivered (webhook-id {})", w.webhook_id()),
+        WebhookState::Queued => "waiting for delivery".to_string(),
+        WebhookState::Deferred => format!(
             "to be retried {}",
             w.next_attempt_at.map_or_else(|| "-".to_string(), utc)
         ),
-        "failed" => format!(
+        WebhookState::Failed => format!(
             "failed: {}",
             w.error.as_deref().unwrap_or("no reason recorded")
         ),
-        "unknown" => {
+        WebhookState::Unknown => {
             "unknown: the sending process stopped before the reply was recorded; not posted again"
                 .into()
         }
-        other => other.to_string(),
+        WebhookState::Sending => "sending".to_string(),
     };
     let mut out = vec![format!(
         "  {}  {:<step_w$}  {:<9}  webhook {detail}",

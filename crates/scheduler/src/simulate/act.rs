@@ -3,7 +3,7 @@
 //! records the pixel or the link, attributes and tags as a contact upsert. The engine's next
 //! round then reacts to it like to any other input.
 
-use nurture_store::{NewEvent, Upsert};
+use nurture_store::{MessageState, NewEvent, Upsert};
 use serde_json::{Map, json};
 
 use super::SimulateError;
@@ -56,7 +56,11 @@ pub(super) async fn act(
                     .contact_messages(contact.id)
                     .await?
                     .into_iter()
-                    .find(|m| m.enrollment_id == e.id && m.step_id == *step && m.state == "sent"),
+                    .find(|m| {
+                        m.enrollment_id == e.id
+                            && m.step_id == *step
+                            && m.state == MessageState::Sent
+                    }),
                 None => None,
             };
             match message {

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use nurture_campaign::{CampaignFile, Status};
-use nurture_store::{Store, StoreError};
+use nurture_store::{MessageState, Store, StoreError};
 use serde_json::Value;
 
 pub use lead::{EventSource, Lead};
@@ -323,8 +323,14 @@ async fn run<R: Rehearse>(
     Ok(Run {
         entry,
         inactive,
-        rendered: messages.iter().filter(|m| m.state == "sent").count(),
-        failed: messages.iter().filter(|m| m.state == "failed").count(),
+        rendered: messages
+            .iter()
+            .filter(|m| m.state == MessageState::Sent)
+            .count(),
+        failed: messages
+            .iter()
+            .filter(|m| m.state == MessageState::Failed)
+            .count(),
         last: recorded.enrollments.last().cloned(),
         lines: recorded.lines,
         lead_lines,

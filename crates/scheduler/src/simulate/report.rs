@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use nurture_campaign::{Campaign, Trigger};
-use nurture_store::Enrollment;
+use nurture_store::{Enrollment, EnrollmentState};
 use serde::Serialize;
 
 use super::lead::{EventSource, Lead};
@@ -130,8 +130,8 @@ impl Report {
         );
         let last = self.timeline.last();
         let day = last.map_or(0, |l| self.day(l.at));
-        let sentence = match state.as_str() {
-            "active" => format!(
+        let sentence = match state {
+            EnrollmentState::Active => format!(
                 "after {} days the lead waits at `{}` until {}",
                 self.days,
                 step.as_deref().unwrap_or("-"),
@@ -140,16 +140,16 @@ impl Report {
                     |t| format!("{} UTC", t.format("%Y-%m-%d %H:%M"))
                 )
             ),
-            "completed" => format!("completed on day {day}"),
-            other => format!(
-                "{other} on day {day}: {}",
+            EnrollmentState::Completed => format!("completed on day {day}"),
+            EnrollmentState::Exited | EnrollmentState::Failed => format!(
+                "{state} on day {day}: {}",
                 last.filter(|l| l.outcome == "exited")
                     .map(|l| l.reason.clone())
                     .or_else(|| reason.clone())
                     .unwrap_or_else(|| "no reason recorded".into())
             ),
         };
-        (state.clone(), sentence)
+        (state.as_str().to_string(), sentence)
     }
 
     /// The `--json` document (serialize it with `serde_json`).

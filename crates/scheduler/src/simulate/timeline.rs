@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use nurture_campaign::{Action, Campaign};
-use nurture_store::{Enrollment, MessageRow};
+use nurture_store::{Enrollment, EnrollmentState, MessageRow, MessageState};
 
 use super::SimulateError;
 use super::script::text;
@@ -88,14 +88,14 @@ pub(super) async fn read_back(
                     .iter()
                     .find(|m| m.enrollment_id == e.id && m.seq == run.seq)
                 {
-                    Some(m) if m.state == "sent" => {
+                    Some(m) if m.state == MessageState::Sent => {
                         line.outcome = "sent".into();
                         line.at = m.sent_at.map_or(line.at, from_ms);
                         line.subject = subjects.get(&m.id).cloned();
                         line.reason = line.subject.clone().unwrap_or_default();
                     }
                     Some(m) => {
-                        line.outcome.clone_from(&m.state);
+                        line.outcome = m.state.as_str().into();
                         line.reason = m.error.clone().unwrap_or_default();
                     }
                     None => {}
@@ -117,8 +117,8 @@ pub(super) async fn read_back(
         }
         let ended = e.ended_at.map(from_ms).unwrap_or(end);
         let last_exit = runs.last().is_some_and(|r| r.outcome == "exited");
-        match e.state.as_str() {
-            "completed" => lines.push(Line {
+        match e.state {
+            EnrollmentState::Completed => lines.push(Line {
                 at: ended,
                 order: (n, i64::MAX),
                 step: None,
@@ -126,7 +126,7 @@ pub(super) async fn read_back(
                 reason: "the last step has run".into(),
                 subject: None,
             }),
-            "exited" if !last_exit => lines.push(Line {
+            EnrollmentState::Exited if !last_exit => lines.push(Line {
                 at: ended,
                 order: (n, i64::MAX),
                 step: e.step_id.clone(),

@@ -38,7 +38,7 @@ async fn seen(app: &TestApp, s: &Seeded) -> Seen {
         .await
         .unwrap()
         .into_iter()
-        .map(|m| m.state)
+        .map(|m| m.state.to_string())
         .collect();
     let signals = tx
         .contact_signals(s.contact_id)
@@ -50,7 +50,7 @@ async fn seen(app: &TestApp, s: &Seeded) -> Seen {
     tx.rollback().await.unwrap();
     Seen {
         status: contact.status,
-        enrollment: enrollment.state,
+        enrollment: enrollment.state.to_string(),
         messages,
         signals,
     }

@@ -1,6 +1,6 @@
 //! `/u/TOKEN`, `/o/TOKEN`, `/c/TOKEN`: unsubscribe, opens and clicks.
 
-use nurture_store::ContactStatus;
+use nurture_store::{ContactStatus, EnrollmentState};
 use nurture_token::{Claim, Signer};
 
 use crate::support::{CAMPAIGN, STEP, TestApp, ms, spawn_app};
@@ -16,7 +16,7 @@ async fn status(app: &TestApp, contact_id: i64) -> (ContactStatus, Option<i64>) 
 async fn enrollment_state(app: &TestApp, id: i64) -> (String, Option<String>) {
     let mut tx = app.store.begin().await.unwrap();
     let e = tx.enrollment(id).await.unwrap().unwrap();
-    (e.state, e.exit_reason)
+    (e.state.to_string(), e.exit_reason)
 }
 
 #[tokio::test]
@@ -66,7 +66,7 @@ async fn assert_unsubscribed_once(app: &TestApp, contact_id: i64, enrollment_id:
         Some("unsubscribe link in welcome/intro")
     );
     let e = tx.enrollment(enrollment_id).await.unwrap().unwrap();
-    assert_eq!(e.state, "exited");
+    assert_eq!(e.state, EnrollmentState::Exited);
     assert_eq!(e.exit_reason.as_deref(), Some("unsubscribed"));
     assert!(
         tx.had_email_event(enrollment_id, "email.unsubscribed", STEP)
