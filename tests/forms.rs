@@ -316,7 +316,7 @@ fn a_pending_contact_gets_no_campaign_mail_until_it_confirms() {
     let p = project();
     let sink = SmtpSink::start();
     {
-        let d = Daemon::start_with(&p, &sink, None, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
+        let mut d = Daemon::start_with(&p, &sink, None, &[("NURTURE_FORM_MIN_FILL_SECONDS", "0")]);
         let stamp = stamp_of(&http(d.port, "GET", "/f/guide", &[], b"").2);
         let body = format!("email=ana%40acme.example&nurture_ts={stamp}");
         let form = [("Content-Type", "application/x-www-form-urlencoded")];
@@ -325,6 +325,10 @@ fn a_pending_contact_gets_no_campaign_mail_until_it_confirms() {
             200
         );
         sink.wait_for(1, Duration::from_secs(30));
+        // Stopped, not killed: the sink can hold the message before the daemon has recorded
+        // it as sent, and a stop lets it finish that.
+        d.terminate();
+        assert_eq!(d.wait_exit(Duration::from_secs(30)), Some(0), "{}", d.log());
     }
 
     // Act: the campaign's event arrives by another way while the contact is pending.

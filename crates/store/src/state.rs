@@ -87,7 +87,7 @@ macro_rules! stored_enum {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     };
@@ -230,6 +230,8 @@ mod tests {
             assert_eq!(s.as_str().parse::<MessageState>(), Ok(*s));
             assert_eq!(s.to_string(), s.as_str());
         }
+        // Tables line states up with `{:<9}`: Display pads like a string.
+        assert_eq!(format!("[{:<9}]", MessageState::Sent), "[sent     ]");
         for s in MailState::ALL {
             assert_eq!(MailState::parse(s.as_str()), Some(*s));
         }
