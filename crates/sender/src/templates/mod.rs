@@ -67,10 +67,10 @@ pub struct Templates {
     /// `plain` plus the one-line templates (subjects, preheaders) compiled on first use, so a
     /// subject is parsed once, not once per message.
     lines: RwLock<Handlebars<'static>>,
-    /// `html` plus each (template, layout) with its CSS inlined once (see `inline.rs`), and
+    /// `html` plus each (template, layout) with its CSS inlined once (see `inline/`), and
     /// the pairs that must be inlined per message instead.
     inlined: RwLock<(Handlebars<'static>, HashSet<String>)>,
-    /// Each (template, layout) prepared for deriving its text part once (`inline.rs`), or
+    /// Each (template, layout) prepared for deriving its text part once (`inline/text.rs`), or
     /// `None` where it must be derived per message; and the text so derived per pattern of
     /// empty values.
     texts: RwLock<HashMap<String, Option<Arc<TextSource>>>>,
