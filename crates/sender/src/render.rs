@@ -253,7 +253,7 @@ impl Templates {
         // One Handlebars context for every part: rendering from a `Value` copies it into a
         // new context each time (subject, preheader, text values, HTML).
         let ctx = Context::from(req.context.clone());
-        // The CSS inlined once per template where that is certainly the same (inline.rs);
+        // The CSS inlined once per template where that is certainly the same (inline/);
         // any error there is reported by the per-message path, which names the part.
         if let Some(Ok(html)) = self.render_inlined(req.template, req.layout, &ctx) {
             return self.finish(req, &ctx, html, true);
