@@ -34,6 +34,7 @@ mod hooks;
 mod inline;
 mod message;
 mod outbox;
+mod plain_text;
 mod render;
 mod smtp;
 mod templates;

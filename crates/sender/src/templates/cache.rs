@@ -122,7 +122,7 @@ impl Templates {
         }
         let pieces = source
             .pieces(empty, |html| {
-                let lines = crate::render::html_to_lines(html).ok()?;
+                let lines = crate::plain_text::html_to_lines(html).ok()?;
                 // A paragraph as long as html2text's "unwrapped" width would be wrapped.
                 lines.lines().all(|l| l.len() < 5_000).then_some(lines)
             })

@@ -27,8 +27,8 @@ impl Templates {
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
         let mut t = Self {
             dir: dir.to_path_buf(),
-            html: crate::render::registry(true),
-            plain: crate::render::registry(false),
+            html: super::registry::registry(true),
+            plain: super::registry::registry(false),
             lines: RwLock::new(Handlebars::new()),
             inlined: RwLock::new((Handlebars::new(), HashSet::new())),
             texts: RwLock::new(HashMap::new()),

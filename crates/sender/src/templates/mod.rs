@@ -7,6 +7,7 @@
 //! | load | [`Templates::load`]: the folder read and compiled, [`LoadError`] |
 //! | problem | [`TemplateProblem`]: what `validate` reports, with file, line and column |
 //! | check | [`Templates::check_send`]: every problem of one email step |
+//! | registry | the strict Handlebars registries and our helpers |
 //! | scan | what a compiled template reaches: partials, helpers, `unsubscribe_url` |
 //! | cache | what is done once and reused per message: inlined CSS, text parts, subjects |
 
@@ -14,6 +15,7 @@ mod cache;
 mod check;
 mod load;
 mod problem;
+mod registry;
 mod scan;
 
 use std::collections::{HashMap, HashSet};
@@ -31,8 +33,8 @@ use problem::Broken;
 pub use problem::TemplateProblem;
 
 /// Every helper a template may call: ours, then Handlebars' built-ins (handlebars 6). The
-/// checks here need the names; `render` registers the helpers and tests the list against its
-/// registry, so this module depends on nothing in `render`.
+/// checks here need the names; `registry` registers the helpers and tests the list against
+/// its registry.
 pub(crate) const HELPERS: &[&str] = &[
     "default",
     "format_date",
