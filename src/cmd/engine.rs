@@ -85,27 +85,34 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         super::forms::load(config)?,
         config.forms.clone(),
     ));
-    let parts = nurture_server::ServerParts {
-        signer: mailer.signer.clone(),
-        api_key: config.api_key.as_ref().map(|k| k.expose().to_string()),
-        wake: wake.clone(),
+    let signer = mailer.signer.clone();
+    let api_key = config.api_key.as_ref().map(|k| k.expose().to_string());
+    let bounces = std::sync::Arc::new(super::bounces::webhooks(config)?);
+    let dashboard = config.dashboard_password.as_ref().map(|p| {
+        std::sync::Arc::new(nurture_server::Dashboard::new(
+            p.expose(),
+            config.base_url.starts_with("https://"),
+        ))
+    });
+    let (wake_http, health_http, forms_http) = (wake.clone(), health.clone(), forms.clone());
+    // The server's state around the pool its thread opens.
+    let state = move |store| nurture_server::AppState {
+        store,
+        signer,
+        api_key,
+        wake: wake_http,
         metrics,
-        health: health.clone(),
-        bounces: std::sync::Arc::new(super::bounces::webhooks(config)?),
-        dashboard: config.dashboard_password.as_ref().map(|p| {
-            std::sync::Arc::new(nurture_server::Dashboard::new(
-                p.expose(),
-                config.base_url.starts_with("https://"),
-            ))
-        }),
-        forms: forms.clone(),
+        health: health_http,
+        bounces,
+        dashboard,
+        forms: forms_http,
     };
-    // Bound once the parts are ready, as before: a bad setting is reported before a busy port.
+    // Bound once the state is ready: a bad setting is reported before a busy port.
     let listener = std::net::TcpListener::bind(&config.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let url = config.database_url.expose().to_string();
-    let http = nurture_server::ServerThread::start(listener, url, parts).await?;
+    let http = nurture_server::ServerThread::start(listener, url, state).await?;
     tracing::info!(database = %nurture_store::redact(config.database_url.expose()), "nurture is running");
     eprintln!("nurture is running; stop with Ctrl-C");
     let mut failures = Backoff::default();

@@ -46,7 +46,7 @@ pub use forms::{FormSettings, Forms, solve, stamp_for};
 pub use limits::Limits;
 pub use metrics::Metrics;
 pub use ops::Health;
-pub use thread::{ServerParts, ServerThread, StartError};
+pub use thread::{ServerThread, StartError};
 
 /// The largest request body the ingest API reads (64 KiB); larger ones get 413.
 pub const MAX_BODY: usize = 64 * 1024;

@@ -3,32 +3,9 @@
 //! or an ingest call. It has its own connection pool too: a pool's connections belong to the
 //! runtime that opened them.
 
-use std::sync::Arc;
+use tokio::sync::oneshot;
 
-use tokio::sync::{Notify, oneshot};
-
-use crate::{AppState, Dashboard, Forms, Health, Metrics, bounces};
-
-/// What the HTTP server shares with the daemon's loop: [`AppState`] without the store, which
-/// the thread opens itself.
-pub struct ServerParts {
-    /// Verifies link tokens.
-    pub signer: nurture_token::Signer,
-    /// Bearer key of `/api/*`.
-    pub api_key: Option<String>,
-    /// Woken after an event is recorded.
-    pub wake: Arc<Notify>,
-    /// The `/metrics` counters.
-    pub metrics: Arc<Metrics>,
-    /// The daemon's health for `/healthz`.
-    pub health: Arc<Health>,
-    /// The bounce webhooks.
-    pub bounces: Arc<bounces::Webhooks>,
-    /// The dashboard, when a password is set.
-    pub dashboard: Option<Arc<Dashboard>>,
-    /// The public sign-up forms.
-    pub forms: Arc<Forms>,
-}
+use crate::AppState;
 
 /// Why the server thread did not start.
 #[derive(Debug)]
@@ -70,11 +47,13 @@ pub struct ServerThread {
 
 impl ServerThread {
     /// Serves on `listener` (bound and non-blocking) with a pool of its own on
-    /// `database_url`; returns once serving, or fails if the runtime or the pool fails.
+    /// `database_url`, in the state `state` makes around that pool (what it shares with the
+    /// daemon's loop, the counters and health say, it takes as `Arc`s); returns once serving,
+    /// or fails if the runtime or the pool fails.
     pub async fn start(
         listener: std::net::TcpListener,
         database_url: String,
-        parts: ServerParts,
+        state: impl FnOnce(nurture_store::Store) -> AppState + Send + 'static,
     ) -> Result<Self, StartError> {
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), StartError>>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -109,17 +88,7 @@ impl ServerThread {
                             return;
                         }
                     };
-                    let state = AppState {
-                        store: store.clone(),
-                        signer: parts.signer,
-                        api_key: parts.api_key,
-                        wake: parts.wake,
-                        metrics: parts.metrics,
-                        health: parts.health,
-                        bounces: parts.bounces,
-                        dashboard: parts.dashboard,
-                        forms: parts.forms,
-                    };
+                    let state = state(store.clone());
                     let _ = ready_tx.send(Ok(()));
                     let served = crate::serve(listener, state, async move {
                         let _ = stop_rx.await;
@@ -162,10 +131,16 @@ mod tests {
 
     use std::io::{Read, Write};
 
-    use super::*;
+    use std::sync::Arc;
 
-    fn parts(health: Arc<Health>) -> ServerParts {
-        ServerParts {
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::{Forms, Health, Metrics, bounces};
+
+    fn state(health: Arc<Health>) -> impl FnOnce(nurture_store::Store) -> AppState {
+        move |store| AppState {
+            store,
             signer: nurture_token::Signer::new("secret"),
             api_key: None,
             wake: Arc::new(Notify::new()),
@@ -207,7 +182,7 @@ mod tests {
         let health = Arc::new(Health::new());
         let l = listener();
         let addr = l.local_addr().unwrap();
-        let server = ServerThread::start(l, url, parts(health.clone()))
+        let server = ServerThread::start(l, url, state(health.clone()))
             .await
             .unwrap();
         assert_eq!(get(addr, "/healthz").await, "HTTP/1.1 200 OK");
@@ -222,7 +197,7 @@ mod tests {
         let err = ServerThread::start(
             listener(),
             "nosuchdb://nowhere".into(),
-            parts(Arc::new(Health::new())),
+            state(Arc::new(Health::new())),
         )
         .await
         .err()
