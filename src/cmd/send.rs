@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use nurture_campaign::{Action, CampaignFile, load_paths};
+use nurture_sender::StepEmail;
 use serde_json::{Map, Value};
 
 use super::common::{email_arg, open_engine};
@@ -17,6 +18,26 @@ pub(crate) struct Sample {
     pub(crate) attributes: Map<String, Value>,
     pub(crate) tags: Vec<String>,
     pub(crate) event: Map<String, Value>,
+}
+
+impl Sample {
+    /// The email of `step` of `campaign` for this sample.
+    fn email<'a>(
+        &'a self,
+        campaign: &'a nurture_campaign::Campaign,
+        step: &'a str,
+        send: &'a nurture_campaign::SendAction,
+    ) -> StepEmail<'a> {
+        StepEmail {
+            campaign,
+            step_id: step,
+            send,
+            email: &self.email,
+            attributes: &self.attributes,
+            tags: &self.tags,
+            event: &self.event,
+        }
+    }
 }
 
 /// The campaign as its file says now (it must validate, templates included).
@@ -207,32 +228,14 @@ pub async fn preview(
     };
     let (s, secret) = sample(config, contact, data, campaign).await?;
     let mailer = crate::delivery::with_secret(config, &secret)?;
+    let email = s.email(c, step_id, send);
     let built = mailer
-        .build(
-            c,
-            step_id,
-            send,
-            &s.email,
-            &s.attributes,
-            &s.tags,
-            &s.event,
-            None,
-            None,
-            "",
-        )
+        .build(&email, None, None, "")
         .map_err(|f| anyhow::anyhow!("{}", failure_text(&f)))?;
     match format {
         Format::Eml => outln!("{}", String::from_utf8_lossy(&built.bytes)),
         Format::Html | Format::Text => {
-            let rendered = mailer.render_parts(
-                c,
-                step_id,
-                send,
-                &s.email,
-                &s.attributes,
-                &s.tags,
-                &s.event,
-            )?;
+            let rendered = mailer.render_parts(&email)?;
             outln!(
                 "{}",
                 if format == Format::Html {
@@ -286,13 +289,7 @@ pub async fn test_send(
     let mut failed = 0;
     for (st, send) in steps {
         let sent = match mailer.build(
-            c,
-            st.id.as_str(),
-            send,
-            &s.email,
-            &s.attributes,
-            &s.tags,
-            &s.event,
+            &s.email(c, st.id.as_str(), send),
             None,
             Some(&to),
             "[TEST] ",

@@ -11,6 +11,7 @@ use nurture_scheduler::simulate::{
     Lead, Rehearse, Rehearsed, ScriptError, SimulateError, Simulation, parse_script, whole_seconds,
 };
 use nurture_scheduler::{EngineConfig, Failure, Job};
+use nurture_sender::StepEmail;
 
 use super::common::{email_arg, now_or};
 use super::send::{campaign_from_files, sample_from_file};
@@ -128,33 +129,10 @@ struct Rehearsal(Mailer);
 
 impl Rehearse for Rehearsal {
     fn rehearse(&self, job: &Job<'_>) -> Result<Rehearsed, Failure> {
-        let (contact, step) = (job.contact, job.step.id.as_str());
-        let built = self.0.build(
-            job.campaign,
-            step,
-            job.send,
-            &contact.email,
-            &contact.attributes,
-            &contact.tags,
-            job.event,
-            Some(job.message.id),
-            None,
-            "",
-        )?;
+        let email = StepEmail::of(job);
+        let built = self.0.build(&email, Some(job.message.id), None, "")?;
         // The subject as the lead would read it (the message holds it encoded).
-        let subject = self
-            .0
-            .render_parts(
-                job.campaign,
-                step,
-                job.send,
-                &contact.email,
-                &contact.attributes,
-                &contact.tags,
-                job.event,
-            )
-            .ok()
-            .map(|parts| parts.subject);
+        let subject = self.0.render_parts(&email).ok().map(|parts| parts.subject);
         Ok(Rehearsed {
             message_id: built.message_id,
             subject,

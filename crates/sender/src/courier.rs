@@ -108,20 +108,15 @@ impl Mailer {
     /// Renders and builds one email. The `Date` header is the wall clock: when the message
     /// really leaves, even under `tick --now`. `message_id` names the queued message for tokens
     /// (`None` for test sends); `to` overrides the recipient.
-    #[allow(clippy::too_many_arguments, clippy::disallowed_methods)]
+    #[allow(clippy::disallowed_methods)]
     pub fn build(
         &self,
-        campaign: &Campaign,
-        step_id: &str,
-        send: &SendAction,
-        contact_email: &str,
-        attributes: &Map<String, Value>,
-        tags: &[String],
-        event: &Map<String, Value>,
+        email: &StepEmail<'_>,
         message_id: Option<i64>,
         to: Option<&str>,
         subject_prefix: &str,
     ) -> Result<BuiltMessage, Failure> {
+        let campaign = email.campaign;
         let unsubscribe_url = match message_id {
             Some(id) => self.url("u", &Claim::Unsubscribe(id)),
             None => self.url("u", &Claim::TestUnsubscribe(0)),
@@ -146,24 +141,14 @@ impl Mailer {
             None => Tracking::default(),
         };
         let rendered = self
-            .render_with(
-                campaign,
-                step_id,
-                send,
-                contact_email,
-                attributes,
-                tags,
-                event,
-                &unsubscribe_url,
-                tracking,
-            )
+            .render_with(email, &unsubscribe_url, tracking)
             .map_err(|e| Failure::Render(e.to_string()))?;
-        let from = campaign.from_for(send).ok_or_else(|| {
+        let from = campaign.from_for(email.send).ok_or_else(|| {
             Failure::Render(format!("campaign {} has no From address", campaign.id))
         })?;
-        let reply_to = campaign.reply_to_for(send);
+        let reply_to = campaign.reply_to_for(email.send);
         let subject = format!("{subject_prefix}{}", rendered.subject);
-        let to_name = display_name(attributes);
+        let to_name = display_name(email.attributes);
         build_message(
             &OutgoingEmail {
                 from_name: from.name(),
@@ -174,13 +159,13 @@ impl Mailer {
                 } else {
                     to_name.as_deref()
                 },
-                to_address: to.unwrap_or(contact_email),
+                to_address: to.unwrap_or(email.email),
                 subject: &subject,
                 html: &rendered.html,
                 text: &rendered.text,
                 unsubscribe_url: &unsubscribe_url,
                 campaign: campaign.id.as_str(),
-                step: step_id,
+                step: email.step_id,
                 date: SystemTime::now(),
             },
             self.dkim.as_ref(),
@@ -189,50 +174,29 @@ impl Mailer {
     }
 
     /// The rendered parts of one email, for `preview`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn render_parts(
-        &self,
-        campaign: &Campaign,
-        step_id: &str,
-        send: &SendAction,
-        contact_email: &str,
-        attributes: &Map<String, Value>,
-        tags: &[String],
-        event: &Map<String, Value>,
-    ) -> Result<Rendered, StepRenderError> {
+    pub fn render_parts(&self, email: &StepEmail<'_>) -> Result<Rendered, StepRenderError> {
         let unsubscribe_url = self.url("u", &Claim::TestUnsubscribe(0));
-        self.render_with(
-            campaign,
-            step_id,
-            send,
-            contact_email,
-            attributes,
-            tags,
-            event,
-            &unsubscribe_url,
-            Tracking::default(),
-        )
+        self.render_with(email, &unsubscribe_url, Tracking::default())
     }
 
     /// Renders one email step for one contact; errors name campaign, step and contact.
-    #[allow(clippy::too_many_arguments)]
     fn render_with(
         &self,
-        campaign: &Campaign,
-        step_id: &str,
-        send: &SendAction,
-        contact_email: &str,
-        attributes: &Map<String, Value>,
-        tags: &[String],
-        event: &Map<String, Value>,
+        email: &StepEmail<'_>,
         unsubscribe_url: &str,
         tracking: Tracking,
     ) -> Result<Rendered, StepRenderError> {
+        let StepEmail {
+            campaign,
+            step_id,
+            send,
+            ..
+        } = *email;
         let ctx = context(
-            contact_email,
-            attributes,
-            tags,
-            event,
+            email.email,
+            email.attributes,
+            email.tags,
+            email.event,
             campaign.id.as_str(),
             &campaign.name,
             step_id,
@@ -251,7 +215,7 @@ impl Mailer {
             .map_err(|error| StepRenderError {
                 campaign: campaign.id.to_string(),
                 step: step_id.to_string(),
-                contact: contact_email.to_string(),
+                contact: email.email.to_string(),
                 error: Box::new(error),
             })
     }
@@ -331,23 +295,45 @@ fn display_name(attributes: &Map<String, Value>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
+/// One email step for one contact: what an email is rendered from.
+#[derive(Debug, Clone, Copy)]
+pub struct StepEmail<'a> {
+    /// The campaign (version) the step belongs to.
+    pub campaign: &'a Campaign,
+    /// The step's id.
+    pub step_id: &'a str,
+    /// The step's email.
+    pub send: &'a SendAction,
+    /// The recipient's address.
+    pub email: &'a str,
+    /// The recipient's attributes.
+    pub attributes: &'a Map<String, Value>,
+    /// The recipient's tags.
+    pub tags: &'a [String],
+    /// The trigger event's properties.
+    pub event: &'a Map<String, Value>,
+}
+
+impl<'a> StepEmail<'a> {
+    /// The email of a queued message the scheduler hands over.
+    pub fn of(job: &Job<'a>) -> Self {
+        Self {
+            campaign: job.campaign,
+            step_id: job.step.id.as_str(),
+            send: job.send,
+            email: &job.contact.email,
+            attributes: &job.contact.attributes,
+            tags: &job.contact.tags,
+            event: job.event,
+        }
+    }
+}
+
 impl Courier for Mailer {
     type Prepared = BuiltMessage;
 
     fn prepare(&self, job: &Job<'_>) -> Result<(String, BuiltMessage), Failure> {
-        let (contact, event) = (job.contact, job.event);
-        let built = self.build(
-            job.campaign,
-            job.step.id.as_str(),
-            job.send,
-            &contact.email,
-            &contact.attributes,
-            &contact.tags,
-            event,
-            Some(job.message.id),
-            None,
-            "",
-        )?;
+        let built = self.build(&StepEmail::of(job), Some(job.message.id), None, "")?;
         Ok((built.message_id.clone(), built))
     }
 

@@ -44,8 +44,8 @@ mod webhook;
 
 pub use confirm::{deliver_confirmations, sender_of};
 pub use courier::{
-    CourierError, CourierSettings, Mailer, ReplyClass, SendObserver, StepRenderError, Transport,
-    run_and_deliver,
+    CourierError, CourierSettings, Mailer, ReplyClass, SendObserver, StepEmail, StepRenderError,
+    Transport, run_and_deliver,
 };
 pub use dkim::{Canonicalization, DkimError, DkimSigner, SIGNED_HEADERS};
 pub use hooks::Hooks;
