@@ -6,7 +6,7 @@
 
 use nurture_testkit::{Browser, BrowserOptions};
 
-use crate::support::{Project, wait_until};
+use crate::support::{Daemon, Project};
 
 const CAMPAIGN: &str = r#"name: Welcome series
 from: "Ana <ana@leadcraft.example>"
@@ -32,19 +32,6 @@ const TEMPLATE: &str = r#"<p>Hi {{default contact.first_name "there"}}, here is
 
 const PASSWORD: &str = "dashboard-pass-123";
 
-/// `nurture run`, killed when dropped.
-struct Daemon {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn env_for(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("NURTURE_BASE_URL", format!("http://127.0.0.1:{port}")),
@@ -54,24 +41,6 @@ fn env_for(port: u16) -> Vec<(&'static str, String)> {
             "a-test-signing-secret-that-is-long-enough".into(),
         ),
     ]
-}
-
-fn start(p: &Project, port: u16, password: Option<&str>) -> Daemon {
-    let mut run = p.nurture(&["run"]);
-    for (k, v) in env_for(port) {
-        run = run.env(k, &v);
-    }
-    if let Some(pw) = password {
-        run = run.env("NURTURE_DASHBOARD_PASSWORD", pw);
-    }
-    let d = Daemon {
-        child: run.spawn(),
-        port,
-    };
-    wait_until(30, "nurture run answers /healthz", || {
-        crate::support::healthy(&port.to_string())
-    });
-    d
 }
 
 /// A raw HTTP GET; the status code.
@@ -163,11 +132,11 @@ fn the_dashboard_shows_a_campaigns_real_numbers_in_chromium() {
 
     // Without a password the daemon serves no dashboard at all.
     {
-        let d = start(&p, port, None);
+        let d = Daemon::start_on(&p, port, &[]);
         assert_eq!(get_status(d.port, "/dashboard"), 404);
     }
 
-    let d = start(&p, port, Some(PASSWORD));
+    let d = Daemon::start_on(&p, port, &[("NURTURE_DASHBOARD_PASSWORD", PASSWORD)]);
     // Ana opens her email: the real tracking pixel, served by the daemon.
     let ana = outbox
         .iter()

@@ -191,7 +191,22 @@ impl Daemon {
         api_key: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
-        let port = nurture_testkit::free_port();
+        let mut all = env.to_vec();
+        if let Some(key) = api_key {
+            all.push(("NURTURE_API_KEY", key));
+        }
+        let url = sink.url();
+        Self::spawn(p, nurture_testkit::free_port(), Some(&url), &all)
+    }
+
+    /// `nurture -v run` in `p` on `port` with these environment variables and no SMTP URL
+    /// (mail goes to the project's outbox), for tests whose CLI runs must make links to the
+    /// same port; returns once `/healthz` answers 200.
+    pub fn start_on(p: &Project, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::spawn(p, port, None, env)
+    }
+
+    fn spawn(p: &Project, port: u16, smtp_url: Option<&str>, env: &[(&str, &str)]) -> Self {
         let log = p.path().join(format!("daemon-{port}.log"));
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nurture"));
         cmd.current_dir(p.path()).args(["-v", "run"]);
@@ -203,7 +218,6 @@ impl Daemon {
         cmd.env("NO_COLOR", "1")
             .env("NURTURE_LISTEN", format!("127.0.0.1:{port}"))
             .env("NURTURE_BASE_URL", format!("http://127.0.0.1:{port}"))
-            .env("NURTURE_SMTP_URL", sink.url())
             .env(
                 "NURTURE_SECRET",
                 "a-test-signing-secret-that-is-long-enough",
@@ -211,8 +225,8 @@ impl Daemon {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(key) = api_key {
-            cmd.env("NURTURE_API_KEY", key);
+        if let Some(url) = smtp_url {
+            cmd.env("NURTURE_SMTP_URL", url);
         }
         for (k, v) in env {
             cmd.env(k, v);
