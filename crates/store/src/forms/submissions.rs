@@ -102,7 +102,7 @@ fn consent(row: &AnyRow) -> Result<Consent> {
 impl Tx {
     /// Records a submission: creates or updates the contact, stores the consent record and,
     /// as the contact's status and the form ask, queues a confirmation email or records the
-    /// form's event at once. See the module docs for who gets what.
+    /// form's event at once. See the `forms` module docs for who gets what.
     pub async fn submit_form(&mut self, s: &NewSubmission, now: i64) -> Result<Submitted> {
         let existing = self.contact_by_email(&s.email).await?;
         let new = existing.is_none();
