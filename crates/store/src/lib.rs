@@ -255,34 +255,6 @@ impl Tx {
         self.backend
     }
 
-    /// Gives back messages this process leased but never handed to SMTP (a daemon stopping
-    /// in the middle of a round): each returns to `back_to`, the state it was claimed in
-    /// (`queued` or `deferred`), due as before and without a lease, so any process may take
-    /// it at once instead of after the lease. One this process had already marked `sending`
-    /// also gets back the attempt that marking counted. The caller names only messages it
-    /// holds and has not sent. Returns how many were released.
-    pub async fn release_messages(
-        &mut self,
-        ids: &[i64],
-        back_to: MessageState,
-        now: i64,
-        owner: i64,
-    ) -> Result<u64> {
-        let mut n = 0;
-        for chunk in ids.chunks(CHUNK) {
-            // The CASE reads the row as it was before this UPDATE (both backends).
-            let sql = format!(
-                "UPDATE messages SET attempts = CASE WHEN state = 'sending' THEN attempts - 1 ELSE attempts END,
-                        state = '{back}', lease_until = NULL, updated_at = {now}
-                 WHERE id IN ({}) AND state IN ('sending', '{back}') AND lease_owner = {owner}",
-                id_list(chunk),
-                back = back_to.as_str(),
-            );
-            n += dynamic(sql).execute(self.conn()).await?.rows_affected();
-        }
-        Ok(n)
-    }
-
     fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.inner
     }
