@@ -10,6 +10,10 @@
 //! names the part of `when` that was false and the value it saw, a goal exit the part of
 //! `exit_when` that held, and a send-window postponement (which runs no step) is written to
 //! the decision history with the window and its next opening.
+//!
+//! It stays one module because `advance_one` is one state machine (run, skip, postpone, wait,
+//! exit) read top to bottom, and the rest is what it needs: the batch's `Writes` it fills and
+//! the words its reasons are written in.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;

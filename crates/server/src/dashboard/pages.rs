@@ -1,5 +1,8 @@
 //! The dashboard's pages. Each reads in one read-only transaction through the bounded,
 //! indexed queries of `nurture_store` (module `dashboard` there) and renders plain HTML.
+//!
+//! The five pages stay in one module: each is a handler of the same shape (one read, then
+//! the HTML), and the route table in `dashboard/mod.rs` already says which is which.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -20,6 +20,10 @@
 //! [`WAKE_EVERY`]: every wake starts an engine round that takes the same write lock, and a
 //! round per batch would halve the batches' share of it. A commit inside the interval is
 //! not forgotten: the wake follows when the interval ends.
+//!
+//! The queue, the writer, its one-by-one fallback and the wake pacing stay one module: they
+//! keep one promise (a 202 means the row is durable) that is checked by reading them
+//! together, and nearly half the file is the tests that drive them on both stores.
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
