@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Delay;
-use crate::StepId;
+use crate::name::StepId;
 
 /// A condition, as parsed from YAML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,7 +145,7 @@ impl Condition {
             }
             Condition::Opened(step) => facts.opened(step),
             Condition::Clicked(step) => facts.clicked(step),
-            Condition::Score(op) => op.holds(Some(&crate::scoring::score_value(facts.score()))),
+            Condition::Score(op) => op.holds(Some(&score_value(facts.score()))),
             Condition::All(_) | Condition::Any(_) | Condition::Not(_) => self.eval(facts, now),
         }
     }
@@ -316,6 +316,13 @@ impl fmt::Display for Condition {
             Condition::Score(op) => write!(f, "{{score: {{{}: {}}}}}", op.key(), op.operand()),
         }
     }
+}
+
+/// A score as the value conditions compare (rounded to 1/1000 so that decay noise such as
+/// 49.99999999 does not decide a `gte: 50`).
+pub fn score_value(score: f64) -> Value {
+    let rounded = (score * 1000.0).round() / 1000.0;
+    serde_json::Number::from_f64(rounded).map_or(Value::from(0), Value::Number)
 }
 
 #[cfg(test)]

@@ -14,12 +14,13 @@ mod decode;
 mod diagnostic;
 mod duration;
 pub mod form;
+mod host;
 mod load;
 mod model;
+mod name;
 mod schedule;
 pub mod schema;
 pub mod scoring;
-mod split;
 mod stamp;
 mod window;
 pub mod yaml;
@@ -34,11 +35,10 @@ pub use form::{
 };
 pub use load::{CampaignFile, Loaded, campaign_files, load_paths, parse_campaign};
 pub use model::{
-    Action, Campaign, CampaignId, Reentry, SendAction, Status, Step, StepId, TemplateName,
-    Tracking, Trigger, WebhookAction,
+    AbTest, Action, Arm, Campaign, CampaignId, Metric, Reentry, SendAction, Status, Step, StepId,
+    TemplateName, Tracking, Trigger, Variant, WebhookAction,
 };
 pub use schedule::Cron;
 pub use scoring::{Decay, Rule, RuleSource, Scoring};
-pub use split::{AbTest, Arm, Metric, Variant};
 pub use stamp::{Stamp, stamp};
 pub use window::{Hours, SendWindow, WindowZone, parse_weekday};

@@ -5,107 +5,12 @@
 //! serializable because the store keeps a snapshot of every version that ran.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::split::{AbTest, Arm, Variant};
+pub use crate::name::{CampaignId, StepId, TemplateName};
 use crate::{Condition, Cron, Delay, Mailbox, SendWindow};
-
-macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $check:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Checks and wraps a name.
-            pub fn new(s: impl Into<String>) -> Result<Self, String> {
-                let s = s.into();
-                let check: fn(&str) -> Result<(), String> = $check;
-                check(&s).map(|()| Self(s))
-            }
-
-            /// The name as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                Self::new(s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-    };
-}
-
-fn check_slug(what: &str, s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 100 {
-        return Err(format!("a {what} must have 1 to 100 characters"));
-    }
-    if !s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(format!(
-            "`{s}` is not a valid {what}: use letters, digits, `-`, `_` and `.`, starting with a letter or digit"
-        ));
-    }
-    Ok(())
-}
-
-name_type!(
-    /// A campaign's stable id (defaults to the file stem).
-    CampaignId,
-    "campaign id",
-    |s| check_slug("campaign id", s)
-);
-name_type!(
-    /// A step's id, unique within its campaign; enrollments point at it.
-    StepId,
-    "step id",
-    |s| check_slug("step id", s)
-);
-name_type!(
-    /// A template or layout name: a relative path without suffix, like `ebook/welcome`.
-    TemplateName,
-    "template name",
-    |s| {
-        if s.is_empty()
-            || s.starts_with('/')
-            || s.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..")
-            || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-        {
-            return Err(format!(
-                "`{s}` is not a template name: use a relative path such as `ebook/welcome`, without `..`"
-            ));
-        }
-        Ok(())
-    }
-);
 
 /// Whether a campaign runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -332,5 +237,103 @@ impl Campaign {
     /// The layout of a send step.
     pub fn layout_for<'a>(&'a self, send: &'a SendAction) -> Option<&'a TemplateName> {
         send.layout.as_ref().or(self.layout.as_ref())
+    }
+}
+
+// -- A/B tests (SPEC §13): a split's arms, an email's variants, how a winner is called --
+
+/// One arm of a split: contacts assigned to it continue at `goto`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arm {
+    /// The arm's id, unique within the split (recorded for every contact assigned to it).
+    pub id: String,
+    /// Relative share of contacts (positive).
+    pub weight: u32,
+    /// Where its contacts continue.
+    pub goto: StepId,
+}
+
+/// One variant of an email step: its own subject and/or template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// The variant's id, unique within the step (recorded on every message).
+    pub id: String,
+    /// Relative share of contacts (positive).
+    pub weight: u32,
+    /// The step's email as this variant sends it (the step's own values where the variant
+    /// says nothing; never has variants itself).
+    pub send: SendAction,
+}
+
+/// The measure an A/B test compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Contacts who opened, over contacts sent.
+    Opened,
+    /// Contacts who clicked, over contacts sent.
+    #[default]
+    Clicked,
+    /// Contacts who reached the campaign's goal, over contacts sent.
+    Goal,
+}
+
+impl Metric {
+    /// The name used in YAML and in `stats --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Opened => "opened",
+            Metric::Clicked => "clicked",
+            Metric::Goal => "goal",
+        }
+    }
+}
+
+/// How a test's winner is called.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AbTest {
+    /// What is compared.
+    pub metric: Metric,
+    /// Confidence needed to call a winner (0.5 to 0.9999; default 0.95).
+    pub confidence: f64,
+    /// Contacts sent per variant before any winner is called (default 100).
+    pub min_sample: u64,
+    /// Once a winner is called, later contacts get only the winner.
+    pub auto_winner: bool,
+}
+
+impl Default for AbTest {
+    fn default() -> Self {
+        Self {
+            metric: Metric::Clicked,
+            confidence: 0.95,
+            min_sample: 100,
+            auto_winner: false,
+        }
+    }
+}
+
+impl SendAction {
+    /// The email as variant `id` sends it; the step's own for no variant (or an unknown
+    /// one, as after an edit removed it).
+    pub fn variant(&self, id: Option<&str>) -> &SendAction {
+        id.and_then(|id| self.variants.iter().find(|v| v.id == id))
+            .map_or(self, |v| &v.send)
+    }
+}
+
+impl Step {
+    /// The ids and weights contacts are assigned among: a split's arms or an email's
+    /// variants; empty for any other step.
+    pub fn choices(&self) -> Vec<(&str, u32)> {
+        match &self.action {
+            Action::Split(arms) => arms.iter().map(|a| (a.id.as_str(), a.weight)).collect(),
+            Action::Send(send) => send
+                .variants
+                .iter()
+                .map(|v| (v.id.as_str(), v.weight))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }

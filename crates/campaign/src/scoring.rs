@@ -10,8 +10,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::condition::score_value;
 use crate::decode::Decoder;
 use crate::diagnostic::{Diagnostic, SourceFile};
+pub use crate::host::{host_allowed, url_host};
 use crate::yaml::{self, Kind, Node};
 use crate::{Condition, Delay, Facts};
 
@@ -169,53 +171,6 @@ pub fn decayed(points: f64, age_ms: i64, half_life_ms: Option<i64>) -> f64 {
         Some(h) if h > 0 && age_ms > 0 => points * 0.5f64.powf(age_ms as f64 / h as f64),
         _ => points,
     }
-}
-
-/// A score as the value conditions compare (rounded to 1/1000 so that decay noise such as
-/// 49.99999999 does not decide a `gte: 50`).
-pub fn score_value(score: f64) -> Value {
-    let rounded = (score * 1000.0).round() / 1000.0;
-    serde_json::Number::from_f64(rounded).map_or(Value::from(0), Value::Number)
-}
-
-/// The host of an absolute `http`/`https` URL, lower case, without port or brackets.
-pub fn url_host(url: &str) -> Result<String, String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(format!(
-            "`{url}` carries a user name or password; webhook URLs may not (use `webhook_secret` to sign)"
-        ));
-    }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
-    };
-    if host.is_empty()
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
-    {
-        return Err(format!("`{url}` has no valid host"));
-    }
-    Ok(host.to_ascii_lowercase())
-}
-
-/// Whether `host` is allowed by `webhook_hosts`: an exact name, or `*.example.com` for any
-/// name under it.
-pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let host = host.to_ascii_lowercase();
-    allowed.iter().any(|a| {
-        let a = a.trim().to_ascii_lowercase();
-        match a.strip_prefix("*.") {
-            Some(suffix) => host.ends_with(&format!(".{suffix}")),
-            None => host == a,
-        }
-    })
 }
 
 fn decode(d: &mut Decoder<'_>, root: &Node) -> Option<Scoring> {

@@ -10,6 +10,7 @@
 
 mod condition;
 mod rules;
+mod split;
 mod step;
 mod trigger;
 mod value;

@@ -285,7 +285,7 @@ impl Decoder<'_> {
             return None;
         };
         let url = self.string(url_node, "the webhook's `url`")?;
-        let host = match crate::scoring::url_host(&url) {
+        let host = match crate::host::url_host(&url) {
             Ok(h) => h,
             Err(e) => {
                 self.error(

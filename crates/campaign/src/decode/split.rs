@@ -1,6 +1,6 @@
-//! A/B tests in a campaign (SPEC §13): the `split:` step action, the `variants:` of a send
-//! step, how their winner is called (`metric`, `confidence`, `min_sample`, `auto_winner`),
-//! and `frequency: exempt`.
+//! Decoding A/B tests (SPEC §13): the `split:` step action, the `variants:` of a send step,
+//! how their winner is called (`metric`, `confidence`, `min_sample`, `auto_winner`), and
+//! `frequency: exempt`. The types they decode into are in `model`.
 //!
 //! Validation here covers what one step can check (at least two choices, ids unique,
 //! weights positive); whether a split's `goto` targets exist is checked with every other
@@ -8,10 +8,8 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
-
-use crate::decode::{Decoder, Fields};
-use crate::model::{SendAction, StepId};
+use super::{Decoder, Fields};
+use crate::model::{AbTest, Arm, Metric, SendAction, StepId, Variant};
 use crate::yaml::{Kind, Node};
 
 /// Keys of one arm of a `split:`.
@@ -20,102 +18,6 @@ pub const ARM_KEYS: &[&str] = &["id", "weight", "goto"];
 pub const VARIANT_KEYS: &[&str] = &["id", "weight", "subject", "send", "preheader"];
 /// Step keys that tune how a split's or variants' winner is called.
 pub const TEST_KEYS: &[&str] = &["metric", "confidence", "min_sample", "auto_winner"];
-
-/// One arm of a split: contacts assigned to it continue at `goto`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Arm {
-    /// The arm's id, unique within the split (recorded for every contact assigned to it).
-    pub id: String,
-    /// Relative share of contacts (positive).
-    pub weight: u32,
-    /// Where its contacts continue.
-    pub goto: StepId,
-}
-
-/// One variant of an email step: its own subject and/or template.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Variant {
-    /// The variant's id, unique within the step (recorded on every message).
-    pub id: String,
-    /// Relative share of contacts (positive).
-    pub weight: u32,
-    /// The step's email as this variant sends it (the step's own values where the variant
-    /// says nothing; never has variants itself).
-    pub send: SendAction,
-}
-
-/// The measure an A/B test compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// Contacts who opened, over contacts sent.
-    Opened,
-    /// Contacts who clicked, over contacts sent.
-    #[default]
-    Clicked,
-    /// Contacts who reached the campaign's goal, over contacts sent.
-    Goal,
-}
-
-impl Metric {
-    /// The name used in YAML and in `stats --json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Opened => "opened",
-            Metric::Clicked => "clicked",
-            Metric::Goal => "goal",
-        }
-    }
-}
-
-/// How a test's winner is called.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct AbTest {
-    /// What is compared.
-    pub metric: Metric,
-    /// Confidence needed to call a winner (0.5 to 0.9999; default 0.95).
-    pub confidence: f64,
-    /// Contacts sent per variant before any winner is called (default 100).
-    pub min_sample: u64,
-    /// Once a winner is called, later contacts get only the winner.
-    pub auto_winner: bool,
-}
-
-impl Default for AbTest {
-    fn default() -> Self {
-        Self {
-            metric: Metric::Clicked,
-            confidence: 0.95,
-            min_sample: 100,
-            auto_winner: false,
-        }
-    }
-}
-
-impl SendAction {
-    /// The email as variant `id` sends it; the step's own for no variant (or an unknown
-    /// one, as after an edit removed it).
-    pub fn variant(&self, id: Option<&str>) -> &SendAction {
-        id.and_then(|id| self.variants.iter().find(|v| v.id == id))
-            .map_or(self, |v| &v.send)
-    }
-}
-
-impl crate::Step {
-    /// The ids and weights contacts are assigned among: a split's arms or an email's
-    /// variants; empty for any other step.
-    pub fn choices(&self) -> Vec<(&str, u32)> {
-        match &self.action {
-            crate::Action::Split(arms) => arms.iter().map(|a| (a.id.as_str(), a.weight)).collect(),
-            crate::Action::Send(send) => send
-                .variants
-                .iter()
-                .map(|v| (v.id.as_str(), v.weight))
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-}
 
 impl Decoder<'_> {
     /// `frequency: exempt` (the only value: capped is the default).
