@@ -23,6 +23,7 @@ pub mod split;
 mod time;
 mod webhook;
 pub mod winner;
+mod writes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
