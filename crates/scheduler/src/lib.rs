@@ -13,6 +13,7 @@ pub mod daemon;
 mod decay;
 mod deliver;
 mod enroll;
+mod entry;
 mod explain;
 mod facts;
 pub mod frequency;
@@ -37,7 +38,7 @@ use tokio::sync::RwLock;
 
 pub use decay::{score_at, score_reasons};
 pub use deliver::{Courier, Delivered, Failure, Job, backoff, next_attempt};
-pub use enroll::EnrollOutcome;
+pub use entry::EnrollOutcome;
 pub use explain::{explain, score, signal_lines};
 pub use frequency::FrequencyCap;
 pub use live::{LiveCampaign, SyncReport, remap_target};

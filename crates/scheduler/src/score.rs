@@ -108,7 +108,7 @@ pub(crate) async fn score_events(
             properties.insert("score".into(), json!(round(after)));
             properties.insert("previous_score".into(), json!(round(before)));
             properties.insert("event".into(), Value::String(event.name.clone()));
-            if let Ok(new) = crate::enroll::decide(batch, live, &contact, &properties, now) {
+            if let Ok(new) = crate::entry::decide(batch, live, &contact, &properties, now) {
                 enroll.push(new);
             }
         }
