@@ -12,8 +12,8 @@
 //! the decision history with the window and its next opening.
 //!
 //! It stays one module because `advance_one` is one state machine (run, skip, postpone, wait,
-//! exit) read top to bottom, and the rest is what it needs: the batch's `Writes` it fills and
-//! the words its reasons are written in.
+//! exit) read top to bottom, and the rest is what it needs: the words its reasons are written
+//! in. The batch's `Writes` it fills live in `writes`, which `split` fills too.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use crate::facts::{Batch, Known, campaign_conditions};
 use crate::live::LiveCampaign;
+use crate::writes::Writes;
 use crate::{Engine, Outcome, Result, to_ms};
 
 /// Most steps one enrollment may run in one go (validation already refuses loops that never
@@ -101,93 +102,6 @@ pub(crate) async fn advance_batch(
     }
     out.queued += writes.flush(tx, to_ms(now)).await?;
     Ok(out)
-}
-
-/// The writes of a batch that are the same for every enrollment, made at the end of the batch
-/// in a few multi-row statements (inside the same transaction, so a crash still loses or
-/// doubles nothing).
-#[derive(Default)]
-pub(crate) struct Writes {
-    step_runs: Vec<NewStepRun>,
-    messages: Vec<NewMessage>,
-    webhooks: Vec<nurture_store::NewWebhook>,
-    advances: Vec<Advance>,
-    /// What steps changed in contacts' tags and attributes (applied to the stored rows as
-    /// they are at the end of the batch, not written from the batch's copy, which another
-    /// writer may have changed since it was read).
-    profiles: std::collections::BTreeMap<i64, nurture_store::ProfileChange>,
-    /// The called winners of `auto_winner` tests, read once per batch and step.
-    pub(crate) winners: HashMap<(String, String), Option<String>>,
-}
-
-impl Writes {
-    fn step_run(
-        &mut self,
-        e: &Enrollment,
-        seq: i64,
-        step: &str,
-        outcome: &'static str,
-        reason: Option<String>,
-    ) {
-        self.step_runs.push(NewStepRun {
-            enrollment_id: e.id,
-            seq,
-            step_id: step.to_string(),
-            outcome,
-            reason,
-            variant: None,
-        });
-    }
-
-    /// Writes everything; returns how many emails were queued.
-    async fn flush(self, tx: &mut Tx, now_ms: i64) -> Result<u64> {
-        let profiles: Vec<(i64, &nurture_store::ProfileChange)> =
-            self.profiles.iter().map(|(id, c)| (*id, c)).collect();
-        tx.apply_profile_changes(&profiles, now_ms).await?;
-        tx.insert_step_runs(&self.step_runs, now_ms).await?;
-        // An enrollment that leaves by its goal (or because its contact can no longer be
-        // mailed) takes its mail still waiting for a retry with it; one that ends at an
-        // `exit` step keeps it, as a completed one does. Mail queued by this batch comes
-        // after, and stays.
-        for (reason, why) in [
-            ("goal", "not sent: the enrollment reached its goal"),
-            ("unsubscribed", "not sent: the contact is unsubscribed"),
-            ("bounced", "not sent: the contact is bounced"),
-            ("complained", "not sent: the contact is complained"),
-        ] {
-            let ids: Vec<i64> = self
-                .advances
-                .iter()
-                .filter(|a| {
-                    a.state == EnrollmentState::Exited && a.exit_reason.as_deref() == Some(reason)
-                })
-                .map(|a| a.id)
-                .collect();
-            if !ids.is_empty() {
-                tx.suppress_waiting_messages(
-                    nurture_store::Waiting::Enrollments(&ids),
-                    why,
-                    now_ms,
-                )
-                .await?;
-            }
-        }
-        let queued = tx.queue_messages(&self.messages, now_ms).await?;
-        tx.queue_webhooks(&self.webhooks, now_ms).await?;
-        let moved = tx.advance_enrollments(&self.advances, now_ms).await?;
-        if moved != self.advances.len() as u64 {
-            // Someone else advanced one: impossible while we hold the rows, so refuse to
-            // commit.
-            return Err(crate::EngineError::Store(
-                nurture_store::StoreError::Corrupt(format!(
-                    "{} of {} enrollments changed while they were being advanced",
-                    self.advances.len() as u64 - moved,
-                    self.advances.len()
-                )),
-            ));
-        }
-        Ok(queued)
-    }
 }
 
 enum End {

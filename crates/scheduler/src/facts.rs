@@ -150,7 +150,7 @@ impl Known {
         let score = batch
             .scores
             .get(&contact.id)
-            .map_or(0.0, |r| crate::score::score_at(r, batch.now_ms));
+            .map_or(0.0, |r| crate::decay::score_at(r, batch.now_ms));
         Self {
             contact,
             properties,

@@ -10,8 +10,10 @@
 
 mod advance;
 pub mod daemon;
+mod decay;
 mod deliver;
 mod enroll;
+mod entry;
 mod explain;
 mod facts;
 pub mod frequency;
@@ -23,6 +25,7 @@ pub mod split;
 mod time;
 mod webhook;
 pub mod winner;
+mod writes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,12 +36,12 @@ use nurture_campaign::CampaignFile;
 use nurture_store::{Store, StoreError};
 use tokio::sync::RwLock;
 
+pub use decay::{score_at, score_reasons};
 pub use deliver::{Courier, Delivered, Failure, Job, backoff, next_attempt};
-pub use enroll::EnrollOutcome;
+pub use entry::EnrollOutcome;
 pub use explain::{explain, score, signal_lines};
 pub use frequency::FrequencyCap;
 pub use live::{LiveCampaign, SyncReport, remap_target};
-pub use score::{score_at, score_reasons};
 pub use time::{Clock, ManualClock, from_ms, to_ms};
 pub use webhook::{PostOutcome, Poster, WebhookReport, webhook_context};
 

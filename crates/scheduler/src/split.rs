@@ -46,7 +46,7 @@ pub fn assign<'a>(
 /// (read once per batch), else its stable [`assign`]ment. `None` for a step without choices.
 pub(crate) async fn choose(
     tx: &mut Tx,
-    w: &mut crate::advance::Writes,
+    w: &mut crate::writes::Writes,
     c: &Campaign,
     step: &Step,
     email: &str,
