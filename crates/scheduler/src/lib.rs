@@ -270,14 +270,17 @@ impl Engine {
         Ok(out)
     }
 
-    /// The earliest time anything is due (a step or a message), for the daemon's sleep.
+    /// The earliest time anything is due (a step, a message, a webhook call or a
+    /// confirmation email), for the daemon's sleep.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let mut tx = self.store.begin().await?;
+        // Reads only: no writer lock, so the daemon's sleep never waits behind an ingest batch.
+        let mut tx = self.store.begin_read().await?;
         let steps = tx.next_due().await?;
         let messages = tx.next_message_due().await?;
         let webhooks = tx.next_webhook_due().await?;
-        tx.commit().await?;
-        Ok([steps, messages, webhooks]
+        let confirmations = tx.next_form_mail_due().await?;
+        tx.rollback().await?;
+        Ok([steps, messages, webhooks, confirmations]
             .into_iter()
             .flatten()
             .min()

@@ -503,8 +503,47 @@ async fn exits_settle_waiting_mail(backend: Backend) {
     assert_eq!(up.0.load(Ordering::SeqCst), 0);
 }
 
+/// A confirmation email waiting for its (next) attempt is what the daemon wakes for when
+/// nothing else is due: a double opt-in sign-up is mailed at once, not at the next poll.
+async fn a_queued_confirmation_email_is_due(backend: Backend) {
+    let t0 = at("2026-11-02T10:00:00Z");
+    let w = World::new(backend).await;
+    assert_eq!(w.engine.next_due().await.unwrap(), None);
+    let mut tx = w.engine.store().begin().await.unwrap();
+    let submitted = tx
+        .submit_form(
+            &nurture_store::NewSubmission {
+                form_id: "guide".into(),
+                email: "ana@x.example".into(),
+                attributes: Default::default(),
+                tags: Vec::new(),
+                consent_text: "Send me the guide".into(),
+                consent_version: "v1".into(),
+                ip: None,
+                user_agent: None,
+                double_opt_in: true,
+                resend_after_ms: 3_600_000,
+                event: "form.submitted".into(),
+                properties: Default::default(),
+            },
+            t0.timestamp_millis(),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        matches!(
+            submitted,
+            nurture_store::Submitted::Pending { mailed: true, .. }
+        ),
+        "{submitted:?}"
+    );
+    assert_eq!(w.engine.next_due().await.unwrap(), Some(t0));
+}
+
 both!(
     a_round_longer_than_the_lease_keeps_its_messages,
+    a_queued_confirmation_email_is_due,
     a_worker_that_lost_its_lease_is_counted_not_obeyed,
     suppression_is_checked_when_the_message_goes_out,
     paused_campaigns_hold_their_mail_and_removed_ones_settle_it,

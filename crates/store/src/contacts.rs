@@ -352,7 +352,7 @@ impl Tx {
     }
 
     /// [`Tx::write_profile`] for many contacts in one statement per chunk.
-    pub async fn write_profiles(&mut self, contacts: &[&Contact], now: i64) -> Result<()> {
+    pub(crate) async fn write_profiles(&mut self, contacts: &[&Contact], now: i64) -> Result<()> {
         use std::fmt::Write;
         for chunk in contacts.chunks(crate::CHUNK) {
             let mut p = self.placeholders();
@@ -381,7 +381,7 @@ impl Tx {
     }
 
     /// Stores a contact's attributes and tags as they are in `contact`.
-    pub async fn write_profile(&mut self, contact: &Contact, now: i64) -> Result<()> {
+    pub(crate) async fn write_profile(&mut self, contact: &Contact, now: i64) -> Result<()> {
         sqlx::query(
             "UPDATE contacts SET attributes = $1, tags = $2, updated_at = $3 WHERE id = $4",
         )

@@ -45,7 +45,7 @@ pub use frequency::VariantCounts;
 pub use messages::{MessageRow, MessageSummary, NewMessage, Waiting};
 pub use redact::redact;
 pub use scores::{ScorePoint, ScoreRow};
-pub use signals::{NewSignal, SignalRow, normalize_message_id};
+pub use signals::{NewSignal, SignalRow};
 pub use state::{
     ContactStatus, EnrollmentState, MailState, MessageState, SignalKind, UnknownState, WebhookState,
 };

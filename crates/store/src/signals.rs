@@ -62,7 +62,7 @@ fn decode(r: &AnyRow) -> Result<SignalRow> {
 
 /// `<id@host>`: a Message-ID as the sender stores it, whatever brackets and spaces a report
 /// wrote around it (Mailgun and SES drop the brackets, DSNs keep them). `None` when empty.
-pub fn normalize_message_id(raw: &str) -> Option<String> {
+pub(crate) fn normalize_message_id(raw: &str) -> Option<String> {
     let inner = raw
         .trim()
         .trim_start_matches('<')

@@ -168,32 +168,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Records one step run; the primary key (enrollment, seq) makes it happen once.
-    pub async fn insert_step_run(
-        &mut self,
-        enrollment_id: i64,
-        seq: i64,
-        step_id: &str,
-        outcome: &str,
-        reason: Option<&str>,
-        at: i64,
-    ) -> Result<bool> {
-        let n = sqlx::query(
-            "INSERT INTO step_runs (enrollment_id, seq, step_id, outcome, reason, at) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (enrollment_id, seq) DO NOTHING",
-        )
-        .bind(enrollment_id)
-        .bind(seq)
-        .bind(step_id)
-        .bind(outcome)
-        .bind(reason)
-        .bind(at)
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
     /// Moves every active enrollment of a campaign waiting at `from` to `to` (step removed by
     /// an edit), or completes them when `to` is `None`.
     pub async fn remap_step(

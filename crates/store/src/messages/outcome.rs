@@ -215,24 +215,4 @@ impl Tx {
         }
         Ok(())
     }
-
-    /// Records one SMTP attempt, for `explain`.
-    pub async fn insert_attempt(
-        &mut self,
-        message_id: i64,
-        outcome: &str,
-        reply: Option<&str>,
-        at: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO message_attempts (message_id, at, outcome, reply) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(message_id)
-        .bind(at)
-        .bind(outcome)
-        .bind(reply)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
 }
