@@ -4,7 +4,8 @@
 //! through sqlx's `Any` driver: times are Unix milliseconds, JSON is text, and placeholders
 //! are `$N` (which SQLite accepts too). Where the backends must differ — claiming work with
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite — the choice is made
-//! here and nowhere else. The crate knows nothing of YAML, templates or SMTP.
+//! here and nowhere else. Every state column's values are an enum of `state`, mapped to
+//! its SQL `CHECK` list in that one place. The crate knows nothing of YAML, templates or SMTP.
 
 mod campaigns;
 mod contacts;
