@@ -141,9 +141,9 @@ async fn sample_from_contact(
 ) -> anyhow::Result<(Sample, String)> {
     let email = email_arg(email)?;
     let engine = open_engine(config).await?;
-    let mut tx = engine.store().begin().await?;
+    let mut tx = engine.store().begin_read().await?;
     let Some(contact) = tx.contact_by_email(&email).await? else {
-        tx.commit().await?;
+        tx.rollback().await?;
         return Err(invalid(format!("there is no contact {email}")));
     };
     let event = tx
@@ -154,7 +154,7 @@ async fn sample_from_contact(
         .find(|e| e.campaign_id == campaign)
         .map(|e| e.trigger_properties)
         .unwrap_or_default();
-    tx.commit().await?;
+    tx.rollback().await?;
     let secret = match &config.secret {
         Some(s) => s.expose().to_string(),
         None => {

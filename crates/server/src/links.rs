@@ -62,7 +62,8 @@ pub(crate) async fn unsubscribe_page(
         _ => return not_found_page(),
     };
     let found = async {
-        let mut tx = state.store.begin().await?;
+        // A read: the page never waits behind the writer (a send round, an ingest batch).
+        let mut tx = state.store.begin_read().await?;
         let found = message_and_contact(&mut tx, id).await?;
         tx.rollback().await?;
         Ok::<_, nurture_store::StoreError>(found)

@@ -45,7 +45,8 @@ pub(crate) async fn confirm_page(
         return bad_link();
     };
     let found = async {
-        let mut tx = state.store.begin().await?;
+        // A read: the page never waits behind the writer.
+        let mut tx = state.store.begin_read().await?;
         let s = tx.submission(id).await?;
         tx.rollback().await?;
         Ok::<_, nurture_store::StoreError>(s)
