@@ -191,10 +191,12 @@ impl Daemon {
         api_key: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
-        let mut all = env.to_vec();
-        if let Some(key) = api_key {
-            all.push(("NURTURE_API_KEY", key));
-        }
+        // The key first, so that `env` may still override it, as before.
+        let mut all: Vec<(&str, &str)> = api_key
+            .map(|k| ("NURTURE_API_KEY", k))
+            .into_iter()
+            .collect();
+        all.extend_from_slice(env);
         let url = sink.url();
         Self::spawn(p, nurture_testkit::free_port(), Some(&url), &all)
     }

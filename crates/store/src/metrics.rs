@@ -6,9 +6,11 @@
 //! so a scrape reads a few dozen rows whatever the number of messages; the engine folds the
 //! deltas at the start of every round ([`Store::fold_state_counts`]).
 
+use std::str::FromStr;
+
 use sqlx::Row;
 
-use crate::state::{self, EnrollmentState, MessageState, StoredName};
+use crate::state::{self, EnrollmentState, MessageState, UnknownState};
 use crate::{Backend, Result, Store, Tx};
 
 impl Store {
@@ -70,7 +72,10 @@ impl Store {
 
 impl Tx {
     /// Rows of `tbl` per state, for the states that have any: (state, count).
-    async fn count_by_state<T: StoredName>(&mut self, tbl: &str) -> Result<Vec<(T, i64)>> {
+    async fn count_by_state<T: FromStr<Err = UnknownState>>(
+        &mut self,
+        tbl: &str,
+    ) -> Result<Vec<(T, i64)>> {
         let rows = sqlx::query(
             "SELECT state, CAST(SUM(n) AS BIGINT) FROM (
                  SELECT state, n FROM state_counts WHERE tbl = $1

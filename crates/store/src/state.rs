@@ -56,14 +56,6 @@ macro_rules! stored_enum {
             }
         }
 
-        impl StoredName for $name {
-            const WHAT: &'static str = $what;
-
-            fn parse_stored(s: &str) -> Option<Self> {
-                Self::parse(s)
-            }
-        }
-
         impl FromStr for $name {
             type Err = UnknownState;
 
@@ -93,22 +85,15 @@ macro_rules! stored_enum {
     };
 }
 
-/// What [`column`] and [`decode`] need of a stored enum.
-pub(crate) trait StoredName: Sized {
-    /// The column's values, for the error (`message state`).
-    const WHAT: &'static str;
-    /// The value stored as `s`.
-    fn parse_stored(s: &str) -> Option<Self>;
-}
-
 /// Reads a stored name; one the schema does not allow means the database was written by
 /// something other than this code.
-pub(crate) fn decode<T: StoredName>(s: &str) -> Result<T> {
-    T::parse_stored(s).ok_or_else(|| StoreError::Corrupt(format!("unknown {} `{s}`", T::WHAT)))
+pub(crate) fn decode<T: FromStr<Err = UnknownState>>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|e: UnknownState| StoreError::Corrupt(e.to_string()))
 }
 
 /// Reads the state column `index` (a name or a position) of `row`.
-pub(crate) fn column<T: StoredName, I: sqlx::ColumnIndex<AnyRow>>(
+pub(crate) fn column<T: FromStr<Err = UnknownState>, I: sqlx::ColumnIndex<AnyRow>>(
     row: &AnyRow,
     index: I,
 ) -> Result<T> {
